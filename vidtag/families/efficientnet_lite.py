@@ -1,0 +1,114 @@
+"""EfficientNet-Lite: the ImageNet frame tagger behind the embedded default model.
+
+The network mirrors the TensorFlow "lite" variant (ReLU6, no squeeze-excitation, stem and head not
+scaled) with TensorFlow "SAME" padding, so the published converted weights load with their own key
+names (`_conv_stem.weight`, `_blocks.N._depthwise_conv.weight`, `_fc.weight`, ...).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# (repeats, kernel, stride, expand ratio, in channels, out channels) of EfficientNet-B0/Lite0.
+_LITE0_STAGES = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+]
+_BN_EPS = 1e-3  # TensorFlow's default, which the weights were trained with
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding: output size ceil(input / stride), extra pixel at the end."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        if any(pads):
+            x = F.pad(x, pads)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck: 1x1 expand, depthwise kxk, 1x1 project, identity skip."""
+
+    def __init__(self, kernel: int, stride: int, expand: int, c_in: int, c_out: int):
+        super().__init__()
+        hidden = c_in * expand
+        if expand != 1:
+            self._expand_conv = SameConv2d(c_in, hidden, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(hidden, eps=_BN_EPS)
+        self._depthwise_conv = SameConv2d(hidden, hidden, kernel, stride, groups=hidden, bias=False)
+        self._bn1 = nn.BatchNorm2d(hidden, eps=_BN_EPS)
+        self._project_conv = SameConv2d(hidden, c_out, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(c_out, eps=_BN_EPS)
+        self.expand = expand != 1
+        self.skip = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.skip else y
+
+
+class EfficientNetLite0(nn.Module):
+    """EfficientNet-Lite0 image classifier: (N, 3, H, W) normalised images -> (N, classes) logits."""
+
+    def __init__(self, num_classes: int = 1000):
+        super().__init__()
+        self._conv_stem = SameConv2d(3, 32, 3, 2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=_BN_EPS)
+        blocks = []
+        for repeats, kernel, stride, expand, c_in, c_out in _LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConv(kernel, stride if i == 0 else 1, expand, c_in if i == 0 else c_out, c_out))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SameConv2d(320, 1280, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(1280, eps=_BN_EPS)
+        self._fc = nn.Linear(1280, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return self._fc(x.mean(dim=(2, 3)))
+
+
+class FramePooling(nn.Module):
+    """A 2D image classifier applied to every frame of a clip, probabilities averaged over time."""
+
+    def __init__(self, image_classifier: nn.Module):
+        super().__init__()
+        self.net = image_classifier
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        batch, frames = clips.shape[:2]
+        probs = self.net(clips.flatten(0, 1)).float().softmax(-1)
+        return probs.view(batch, frames, -1).mean(1)
+
+
+def load(spec, weights, labels):
+    """Registry loader: the published Lite0 state dict, loaded strictly and safely."""
+    from ..errors import FatalError
+    from ..models import LoadedNet, spec_labels
+
+    names = spec_labels(spec)
+    net = EfficientNetLite0(num_classes=len(names))
+    try:
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        net.load_state_dict(state, strict=True)
+    except Exception as exc:
+        raise FatalError(f"cannot load EfficientNet-Lite0 weights from {weights}: {exc}") from None
+    return LoadedNet(module=FramePooling(net), labels=names)

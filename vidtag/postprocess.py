@@ -1,0 +1,20 @@
+"""Postprocessing: clip probabilities -> ranked labels for each clip and for the whole video."""
+
+from __future__ import annotations
+
+import torch
+
+from .record import Label
+
+
+def ranked(probs: torch.Tensor, labels: list[str], top_k: int, threshold: float | None = None) -> list[Label]:
+    """The top-k labels of one probability vector, best first, dropping scores below `threshold`."""
+    k = min(top_k, probs.numel())
+    scores, indices = probs.topk(k) if k > 0 else (probs[:0], probs[:0].long())
+    out = [Label(labels[int(i)], round(float(s), 6)) for s, i in zip(scores, indices)]
+    return [x for x in out if threshold is None or x.score >= threshold]
+
+
+def aggregate(clip_probs: torch.Tensor) -> torch.Tensor:
+    """The video-level probabilities: the mean over clips (and views), the standard test protocol."""
+    return clip_probs.mean(0)

@@ -1,0 +1,105 @@
+"""Probing: what a video file holds (duration, frame rate, size, rotation), read from the container.
+
+Durations and times come from presentation timestamps and time bases. When the container does not
+know the duration, it is derived from the packets' timestamps (demuxing only, no decoding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+
+from .errors import MediaError
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The facts about one video stream that sampling and decoding need."""
+
+    duration: float  # seconds from the first frame to the end of the last one
+    start: float  # presentation time of the first frame, seconds (times in records are relative to it)
+    fps: float | None  # average frame rate, when known
+    frames: int | None  # frame count from the container, or estimated from duration x fps
+    width: int
+    height: int
+    rotation: int  # counter-clockwise degrees to turn decoded frames upright (0, 90, 180, 270)
+    codec: str
+    keyframes: tuple[float, ...]  # keyframe times from the container index (seconds, absolute); may be empty
+
+
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The main video stream, ignoring cover-art pictures; a MediaError when there is none."""
+    streams = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
+    if not streams:
+        if container.streams.video:
+            raise MediaError("the file holds only a still cover image, no video stream")
+        kinds = sorted({s.type for s in container.streams}) or ["no streams"]
+        raise MediaError(f"the file has no video stream (it holds: {', '.join(kinds)})")
+    return streams[0]
+
+
+def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * time_base)
+
+
+def _scan_packets(container, stream) -> tuple[float | None, float | None, int]:
+    """First and end presentation times and packet count, by demuxing the stream (no decoding)."""
+    first = end = None
+    count = 0
+    for packet in container.demux(stream):
+        if packet.pts is None:
+            continue
+        count += 1
+        t0 = float(packet.pts * packet.time_base)
+        t1 = t0 + float((packet.duration or 0) * packet.time_base)
+        first = t0 if first is None else min(first, t0)
+        end = t1 if end is None else max(end, t1)
+    return first, end, count
+
+
+def probe(container: av.container.InputContainer) -> VideoInfo:
+    """Read a VideoInfo from an open container."""
+    stream = video_stream(container)
+    tb = stream.time_base
+    ctx = stream.codec_context
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    fps = float(rate) if rate and 0 < float(rate) < 1000 else None
+    start = _seconds(stream.start_time, tb)
+    if start is None and container.start_time is not None:
+        start = container.start_time / av.time_base
+    duration = _seconds(stream.duration, tb)
+    if not duration and container.duration:
+        duration = container.duration / av.time_base - ((start or 0.0) - (container.start_time or 0) / av.time_base)
+    frames = stream.frames or None
+    if not duration or duration <= 0 or start is None:
+        first, end, count = _scan_packets(container, stream)
+        container.seek(0)
+        if first is None:
+            raise MediaError("the video stream holds no frames")
+        start = first if start is None else start
+        duration = end - start if end is not None else 0.0
+        frames = frames or count
+    if duration <= 0 and fps:  # a single frame with no duration shows for one frame period
+        duration = 1.0 / fps
+    if duration <= 0:
+        duration = 1e-3
+    if frames is None and fps:
+        frames = max(1, round(duration * fps))
+    keyframes = tuple(
+        float(e.timestamp * tb) for e in stream.index_entries if e.is_keyframe
+    ) if tb is not None else ()
+    return VideoInfo(
+        duration=duration,
+        start=start or 0.0,
+        fps=fps,
+        frames=frames,
+        width=ctx.width,
+        height=ctx.height,
+        rotation=0,  # known once a frame is decoded: decode.py fills it in from the frame's display matrix
+        codec=ctx.name,
+        keyframes=keyframes,
+    )

