@@ -96,63 +96,95 @@ def parse_views(views: str | None) -> tuple[int | None, int]:
     return clips, crops
 
 
-def classify(
-    paths: Iterable[str],
-    model: str | VideoModel | None = None,
-    *,
-    weights: str | None = None,
-    labels: list[str] | None = None,
-    clips: int | None = None,
-    window: float | None = None,
-    stride: float | None = None,
-    views: str | None = None,
-    top_k: int = 5,
-    threshold: float | None = None,
-    batch_size: int = 8,
-    device: str = "auto",
-    precision: str = "auto",
-    extensions: Iterable[str] | None = None,
-    registry_files: list[str] | None = None,
-    recipe_overrides: dict[str, Any] | None = None,
-) -> Iterator[Record]:
+class Job:
+    """A configured run: the model loaded, the files found, the settings every record carries.
+
+    `records()` yields one Record per file in order; files in `skip` are left out (for --resume).
+    """
+
+    def __init__(
+        self,
+        paths: Iterable[str],
+        model: str | VideoModel | None = None,
+        *,
+        weights: str | None = None,
+        labels: list[str] | None = None,
+        clips: int | None = None,
+        window: float | None = None,
+        stride: float | None = None,
+        views: str | None = None,
+        top_k: int = 5,
+        threshold: float | None = None,
+        batch_size: int = 8,
+        device: str = "auto",
+        precision: str = "auto",
+        extensions: Iterable[str] | None = None,
+        registry_files: list[str] | None = None,
+        recipe_overrides: dict[str, Any] | None = None,
+    ):
+        if top_k < 1:
+            raise ConfigError("--top-k must be at least 1")
+        if batch_size < 1:
+            raise ConfigError("--batch-size must be at least 1")
+        if threshold is not None and not 0 <= threshold <= 1:
+            raise ConfigError("--threshold must be between 0 and 1")
+        if clips is not None and window is not None:
+            raise ConfigError("use either --clips or --window, not both")
+        if stride is not None and window is None:
+            raise ConfigError("--stride needs --window")
+        view_clips, self.crops = parse_views(views)
+        if view_clips is not None:
+            if clips is not None or window is not None:
+                raise ConfigError("--views sets the clips itself: do not combine it with --clips or --window")
+            clips = view_clips
+        self.files = discover(paths, extensions)
+        self.model = model if isinstance(model, VideoModel) else load_model(
+            model, weights=weights, labels=labels, device=device, precision=precision,
+            registry_files=registry_files, **(recipe_overrides or {}))
+        self.recipe = Recipe.from_spec(self.model.spec, clips=clips, window=window, stride=stride,
+                                       crops=self.crops)
+        self.top_k, self.threshold, self.batch_size = top_k, threshold, batch_size
+        self.settings: dict[str, Any] = {
+            "model": self.model.name, "weights": weights or self.model.spec.weights,
+            **self.recipe.settings(), "top_k": top_k, "threshold": threshold,
+        }
+        if labels:
+            self.settings["labels"] = list(labels)
+
+    def is_done(self, record: Record, retry_failed: bool = False) -> bool:
+        """Whether an earlier record still stands: same settings, same file, and ok (or failures kept)."""
+        settings = dict(record.settings or {})
+        file = settings.pop("file", None)
+        if settings != self.settings or file != file_key(record.path):
+            return False
+        return record.ok or not retry_failed
+
+    def records(self, skip: set[str] | frozenset[str] = frozenset()) -> Iterator[Record]:
+        """Classify every file not in `skip`, yielding records in input order."""
+        files = [f for f in self.files if f not in skip]
+        items = (prepare_or_error(path, self.recipe) for path in files)
+        for item, probs, seconds in batched_inference(items, self.model, self.batch_size):
+            yield self._record(item, probs, seconds)
+
+    def _record(self, item: Prepared | Record, probs: torch.Tensor | None, seconds: float) -> Record:
+        if isinstance(item, Record):
+            record = item
+            record.model = self.model.name
+        else:
+            record = finish(item, probs, model=self.model.name, labels=self.model.labels,
+                            score=self.model.score, crops=self.crops, top_k=self.top_k,
+                            threshold=self.threshold, settings=self.settings)
+        record.elapsed = round(seconds, 4)
+        record.settings = {**self.settings, "file": file_key(record.path)}
+        return record
+
+
+def classify(paths: Iterable[str], model: str | VideoModel | None = None, **options: Any) -> Iterator[Record]:
     """Tag videos: yield one Record per input file, in a deterministic order (see docs/output.md).
 
     `paths` are files or folders (walked recursively for `extensions`). `model` is a registry name, a
-    model folder, a Hub id, or a model from `load_model`. `clips` or `window`/`stride` choose the
-    clips along each video; `views` ('CLIPSxCROPS') the multi-view test protocol.
+    model folder, a Hub id, or a model from `load_model`. Options: weights, labels, clips, or
+    window/stride (clips along each video), views ('CLIPSxCROPS', the multi-view test protocol), top_k,
+    threshold, batch_size, device, precision, extensions, registry_files, recipe_overrides.
     """
-    if top_k < 1:
-        raise ConfigError("--top-k must be at least 1")
-    if batch_size < 1:
-        raise ConfigError("--batch-size must be at least 1")
-    if threshold is not None and not 0 <= threshold <= 1:
-        raise ConfigError("--threshold must be between 0 and 1")
-    if clips is not None and window is not None:
-        raise ConfigError("use either --clips or --window, not both")
-    if stride is not None and window is None:
-        raise ConfigError("--stride needs --window")
-    view_clips, crops = parse_views(views)
-    if view_clips is not None:
-        if clips is not None or window is not None:
-            raise ConfigError("--views sets the clips itself: do not combine it with --clips or --window")
-        clips = view_clips
-    files = discover(paths, extensions)
-    loaded = model if isinstance(model, VideoModel) else load_model(
-        model, weights=weights, labels=labels, device=device, precision=precision,
-        registry_files=registry_files, **(recipe_overrides or {}))
-    recipe = Recipe.from_spec(loaded.spec, clips=clips, window=window, stride=stride, crops=crops)
-    settings = {"model": loaded.name, "weights": weights or loaded.spec.weights, **recipe.settings(),
-                "top_k": top_k, "threshold": threshold}
-    if labels:
-        settings["labels"] = list(labels)
-    items = (prepare_or_error(path, recipe) for path in files)
-    for item, probs, seconds in batched_inference(items, loaded, batch_size):
-        if isinstance(item, Record):
-            item.model = loaded.name
-            record = item
-        else:
-            record = finish(item, probs, model=loaded.name, labels=loaded.labels, score=loaded.score,
-                            crops=crops, top_k=top_k, threshold=threshold, settings=settings)
-        record.elapsed = round(seconds, 4)
-        record.settings = {**settings, "file": file_key(record.path)}
-        yield record
+    return Job(paths, model, **options).records()

@@ -1,0 +1,62 @@
+"""Test media made at test time with PyAV's encoder: known content, timestamps and keyframes."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+
+def frame_picture(index: int, width: int, height: int) -> np.ndarray:
+    """A picture that encodes its frame index in its brightness (robust to lossy coding)."""
+    value = (index * 7) % 256
+    image = np.full((height, width, 3), value, dtype=np.uint8)
+    image[: height // 4, : width // 4] = 255 - value  # a marker in the top-left corner
+    return image
+
+
+def make_video(path: Path | str, *, frames: int = 50, fps: int = 25, width: int = 64, height: int = 48,
+               codec: str = "libx264", pix_fmt: str = "yuv420p", gop: int | None = None,
+               rotation: int | None = None, pts: list[int] | None = None, time_base: Fraction | None = None,
+               picture=frame_picture, audio: bool = False, options: dict | None = None) -> Path:
+    """Encode a small video; `pts` (in `time_base` units) gives variable frame timing."""
+    path = Path(path)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        if time_base is not None:
+            stream.time_base = time_base
+            stream.codec_context.time_base = time_base
+        opts = dict(options or {})
+        if gop is not None:
+            stream.codec_context.gop_size = gop
+            if codec == "libx264":
+                opts.update({"keyint": str(gop), "min-keyint": str(gop), "scenecut": "0"})
+                opts = {"x264-params": ":".join(f"{k}={v}" for k, v in opts.items() if k != "x264-params")}
+        if opts:
+            stream.options = opts
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(picture(i, width, height), format="rgb24")
+            if pts is not None:
+                frame.pts = pts[i]
+                frame.time_base = time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+def brightness(image: np.ndarray) -> float:
+    """Mean brightness outside the marker corner, to read back a frame index."""
+    h, w = image.shape[:2]
+    return float(image[h // 2:, w // 2:].mean())
+
+
+def index_of(image: np.ndarray) -> int:
+    """The frame index a `frame_picture` encodes (exact while index * 7 < 256)."""
+    return round(brightness(image) / 7)

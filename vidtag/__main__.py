@@ -1,0 +1,3 @@
+from vidtag._cli import main
+
+main()
