@@ -56,6 +56,7 @@ class FrameReader:
         self.info = info
         self.keyframes = sorted(info.keyframes)
         self.rotation = 0
+        self.seekable = True
         self.decoded = 0  # frames decoded, for benchmarks and tests of sparse decoding
         self.seeks = 0
         self._frames = None  # the decoding iterator
@@ -85,13 +86,21 @@ class FrameReader:
         return self._keyframe_between(now, target)
 
     def _seek(self, target: float) -> None:
-        self._current = self._next = None
+        if not self.seekable:
+            if self._frames is None:
+                self._frames = self.container.decode(self.stream)
+            return
         tb = self.stream.time_base
         try:
             self.container.seek(int(target / tb), stream=self.stream, backward=True, any_frame=False)
-            self.seeks += 1
         except av.error.FFmpegError:
-            self.container.seek(0)  # unseekable input: decode from the start instead
+            # an unseekable input (a raw stream, a pipe): read on from where we are, never seek again
+            self.seekable = False
+            if self._frames is None:
+                self._frames = self.container.decode(self.stream)
+            return
+        self.seeks += 1
+        self._current = self._next = None
         self._frames = self.container.decode(self.stream)
 
     def _pull(self) -> tuple[float, av.VideoFrame] | None:
@@ -152,11 +161,17 @@ def read_video(path: str | Path, times_for, threads: int = 0):
     Returns (info, frames by time, reader) for the caller to build clips from.
     """
     try:
-        with open_video(path) as container:
+        container = open_video(path)
+        try:
             info = probe(container)
+            if not info.rewound:  # probing read an unseekable input to its end: start again
+                container.close()
+                container = open_video(path)
             times = times_for(info)
             reader = FrameReader(container, info, threads=threads)
             frames = reader.read(times)
             return info, frames, reader
+        finally:
+            container.close()
     except av.error.FFmpegError as exc:
         raise MediaError(f"FFmpeg could not read the file: {exc.strerror or exc}") from None

@@ -27,6 +27,7 @@ class VideoInfo:
     rotation: int  # counter-clockwise degrees to turn decoded frames upright (0, 90, 180, 270)
     codec: str
     keyframes: tuple[float, ...]  # keyframe times from the container index (seconds, absolute); may be empty
+    rewound: bool = True  # False when probing read packets and the input cannot seek back: reopen it
 
 
 def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
@@ -46,14 +47,20 @@ def _seconds(value: int | None, time_base: Fraction | None) -> float | None:
     return float(value * time_base)
 
 
-def _scan_packets(container, stream) -> tuple[float | None, float | None, int]:
-    """First and end presentation times and packet count, by demuxing the stream (no decoding)."""
+def _scan_packets(container, stream, from_time: float | None = None) -> tuple[float | None, float | None, int]:
+    """First and end presentation times and packet count, by demuxing the stream (no decoding).
+
+    With `from_time`, seek there first (to the keyframe before it) so only the file's tail is read.
+    """
     first = end = None
     count = 0
+    if from_time is not None:
+        container.seek(int(from_time / stream.time_base), stream=stream, backward=True)
     for packet in container.demux(stream):
+        if packet.size:
+            count += 1
         if packet.pts is None:
             continue
-        count += 1
         t0 = float(packet.pts * packet.time_base)
         t1 = t0 + float((packet.duration or 0) * packet.time_base)
         first = t0 if first is None else min(first, t0)
@@ -72,17 +79,36 @@ def probe(container: av.container.InputContainer) -> VideoInfo:
     if start is None and container.start_time is not None:
         start = container.start_time / av.time_base
     duration = _seconds(stream.duration, tb)
-    if not duration and container.duration:
-        duration = container.duration / av.time_base - ((start or 0.0) - (container.start_time or 0) / av.time_base)
     frames = stream.frames or None
+    rewound = True
     if not duration or duration <= 0 or start is None:
-        first, end, count = _scan_packets(container, stream)
-        container.seek(0)
+        # the stream does not say: find the last packet, from the container's rough end when it has one
+        # (only the tail is demuxed), else by reading every packet
+        first = end = None
+        count = 0
+        tail_tried = start is not None and bool(container.duration)
+        if tail_tried:
+            try:
+                _, end, _ = _scan_packets(container, stream, start + container.duration / av.time_base)
+                first = start
+            except av.error.FFmpegError:
+                end = None
+        if end is None:
+            if tail_tried:
+                container.seek(0)
+            # a fresh container is at its start: no seek, which raw streams cannot do
+            first, end, count = _scan_packets(container, stream)
+            frames = frames or count or None
+        try:
+            container.seek(0)
+        except av.error.FFmpegError:
+            rewound = False
+        if first is None and count and fps:  # no timestamps at all (a raw stream): count frames
+            first, end = 0.0, count / fps
         if first is None:
             raise MediaError("the video stream holds no frames")
         start = first if start is None else start
         duration = end - start if end is not None else 0.0
-        frames = frames or count
     if duration <= 0 and fps:  # a single frame with no duration shows for one frame period
         duration = 1.0 / fps
     if duration <= 0:
@@ -102,4 +128,5 @@ def probe(container: av.container.InputContainer) -> VideoInfo:
         rotation=0,  # known once a frame is decoded: decode.py fills it in from the frame's display matrix
         codec=ctx.name,
         keyframes=keyframes,
+        rewound=rewound,
     )

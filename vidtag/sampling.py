@@ -38,7 +38,7 @@ def segments(duration: float, clips: int | None = None, window: float | None = N
             start += stride
         spans.append((duration - window, duration))  # the last window ends with the video
         return spans
-    count = clips or 1
+    count = 1 if clips is None else clips
     if count < 1:
         raise ConfigError("--clips must be at least 1")
     step = duration / count
