@@ -49,14 +49,16 @@ def _upright(frame: av.VideoFrame) -> np.ndarray:
 class FrameReader:
     """Reads the frames shown at increasing times from one open video stream."""
 
-    def __init__(self, container: av.container.InputContainer, info: VideoInfo, threads: int = 0):
+    def __init__(self, container: av.container.InputContainer, info: VideoInfo, threads: int = 0,
+                 reopen=None):
         self.container = container
-        self.stream = video_stream(container)
-        self.stream.codec_context.thread_count = threads  # 0: FFmpeg decides; 1 inside worker processes
+        self.reopen = reopen  # opens the file again, for inputs that cannot seek
+        self.threads = threads
+        self._attach()
         self.info = info
         self.keyframes = sorted(info.keyframes)
         self.rotation = 0
-        self.seekable = True
+        self.seekable = info.rewound
         self.decoded = 0  # frames decoded, for benchmarks and tests of sparse decoding
         self.seeks = 0
         self._frames = None  # the decoding iterator
@@ -65,6 +67,10 @@ class FrameReader:
         self._last_key: float | None = None  # time of the last keyframe decoded
         self._gop = 0.0  # longest keyframe interval seen, used when the container has no index
         self._fallback_step = 1.0 / info.fps if info.fps else 1.0 / 30
+
+    def _attach(self) -> None:
+        self.stream = video_stream(self.container)
+        self.stream.codec_context.thread_count = self.threads  # 0: FFmpeg decides; 1 in worker processes
 
     # -- positioning ---------------------------------------------------------------------------
     def _keyframe_between(self, current: float, target: float) -> bool:
@@ -94,10 +100,16 @@ class FrameReader:
         try:
             self.container.seek(int(target / tb), stream=self.stream, backward=True, any_frame=False)
         except av.error.FFmpegError:
-            # an unseekable input (a raw stream, a pipe): read on from where we are, never seek again
+            # an unseekable input (a raw stream): a failed seek leaves the demuxer unusable, so start
+            # again from the beginning and decode forward from now on
             self.seekable = False
-            if self._frames is None:
-                self._frames = self.container.decode(self.stream)
+            if self.reopen is None:
+                raise MediaError("the file cannot be seeked and cannot be reopened to read it again") from None
+            self.container.close()
+            self.container = self.reopen()
+            self._attach()
+            self._current = self._next = None
+            self._frames = self.container.decode(self.stream)
             return
         self.seeks += 1
         self._current = self._next = None
@@ -168,8 +180,11 @@ def read_video(path: str | Path, times_for, threads: int = 0):
                 container.close()
                 container = open_video(path)
             times = times_for(info)
-            reader = FrameReader(container, info, threads=threads)
-            frames = reader.read(times)
+            reader = FrameReader(container, info, threads=threads, reopen=lambda: open_video(path))
+            try:
+                frames = reader.read(times)
+            finally:
+                container = reader.container  # the reader may have reopened the file
             return info, frames, reader
         finally:
             container.close()
