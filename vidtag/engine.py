@@ -102,6 +102,7 @@ def classify(
     *,
     weights: str | None = None,
     labels: list[str] | None = None,
+    prompts: list[str] | None = None,
     clips: int | None = None,
     window: float | None = None,
     stride: float | None = None,
@@ -118,8 +119,9 @@ def classify(
     """Tag videos: yield one Record per input file, in a deterministic order (see docs/output.md).
 
     `paths` are files or folders (walked recursively for `extensions`). `model` is a registry name, a
-    model folder, a Hub id, or a model from `load_model`. `clips` or `window`/`stride` choose the
-    clips along each video; `views` ('CLIPSxCROPS') the multi-view test protocol.
+    model folder, a Hub id, or a model from `load_model`. `labels` (and `prompts`, templates such as
+    'a video of {}') are for zero-shot models. `clips` or `window`/`stride` choose the clips along each
+    video; `views` ('CLIPSxCROPS') the multi-view test protocol.
     """
     if top_k < 1:
         raise ConfigError("--top-k must be at least 1")
@@ -137,14 +139,21 @@ def classify(
             raise ConfigError("--views sets the clips itself: do not combine it with --clips or --window")
         clips = view_clips
     files = discover(paths, extensions)
-    loaded = model if isinstance(model, VideoModel) else load_model(
-        model, weights=weights, labels=labels, device=device, precision=precision,
-        registry_files=registry_files, **(recipe_overrides or {}))
+    if isinstance(model, VideoModel):
+        # a loaded model's text side is already computed: labels and prompts belong to load_model
+        if (labels is not None and list(labels) != model.labels) or prompts is not None:
+            raise ConfigError("the model is already loaded: pass labels and prompts to vidtag.load_model")
+        loaded = model
+    else:
+        loaded = load_model(
+            model, weights=weights, labels=labels, prompts=prompts, device=device, precision=precision,
+            registry_files=registry_files, **(recipe_overrides or {}))
     recipe = Recipe.from_spec(loaded.spec, clips=clips, window=window, stride=stride, crops=crops)
     settings = {"model": loaded.name, "weights": weights or loaded.spec.weights, **recipe.settings(),
                 "top_k": top_k, "threshold": threshold}
-    if labels:
-        settings["labels"] = list(labels)
+    if loaded.spec.zero_shot:  # a zero-shot result depends on the labels and templates it was scored with
+        settings["labels"] = list(loaded.labels)
+        settings["prompts"] = list(loaded.spec.options.get("prompts") or [])
     items = (prepare_or_error(path, recipe) for path in files)
     for item, probs, seconds in batched_inference(items, loaded, batch_size):
         if isinstance(item, Record):
