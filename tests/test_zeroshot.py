@@ -281,3 +281,13 @@ def test_preprocessor_recipe_of_published_configs(repo, tmp_path):
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(config))
     assert preprocessor_recipe(tmp_path) == expected
     assert preprocessor_recipe(tmp_path / "missing") == {}
+
+
+def test_reduced_precision_keeps_the_scores_close(folders, video):
+    """Under bf16 autocast the encoders run in bf16 but the scaled similarities stay float32."""
+    scores = {}
+    for precision in ("fp32", "bf16"):
+        model = vidtag.load_model(spec("xclip", folders["xclip"]), labels=LABELS, device="cpu", precision=precision)
+        (record,) = vidtag.classify([str(video)], model=model, top_k=len(LABELS))
+        scores[precision] = as_dict(record.labels)
+    assert scores["bf16"] == pytest.approx(scores["fp32"], abs=0.01)
