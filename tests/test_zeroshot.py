@@ -207,7 +207,9 @@ def test_windows_batching_and_error_records(folders, video, tmp_path):
     assert {x.label for x in good.labels} <= set(LABELS[:3])
 
 
-def test_usage_errors(folders):
+def test_usage_errors(folders, tmp_path):
+    with pytest.raises(vidtag.FatalError, match="not a transformers checkpoint folder"):
+        vidtag.load_model(spec("clip", tmp_path), labels=["a"], device="cpu")
     with pytest.raises(ConfigError, match="zero-shot: give the labels"):
         vidtag.load_model(spec("clip", folders["clip"]), device="cpu")
     with pytest.raises(ConfigError, match="fixed label set"):

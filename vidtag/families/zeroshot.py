@@ -225,7 +225,8 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None):
             f"model '{spec.name}' is zero-shot: give the labels to score with --labels \"a,b,c\" or --labels-file FILE"
         )
     labels = check_labels(labels)
-    prompts = check_prompts(spec.options.get("prompts") or DEFAULT_PROMPTS[family])
+    prompts = spec.options.get("prompts") or DEFAULT_PROMPTS[family]
+    prompts = check_prompts([prompts] if isinstance(prompts, str) else prompts)
     folder = Path(weights)
     config = _folder_config(folder)
     if config is None:
@@ -243,6 +244,11 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None):
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except ImportError as exc:  # e.g. a SentencePiece-only tokenizer (spiece.model) without `sentencepiece`
+        raise FatalError(f"cannot load the tokenizer in {folder}: a package it needs is missing: {exc}") from None
+    except Exception as exc:
+        raise FatalError(f"cannot load the tokenizer in {folder}: {exc}") from None
+    try:
         model = _model_class(family).from_pretrained(str(folder))
     except Exception as exc:  # missing files, corrupt weights, an incompatible transformers version
         raise FatalError(f"cannot load the {family} checkpoint from {folder}: {exc}") from None
