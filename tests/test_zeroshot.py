@@ -135,7 +135,7 @@ def test_close_to_the_transformers_image_processor(family, folders, video):
     (record,) = vidtag.classify([str(video)], model=model, top_k=len(LABELS))
     got = as_dict(record.labels)
     diff = max(abs(got[label] - score) for label, score in zip(LABELS, expected.tolist()))
-    assert diff < 0.02, diff  # only the resampling kernels differ (PIL vs torch antialiasing)
+    assert diff < 5e-3, diff  # only the resampling kernels differ (PIL vs torch antialiasing)
 
 
 def test_prompt_ensemble_clip(folders, video):
