@@ -293,3 +293,11 @@ def test_reduced_precision_keeps_the_scores_close(folders, video):
         (record,) = vidtag.classify([str(video)], model=model, top_k=len(LABELS))
         scores[precision] = as_dict(record.labels)
     assert scores["bf16"] == pytest.approx(scores["fp32"], abs=0.01)
+
+
+def test_labels_and_prompt_as_strings(folders, video):
+    """The API takes the command line's forms too: labels 'a, b' and a single template."""
+    (record,) = vidtag.classify([str(video)], model=spec("clip", folders["clip"]), labels=" surfing,a wedding ceremony ",
+                                prompts="a video of {}", top_k=5, device="cpu")
+    assert sorted(x.label for x in record.labels) == ["a wedding ceremony", "surfing"]
+    assert record.settings["prompts"] == ["a video of {}"]

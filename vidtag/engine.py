@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
+from .labels import parse_labels
 from .models import VideoModel, load_model
 from .paths import discover
 from .pipeline import Prepared, Recipe, file_key, finish, prepare_or_error
@@ -101,8 +102,8 @@ def classify(
     model: str | VideoModel | None = None,
     *,
     weights: str | None = None,
-    labels: list[str] | None = None,
-    prompts: list[str] | None = None,
+    labels: list[str] | str | None = None,
+    prompts: list[str] | str | None = None,
     clips: int | None = None,
     window: float | None = None,
     stride: float | None = None,
@@ -139,6 +140,8 @@ def classify(
             raise ConfigError("--views sets the clips itself: do not combine it with --clips or --window")
         clips = view_clips
     files = discover(paths, extensions)
+    if isinstance(labels, str):  # "a, b, c" as on the command line
+        labels = parse_labels(labels)
     if isinstance(model, VideoModel):
         # a loaded model's text side is already computed: labels and prompts belong to load_model
         if (labels is not None and list(labels) != model.labels) or prompts is not None:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, FatalError
-from .labels import check_prompts
+from .labels import check_prompts, parse_labels
 from .registry import ModelSpec, default_model_name, load_registry, resolve_spec
 from .weights import require_weights
 
@@ -144,8 +144,8 @@ def load_model(
     model: str | ModelSpec | None = None,
     *,
     weights: str | None = None,
-    labels: list[str] | None = None,
-    prompts: list[str] | None = None,
+    labels: list[str] | str | None = None,
+    prompts: list[str] | str | None = None,
     device: str = "auto",
     precision: str = "auto",
     registry_files: list[str] | None = None,
@@ -158,6 +158,8 @@ def load_model(
     `recipe_overrides` replace recipe fields (frames, resize, crop, mean, std, ...).
     """
     spec = model if isinstance(model, ModelSpec) else find_spec(model, registry_files)
+    if isinstance(labels, str):  # "a, b, c" as on the command line
+        labels = parse_labels(labels)
     if spec.zero_shot and not labels:
         raise ConfigError(
             f"model '{spec.name}' is zero-shot: give the labels to score with --labels \"a,b,c\" or --labels-file FILE"
@@ -167,6 +169,8 @@ def load_model(
             f"model '{spec.name}' has a fixed label set and cannot take --labels; "
             "use a zero-shot model (see 'vidtag models') for free-text labels"
         )
+    if isinstance(prompts, str):
+        prompts = [prompts]
     if prompts is not None:
         if not spec.zero_shot:
             raise ConfigError(f"model '{spec.name}' has a fixed label set: --prompt applies to zero-shot models only")
