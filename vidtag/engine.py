@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
+from .labels import parse_labels
 from .models import VideoModel, load_model
 from .paths import discover
 from .pipeline import Prepared, Recipe, file_key, finish, prepare_or_error
@@ -108,7 +109,8 @@ class Job:
         model: str | VideoModel | None = None,
         *,
         weights: str | None = None,
-        labels: list[str] | None = None,
+        labels: list[str] | str | None = None,
+        prompts: list[str] | str | None = None,
         clips: int | None = None,
         window: float | None = None,
         stride: float | None = None,
@@ -138,9 +140,17 @@ class Job:
                 raise ConfigError("--views sets the clips itself: do not combine it with --clips or --window")
             clips = view_clips
         self.files = discover(paths, extensions)
-        self.model = model if isinstance(model, VideoModel) else load_model(
-            model, weights=weights, labels=labels, device=device, precision=precision,
-            registry_files=registry_files, **(recipe_overrides or {}))
+        if isinstance(labels, str):  # "a, b, c" as on the command line
+            labels = parse_labels(labels)
+        if isinstance(model, VideoModel):
+            # a loaded model's text side is already computed: labels and prompts belong to load_model
+            if (labels is not None and list(labels) != model.labels) or prompts is not None:
+                raise ConfigError("the model is already loaded: pass labels and prompts to vidtag.load_model")
+            self.model = model
+        else:
+            self.model = load_model(
+                model, weights=weights, labels=labels, prompts=prompts, device=device, precision=precision,
+                registry_files=registry_files, **(recipe_overrides or {}))
         self.recipe = Recipe.from_spec(self.model.spec, clips=clips, window=window, stride=stride,
                                        crops=self.crops)
         self.top_k, self.threshold, self.batch_size = top_k, threshold, batch_size
@@ -148,8 +158,9 @@ class Job:
             "model": self.model.name, "weights": weights or self.model.spec.weights,
             **self.recipe.settings(), "top_k": top_k, "threshold": threshold,
         }
-        if labels:
-            self.settings["labels"] = list(labels)
+        if self.model.spec.zero_shot:  # a zero-shot result depends on its labels and prompt templates
+            self.settings["labels"] = list(self.model.labels)
+            self.settings["prompts"] = list(self.model.spec.options.get("prompts") or [])
 
     def is_done(self, record: Record, retry_failed: bool = False) -> bool:
         """Whether an earlier record still stands: same settings, same file, and ok (or failures kept)."""

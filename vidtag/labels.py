@@ -1,31 +1,84 @@
-"""Free-text labels for zero-shot models: from --labels "a,b,c" and --labels-file FILE."""
+"""Free-text labels and prompt templates for zero-shot models (`--labels`, `--labels-file`, `--prompt`).
+
+Labels are kept exactly as written (only the whitespace around them is dropped when parsing), so the
+records name them the way the user did.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import ConfigError
 
+PLACEHOLDER = "{}"
 
-def _check(labels: list[str], where: str) -> list[str]:
+
+def check_labels(labels: Sequence[str], where: str = "--labels") -> list[str]:
+    """The labels as a list; a ConfigError for an empty list, an empty label or a label given twice."""
+    out = list(labels)
+    if not out:
+        raise ConfigError(f"{where} gave no labels: give at least one, e.g. --labels \"surfing, cooking\"")
     seen: set[str] = set()
-    for label in labels:
+    for label in out:
+        if not isinstance(label, str) or not label.strip():
+            raise ConfigError(f"{where}: every label must be non-empty text (got {label!r})")
         if label in seen:
-            raise ConfigError(f"{where}: the label '{label}' is given twice")
+            raise ConfigError(f"{where}: the label '{label}' is given twice; each label must be unique")
         seen.add(label)
-    return labels
+    return out
 
 
 def parse_labels(text: str) -> list[str]:
-    """'surfing, cooking,a wedding ceremony' -> ['surfing', 'cooking', 'a wedding ceremony']."""
-    return _check([part.strip() for part in text.split(",") if part.strip()], "--labels")
+    """'surfing, cooking,a wedding ceremony' -> ['surfing', 'cooking', 'a wedding ceremony'].
+
+    Comma separated; whitespace around each label is stripped and empty items are dropped; a label
+    given twice is a ConfigError (it would split its score between the copies).
+    """
+    return check_labels([part.strip() for part in text.split(",") if part.strip()])
 
 
 def read_labels_file(path: str | Path) -> list[str]:
-    """One label per line; blank lines and lines starting with '#' are skipped."""
+    """The labels in a text file: one per line; blank lines and lines starting with '#' are skipped.
+
+    Commas inside a line are part of the label ("cooking, baking" is one label), so labels that
+    contain commas can be given this way. A label given twice is a ConfigError naming both lines.
+    """
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read the labels file {path}: {exc.strerror or exc}") from None
-    labels = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
-    return _check(labels, str(path))
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise ConfigError(f"--labels-file: no such file: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--labels-file: cannot read {path}: {exc}") from None
+    labels: list[str] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        label = line.strip()
+        if not label or label.startswith("#"):
+            continue
+        if label in first_line:
+            raise ConfigError(
+                f"--labels-file {path}: line {number} repeats the label '{label}' of line {first_line[label]}"
+            )
+        first_line[label] = number
+        labels.append(label)
+    return check_labels(labels, where=f"--labels-file {path}")
+
+
+def check_prompts(prompts: Sequence[str]) -> list[str]:
+    """Prompt templates, each with one '{}' where the label goes ('a video of {}')."""
+    out = list(prompts)
+    if not out:
+        raise ConfigError("--prompt: give at least one template, e.g. --prompt \"a video of {}\"")
+    for template in out:
+        if not isinstance(template, str) or template.count(PLACEHOLDER) != 1:
+            raise ConfigError(
+                f"--prompt: the template {template!r} must contain '{{}}' exactly once, where the label goes "
+                "(e.g. \"a video of {}\")"
+            )
+    return out
+
+
+def fill(template: str, label: str) -> str:
+    """The prompt for one label: the template with '{}' replaced by the label (no other formatting)."""
+    return template.replace(PLACEHOLDER, label, 1)

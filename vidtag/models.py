@@ -22,12 +22,16 @@ import torch
 from torch import nn
 
 from .errors import ConfigError, FatalError
+from .labels import check_prompts, parse_labels
 from .registry import ModelSpec, default_model_name, load_registry, resolve_spec
 from .weights import require_weights
 
 # family name -> module under vidtag.families implementing `load`
 FAMILIES: dict[str, str] = {
     "efficientnet_lite": "efficientnet_lite",
+    "xclip": "zeroshot",
+    "clip": "zeroshot",
+    "siglip": "zeroshot",
 }
 
 ScoreKind = Literal["softmax", "sigmoid"]
@@ -140,7 +144,8 @@ def load_model(
     model: str | ModelSpec | None = None,
     *,
     weights: str | None = None,
-    labels: list[str] | None = None,
+    labels: list[str] | str | None = None,
+    prompts: list[str] | str | None = None,
     device: str = "auto",
     precision: str = "auto",
     registry_files: list[str] | None = None,
@@ -148,10 +153,13 @@ def load_model(
 ) -> VideoModel:
     """Load a model by registry name, folder or Hub id, ready for `predict`.
 
-    `weights` replaces the entry's checkpoint; `labels` are the free-text labels of a zero-shot model;
+    `weights` replaces the entry's checkpoint; `labels` are the free-text labels of a zero-shot model and
+    `prompts` its prompt templates ('a video of {}'; default: the entry's `options.prompts`, else '{}');
     `recipe_overrides` replace recipe fields (frames, resize, crop, mean, std, ...).
     """
     spec = model if isinstance(model, ModelSpec) else find_spec(model, registry_files)
+    if isinstance(labels, str):  # "a, b, c" as on the command line
+        labels = parse_labels(labels)
     if spec.zero_shot and not labels:
         raise ConfigError(
             f"model '{spec.name}' is zero-shot: give the labels to score with --labels \"a,b,c\" or --labels-file FILE"
@@ -161,6 +169,12 @@ def load_model(
             f"model '{spec.name}' has a fixed label set and cannot take --labels; "
             "use a zero-shot model (see 'vidtag models') for free-text labels"
         )
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if prompts is not None:
+        if not spec.zero_shot:
+            raise ConfigError(f"model '{spec.name}' has a fixed label set: --prompt applies to zero-shot models only")
+        spec = resolve_spec(spec, options={**spec.options, "prompts": check_prompts(prompts)})
     family = FAMILIES.get(spec.family)
     if family is None:
         raise ConfigError(f"model '{spec.name}': unknown family '{spec.family}'")

@@ -54,6 +54,7 @@ def classify(
     weights: Annotated[Optional[str], typer.Option(help="Another checkpoint (path or URL) for the model's architecture.")] = None,
     labels: Annotated[Optional[str], typer.Option(help="Free-text labels for zero-shot models: \"a,b,c\".")] = None,
     labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="Labels, one per line ('#' comments).")] = None,
+    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="Prompt template for zero-shot labels, e.g. \"a video of {}\" (repeat to average several).")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Output file (.json, .jsonl, .csv); '-' is stdout.")] = "-",
     fmt: Annotated[Optional[str], typer.Option("--format", help="json, jsonl or csv, when the extension does not say.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels kept per video and per clip.")] = 5,
@@ -83,7 +84,7 @@ def classify(
         label_list = _labels(labels, labels_file)
         if max_failures is not None and max_failures < 1:
             raise ConfigError("--max-failures must be at least 1")
-        job = Job(paths, model, weights=weights, labels=label_list, clips=clips, window=window, stride=stride,
+        job = Job(paths, model, weights=weights, labels=label_list, prompts=prompt or None, clips=clips, window=window, stride=stride,
                   views=views, top_k=top_k, threshold=threshold, batch_size=batch_size, device=device,
                   precision=precision, extensions=_split(ext), registry_files=_split(registry))
         if not job.files:
@@ -106,14 +107,12 @@ def classify(
 def _labels(labels: str | None, labels_file: Path | None) -> list[str] | None:
     if labels is None and labels_file is None:
         return None
-    from ..labels import parse_labels, read_labels_file
+    from ..labels import check_labels, parse_labels, read_labels_file
 
     out = parse_labels(labels) if labels is not None else []
     if labels_file is not None:
         out += read_labels_file(labels_file)
-    if not out:
-        raise ConfigError("no labels given: --labels and --labels-file were empty")
-    return out
+    return check_labels(out, "--labels/--labels-file")
 
 
 class _progress:

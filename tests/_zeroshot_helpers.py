@@ -1,0 +1,152 @@
+"""Tiny X-CLIP / CLIP / SigLIP checkpoint folders and static test videos, built at run time (nothing downloaded)."""
+
+from __future__ import annotations
+
+import json
+import math
+import string
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+
+IMAGE_SIZE = 32
+XCLIP_FRAMES = 4
+# characters the tiny tokenizers know; anything else becomes [UNK]
+_CHARS = sorted(set(string.ascii_letters + string.digits + string.punctuation + " ") | set("éèçü"))
+
+
+def char_tokenizer(folder: Path, *, bos: bool, input_names: list[str]) -> dict[str, int]:
+    """A character-level tokenizer saved into `folder` (loadable with AutoTokenizer); returns special ids.
+
+    Ids: [PAD]=0, [UNK]=1, the characters, then [BOS] and [EOS] last (the end-of-text token has the
+    highest id, as in CLIP's vocabulary).
+    """
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1}
+    for ch in _CHARS:
+        vocab[ch] = len(vocab)
+    vocab["[BOS]"] = len(vocab)
+    vocab["[EOS]"] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    single = "[BOS] $A [EOS]" if bos else "$A [EOS]"
+    tok.post_processor = processors.TemplateProcessing(
+        single=single, special_tokens=[("[BOS]", vocab["[BOS]"]), ("[EOS]", vocab["[EOS]"])])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]",
+        model_max_length=64, model_input_names=input_names)
+    fast.save_pretrained(str(folder))
+    return {"vocab_size": len(vocab), "pad_token_id": 0, "bos_token_id": vocab["[BOS]"],
+            "eos_token_id": vocab["[EOS]"]}
+
+
+def _text_config(ids: dict[str, int]) -> dict:
+    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=64, **ids)
+
+
+def _vision_config(**extra) -> dict:
+    return dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                image_size=IMAGE_SIZE, patch_size=8, **extra)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+
+
+def make_clip(folder: Path, seed: int = 0) -> Path:
+    """A tiny CLIPModel folder with its tokenizer and a processor config in the current format."""
+    from transformers import CLIPConfig, CLIPModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = char_tokenizer(folder, bos=True, input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(seed)
+    config = CLIPConfig(text_config=_text_config(ids), vision_config=_vision_config(), projection_dim=16)
+    CLIPModel(config).eval().save_pretrained(str(folder))
+    _write_json(folder / "preprocessor_config.json", {
+        "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": IMAGE_SIZE},
+        "do_center_crop": True, "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "resample": 3,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]})
+    return folder
+
+
+def make_siglip(folder: Path, seed: int = 0) -> Path:
+    """A tiny SiglipModel folder; like the published tokenizer it returns input_ids only."""
+    from transformers import SiglipConfig, SiglipModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = char_tokenizer(folder, bos=False, input_names=["input_ids"])
+    torch.manual_seed(seed)
+    config = SiglipConfig(text_config=_text_config(ids), vision_config=_vision_config())
+    model = SiglipModel(config).eval()
+    with torch.no_grad():  # the published checkpoints have a large scale and a negative bias
+        model.logit_scale.fill_(math.log(10.0))
+        model.logit_bias.fill_(-2.0)
+    model.save_pretrained(str(folder))
+    _write_json(folder / "preprocessor_config.json", {
+        "image_processor_type": "SiglipImageProcessor", "do_resize": True,
+        "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "resample": 3, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]})
+    return folder
+
+
+def make_xclip(folder: Path, seed: int = 0) -> Path:
+    """A tiny XCLIPModel folder (4 frames) with the legacy VideoMAE-style processor config X-CLIP publishes."""
+    from transformers import XCLIPConfig, XCLIPModel
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = char_tokenizer(folder, bos=True, input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(seed)
+    vision = _vision_config(num_frames=XCLIP_FRAMES, mit_hidden_size=16, mit_intermediate_size=32,
+                            mit_num_hidden_layers=1, mit_num_attention_heads=2)
+    # prompt_alpha 1: the video-conditioned prompt generator moves the text embeddings a lot, so the
+    # parity test notices if it were skipped or fed the wrong features
+    config = XCLIPConfig(text_config=_text_config(ids), vision_config=vision, projection_dim=16,
+                         prompt_layers=1, prompt_num_attention_heads=2, prompt_alpha=1.0)
+    XCLIPModel(config).eval().save_pretrained(str(folder))
+    _write_json(folder / "preprocessor_config.json", {
+        "do_center_crop": True, "do_normalize": True, "do_resize": True,
+        "feature_extractor_type": "VideoMAEFeatureExtractor", "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225], "processor_class": "XCLIPProcessor", "resample": 2,
+        "size": IMAGE_SIZE})
+    return folder
+
+
+def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth colourful RGB picture (uint8) with some texture, so resizing matters but stays tame."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = []
+    for c in range(3):
+        fx, fy, phase = rng.uniform(0.05, 0.3), rng.uniform(0.05, 0.3), rng.uniform(0, 6.28)
+        channels.append(127.5 + 110 * np.sin(fx * x + fy * y * (c + 1) / 2 + phase))
+    return np.clip(np.stack(channels, -1), 0, 255).astype(np.uint8)
+
+
+def static_video(path: Path, image: np.ndarray, frames: int = 24, fps: int = 8) -> Path:
+    """A lossless (FFV1) video showing the same picture in every frame."""
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=fps)
+        stream.width, stream.height = image.shape[1], image.shape[0]
+        stream.pix_fmt = "yuv444p"
+        stream.time_base = Fraction(1, fps)
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def decoded_frames(path: Path) -> list[np.ndarray]:
+    """Every frame of a video as RGB arrays, read with PyAV directly."""
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]

@@ -1,0 +1,266 @@
+"""Zero-shot (open-vocabulary) tagging with the user's own labels, through `transformers`.
+
+Families:
+  xclip   X-CLIP video-text models (`XCLIPModel`): the video encoder sees all frames of a clip at once,
+          and its prompt generator conditions the text embeddings on the video, as in
+          `XCLIPModel.forward`; scores are softmaxed over the given labels.
+  clip    CLIP image-text models with InternVideo-style frame pooling: every frame is embedded,
+          the unit-length frame embeddings are averaged over the clip and renormalised, then scored
+          against the text embeddings; softmax over the labels (the labels compete).
+  siglip  SigLIP, pooled the same way; each label is an independent sigmoid (multi-label).
+
+The text side is computed once, when the model loads: every label is put into every prompt template
+('a photo of {}.'), encoded, and with several templates the unit-length embeddings of one label are
+averaged and renormalised (the CLIP paper's prompt ensemble). For X-CLIP the part of the text side
+that depends on the video (the prompt generator) runs per clip; only the text encoder's output is
+cached, and the templates are ensembled after the prompt generator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError, FatalError
+from ..labels import check_labels, check_prompts, fill
+from ..registry import ModelSpec
+from .hf_common import preprocessor_recipe, read_json
+
+# a checkpoint folder's config.json `model_type` -> vidtag family (for `-m FOLDER` and Hub ids)
+MODEL_TYPES: dict[str, str] = {"xclip": "xclip", "clip": "clip", "siglip": "siglip"}
+
+# what each family's scores mean (Record.score)
+SCORES: dict[str, str] = {"xclip": "softmax", "clip": "softmax", "siglip": "sigmoid"}
+
+# prompt templates used when neither the registry entry nor the user names any: X-CLIP was trained
+# on bare class names; "a photo of {}." / "This is a photo of {}." are the usual CLIP / SigLIP ones
+DEFAULT_PROMPTS: dict[str, list[str]] = {
+    "xclip": ["{}"],
+    "clip": ["a photo of {}."],
+    "siglip": ["This is a photo of {}."],
+}
+
+_IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+_OPENAI_CLIP = ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+
+_TEXT_CHUNK = 256  # labels x templates encoded per text-encoder call, to bound memory at load time
+_TOKEN_KEYS = ("input_ids", "attention_mask", "position_ids")
+
+
+def default_recipe(family: str, image_size: int = 224) -> dict[str, Any]:
+    """The published preprocessing of each family, used when a folder has no preprocessor_config.json."""
+    if family == "siglip":
+        return {"resize": [image_size, image_size], "crop": [image_size, image_size],
+                "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic"}
+    if family == "xclip":  # X-CLIP's own pipeline and its published processor: ImageNet statistics, bilinear
+        mean, std = _IMAGENET
+        return {"resize": image_size, "crop": image_size, "mean": mean, "std": std, "interpolation": "bilinear"}
+    mean, std = _OPENAI_CLIP
+    return {"resize": image_size, "crop": image_size, "mean": mean, "std": std, "interpolation": "bicubic"}
+
+
+def _folder_config(folder: Path) -> dict[str, Any] | None:
+    return read_json(folder / "config.json") if folder.is_dir() else None
+
+
+def spec_for_folder(path: str | Path) -> ModelSpec | None:
+    """A ModelSpec for a local X-CLIP / CLIP / SigLIP checkpoint folder, or None if it is not one."""
+    folder = Path(path).expanduser()
+    config = _folder_config(folder)
+    family = MODEL_TYPES.get(str((config or {}).get("model_type")))
+    if family is None:
+        return None
+    vision = config.get("vision_config") or {}
+    recipe = default_recipe(family, int(vision.get("image_size", 224)))
+    recipe.update(preprocessor_recipe(folder))
+    if family == "xclip":
+        recipe["frames"] = int(vision.get("num_frames", 8))
+    return ModelSpec(
+        name=str(path), family=family, task="zero-shot", weights=str(folder), clips=1,
+        options={"prompts": list(DEFAULT_PROMPTS[family])},
+        description=f"zero-shot {family} checkpoint folder", **recipe,
+    )
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(p=2, dim=-1, keepdim=True)
+
+
+def _pooled(output: Any) -> torch.Tensor:
+    """`get_*_features` returns a tensor in transformers 4 and an output object in 5."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def _no_autocast(device: torch.device):
+    # the similarity logits are scaled by up to ~100: keep them in float32 under bf16/fp16 inference
+    return torch.autocast(device.type, enabled=False)
+
+
+class ImageTextPooling(nn.Module):
+    """CLIP / SigLIP on a clip: frame embeddings averaged over time, scored against cached text embeddings.
+
+    (batch, frames, 3, H, W) normalised clips -> (batch, labels) probabilities.
+    """
+
+    def __init__(self, model: nn.Module, text_embeds: torch.Tensor, sigmoid: bool):
+        super().__init__()
+        self.model = model
+        self.register_buffer("text_embeds", text_embeds, persistent=False)  # (labels, dim), unit length
+        self.sigmoid = sigmoid
+        self.image_size = int(model.config.vision_config.image_size)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        batch, frames = clips.shape[:2]
+        pixels = clips.flatten(0, 1)
+        resized = tuple(pixels.shape[-2:]) != (self.image_size, self.image_size)
+        frame_embeds = _pooled(self.model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=resized))
+        with _no_autocast(clips.device):
+            video = _unit(_unit(frame_embeds.float()).view(batch, frames, -1).mean(1))
+            logits = video @ self.text_embeds.float().T * self.model.logit_scale.float().exp()
+            if self.sigmoid:
+                return (logits + self.model.logit_bias.float()).sigmoid()
+            return logits.softmax(-1)
+
+
+class XCLIPVideoText(nn.Module):
+    """X-CLIP on a clip, following `XCLIPModel.forward` with the text encoder's output cached.
+
+    `text_embeds` (templates, labels, dim) are the projected text-encoder outputs; the prompt generator
+    (which attends to the clip's frame features) runs here, per clip. With several templates the unit
+    embeddings are averaged per label and renormalised.
+    """
+
+    def __init__(self, model: nn.Module, text_embeds: torch.Tensor):
+        super().__init__()
+        self.model = model
+        self.register_buffer("text_embeds", text_embeds, persistent=False)
+        self.num_frames = int(model.config.vision_config.num_frames)
+        self.image_size = int(model.config.vision_config.image_size)
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        batch, frames, channels, height, width = clips.shape
+        if frames != self.num_frames:
+            raise ConfigError(
+                f"this X-CLIP checkpoint takes exactly {self.num_frames} frames per clip (got {frames}); "
+                "do not override --frames for it"
+            )
+        m = self.model
+        vision = m.vision_model(pixel_values=clips.reshape(-1, channels, height, width),
+                                interpolate_pos_encoding=(height, width) != (self.image_size, self.image_size))
+        frame_embeds = m.visual_projection(vision[1]).view(batch, frames, -1)
+        video = m.mit(frame_embeds)[1]
+        patches = m.prompts_visual_layernorm(vision[0][:, 1:, :]) @ m.prompts_visual_projection
+        patches = patches.view(batch, frames, -1, video.shape[-1]).mean(1)
+        templates, labels, dim = self.text_embeds.shape
+        text = self.text_embeds.reshape(1, templates * labels, dim).expand(batch, -1, -1)
+        # the prompt generator treats each text embedding as an independent query, so all templates
+        # and labels go through it together
+        text = text + m.prompts_generator(text, patches)
+        with _no_autocast(clips.device):
+            video = _unit(video.float())
+            text = _unit(_unit(text.float()).view(batch, templates, labels, dim).mean(1))
+            logits = torch.einsum("bd,bkd->bk", video, text) * m.logit_scale.float().exp()
+            return logits.softmax(-1)
+
+
+def _model_class(family: str):
+    import transformers
+
+    return {"xclip": transformers.XCLIPModel, "clip": transformers.CLIPModel,
+            "siglip": transformers.SiglipModel}[family]
+
+
+def _tokens(tokenizer, texts: list[str], family: str, max_length: int) -> dict[str, torch.Tensor]:
+    # SigLIP was trained on text padded to its full length and pools the last position, so it must be
+    # padded to max_length; CLIP-style text towers pool the end-of-text token and ignore the padding
+    padding = "max_length" if family == "siglip" else True
+    batch = tokenizer(texts, padding=padding, truncation=True, max_length=max_length, return_tensors="pt")
+    return {k: v for k, v in batch.items() if k in _TOKEN_KEYS}
+
+
+def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> torch.Tensor:
+    """(texts, dim) text embeddings: unit length for CLIP / SigLIP, the raw projection for X-CLIP."""
+    max_length = int(model.config.text_config.max_position_embeddings)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(texts), _TEXT_CHUNK):
+            tokens = _tokens(tokenizer, texts[start:start + _TEXT_CHUNK], family, max_length)
+            if family == "xclip":
+                parts.append(model.text_projection(model.text_model(**tokens)[1]))
+            else:
+                parts.append(_unit(_pooled(model.get_text_features(**tokens))))
+    return torch.cat(parts).float()
+
+
+def _drop_text_tower(model: nn.Module) -> None:
+    # the text encoder is not needed once the label embeddings are cached: free its memory
+    for name in ("text_model", "text_projection"):
+        if hasattr(model, name):
+            delattr(model, name)
+
+
+def text_embeddings(model: nn.Module, tokenizer, family: str, labels: Sequence[str],
+                    prompts: Sequence[str]) -> torch.Tensor:
+    """The cached text side: (labels, dim) unit embeddings, or for X-CLIP (templates, labels, dim)."""
+    texts = [fill(template, label) for template in prompts for label in labels]
+    embeds = encode_texts(model, tokenizer, texts, family).view(len(prompts), len(labels), -1)
+    if family == "xclip":
+        return embeds
+    return _unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
+
+
+def load(spec: ModelSpec, weights: Path, labels: list[str] | None):
+    """Registry loader: a transformers checkpoint folder plus the user's labels -> a zero-shot LoadedNet."""
+    from ..models import LoadedNet
+
+    family = spec.family
+    if family not in MODEL_TYPES.values():
+        raise ConfigError(f"model '{spec.name}': the zero-shot loader has no family '{family}'")
+    if not labels:
+        raise ConfigError(
+            f"model '{spec.name}' is zero-shot: give the labels to score with --labels \"a,b,c\" or --labels-file FILE"
+        )
+    labels = check_labels(labels)
+    prompts = spec.options.get("prompts") or DEFAULT_PROMPTS[family]
+    prompts = check_prompts([prompts] if isinstance(prompts, str) else prompts)
+    folder = Path(weights)
+    config = _folder_config(folder)
+    if config is None:
+        raise FatalError(
+            f"model '{spec.name}': {folder} is not a transformers checkpoint folder (no config.json); "
+            "zero-shot models load from a folder with config.json, the weights and the tokenizer"
+        )
+    found = MODEL_TYPES.get(str(config.get("model_type")))
+    if found != family:
+        raise ConfigError(
+            f"model '{spec.name}': {folder} holds a '{config.get('model_type')}' checkpoint, "
+            f"not one of the '{family}' family"
+        )
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except ImportError as exc:  # e.g. a SentencePiece-only tokenizer (spiece.model) without `sentencepiece`
+        raise FatalError(f"cannot load the tokenizer in {folder}: a package it needs is missing: {exc}") from None
+    except Exception as exc:
+        raise FatalError(f"cannot load the tokenizer in {folder}: {exc}") from None
+    try:
+        model = _model_class(family).from_pretrained(str(folder))
+    except Exception as exc:  # missing files, corrupt weights, an incompatible transformers version
+        raise FatalError(f"cannot load the {family} checkpoint from {folder}: {exc}") from None
+    model = model.float().eval()
+    text = text_embeddings(model, tokenizer, family, labels, prompts)
+    _drop_text_tower(model)
+    if family == "xclip":
+        module: nn.Module = XCLIPVideoText(model, text)
+    else:
+        module = ImageTextPooling(model, text, sigmoid=SCORES[family] == "sigmoid")
+    recipe: dict[str, Any] = preprocessor_recipe(folder)
+    if family == "xclip":
+        recipe["frames"] = int(model.config.vision_config.num_frames)  # its frame embeddings are fixed-size
+    recipe["options"] = {**spec.options, "prompts": prompts}  # the templates used, for the record's settings
+    return LoadedNet(module=module, labels=labels, score=SCORES[family], recipe=recipe)
