@@ -1,4 +1,4 @@
-"""Helpers for the transformers-family tests: tiny checkpoints saved at run time and static videos.
+"""Helpers for the transformers-family tests: tiny checkpoints saved at run time, and a test picture.
 
 Every checkpoint is built from a config with random weights (seeded), saved with `save_pretrained`
 together with a preprocessor config written here, so nothing is downloaded. Videos come from
