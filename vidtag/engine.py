@@ -123,6 +123,7 @@ class Job:
         extensions: Iterable[str] | None = None,
         registry_files: list[str] | None = None,
         recipe_overrides: dict[str, Any] | None = None,
+        trust_remote_code: bool = False,
     ):
         if top_k < 1:
             raise ConfigError("--top-k must be at least 1")
@@ -150,7 +151,8 @@ class Job:
         else:
             self.model = load_model(
                 model, weights=weights, labels=labels, prompts=prompts, device=device, precision=precision,
-                registry_files=registry_files, **(recipe_overrides or {}))
+                registry_files=registry_files, trust_remote_code=trust_remote_code,
+                **(recipe_overrides or {}))
         self.recipe = Recipe.from_spec(self.model.spec, clips=clips, window=window, stride=stride,
                                        crops=self.crops)
         self.top_k, self.threshold, self.batch_size = top_k, threshold, batch_size
@@ -196,6 +198,7 @@ def classify(paths: Iterable[str], model: str | VideoModel | None = None, **opti
     `paths` are files or folders (walked recursively for `extensions`). `model` is a registry name, a
     model folder, a Hub id, or a model from `load_model`. Options: weights, labels, clips, or
     window/stride (clips along each video), views ('CLIPSxCROPS', the multi-view test protocol), top_k,
-    threshold, batch_size, device, precision, extensions, registry_files, recipe_overrides.
+    threshold, batch_size, device, precision, extensions, registry_files, recipe_overrides,
+    trust_remote_code (let a transformers checkpoint run its own code; only when the user asks).
     """
     return Job(paths, model, **options).records()

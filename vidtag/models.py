@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -24,7 +25,7 @@ from torch import nn
 from .errors import ConfigError, FatalError
 from .labels import check_prompts, parse_labels
 from .registry import ModelSpec, default_model_name, load_registry, resolve_spec
-from .weights import require_weights
+from .weights import fetch, require_weights
 
 # family name -> module under vidtag.families implementing `load`
 FAMILIES: dict[str, str] = {
@@ -32,6 +33,12 @@ FAMILIES: dict[str, str] = {
     "xclip": "zeroshot",
     "clip": "zeroshot",
     "siglip": "zeroshot",
+    # transformers video classifiers: one loader; the family names the architecture it expects
+    "videomae": "hf_video",
+    "timesformer": "hf_video",
+    "vivit": "hf_video",
+    "vjepa2": "hf_video",
+    "hf_video": "hf_video",  # any other transformers *ForVideoClassification (folder or Hub id)
 }
 
 ScoreKind = Literal["softmax", "sigmoid"]
@@ -129,11 +136,16 @@ class VideoModel:
 
 
 def find_spec(model: str | None, registry_files: list[str] | None = None) -> ModelSpec:
-    """The registry entry for a model name (None: the default model)."""
+    """The spec for a registry name, a model folder or a Hugging Face Hub id (None: the default model)."""
+    from .families.hf_resolve import resolve
+
     registry = load_registry(registry_files)
     name = model or default_model_name()
     if name in registry:
         return registry[name]
+    spec = resolve(name, registry)
+    if spec is not None:
+        return spec
     raise ConfigError(
         f"unknown model '{name}': not in the registry (see 'vidtag models'), not a model folder, "
         "and not a Hugging Face Hub id of a supported family"
@@ -149,6 +161,7 @@ def load_model(
     device: str = "auto",
     precision: str = "auto",
     registry_files: list[str] | None = None,
+    trust_remote_code: bool = False,
     **recipe_overrides: Any,
 ) -> VideoModel:
     """Load a model by registry name, folder or Hub id, ready for `predict`.
@@ -156,6 +169,7 @@ def load_model(
     `weights` replaces the entry's checkpoint; `labels` are the free-text labels of a zero-shot model and
     `prompts` its prompt templates ('a video of {}'; default: the entry's `options.prompts`, else '{}');
     `recipe_overrides` replace recipe fields (frames, resize, crop, mean, std, ...).
+    `trust_remote_code` lets a transformers checkpoint run its own Python code: only when the user asks.
     """
     spec = model if isinstance(model, ModelSpec) else find_spec(model, registry_files)
     if isinstance(labels, str):  # "a, b, c" as on the command line
@@ -181,7 +195,32 @@ def load_model(
     loader = importlib.import_module(f"vidtag.families.{family}")
     path = require_weights(weights or spec.weights, spec.name)
     dev = pick_device(device)
-    net = loader.load(spec, Path(path), labels)
+    extra = {}
+    if trust_remote_code and "trust_remote_code" in inspect.signature(loader.load).parameters:
+        extra["trust_remote_code"] = True
+    net = loader.load(spec, Path(path), labels, **extra)
     spec = resolve_spec(spec, **net.recipe)
     spec = resolve_spec(spec, **recipe_overrides)
     return VideoModel(spec, net, dev, pick_dtype(precision, dev))
+
+
+def fetch_model(name: str, registry_files: list[str] | None = None) -> Path:
+    """Put a model's weights into the local cache (`vidtag fetch`) and return where they are.
+
+    `name` is a registry name or a Hugging Face Hub id (downloaded into the standard Hugging Face
+    cache); a model folder is already local and is returned as it is. A no-op when already cached.
+    """
+    from .families.hf_resolve import looks_like_hub_id
+
+    registry = load_registry(registry_files)
+    if name in registry:
+        return fetch(registry[name].weights)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if looks_like_hub_id(name):
+        return fetch(f"hf:{name}")
+    raise ConfigError(
+        f"unknown model '{name}': not in the registry (see 'vidtag models'), not a folder, "
+        "and not a Hugging Face Hub id (ORG/NAME)"
+    )

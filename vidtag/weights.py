@@ -45,6 +45,8 @@ def _hf_snapshot(repo_id: str, download: bool = False) -> Path | None:
     from huggingface_hub.errors import LocalEntryNotFoundError
 
     patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"] if download else None
+    if download:
+        patterns = _prefer_safetensors(repo_id, patterns)
     try:
         return Path(snapshot_download(repo_id, local_files_only=not download, allow_patterns=patterns))
     except LocalEntryNotFoundError:
@@ -53,6 +55,19 @@ def _hf_snapshot(repo_id: str, download: bool = False) -> Path | None:
         if download:
             raise FatalError(f"could not download '{repo_id}' from the Hugging Face Hub: {exc}") from None
         return None
+
+
+def _prefer_safetensors(repo_id: str, patterns: list[str]) -> list[str]:
+    """Skip pickled `.bin` weights when the repository also has safetensors (safer, and half the download)."""
+    from huggingface_hub import HfApi
+
+    try:
+        files = HfApi().list_repo_files(repo_id)
+    except Exception:  # the download itself will report what is wrong
+        return patterns
+    if any(f.endswith(".safetensors") for f in files):
+        return [p for p in patterns if p != "*.bin"]
+    return patterns
 
 
 def local_weights(source: str) -> Path | None:
@@ -90,7 +105,11 @@ def fetch(source: str) -> Path:
     if found is not None:
         return found
     if source.startswith("hf:"):
-        return _hf_snapshot(source[3:], download=True)  # type: ignore[return-value]
+        path = _hf_snapshot(source[3:], download=True)
+        if path is None:  # offline mode (HF_HUB_OFFLINE) answers "not cached" instead of downloading
+            raise FatalError(f"could not download '{source[3:]}' from the Hugging Face Hub: offline mode "
+                             "(HF_HUB_OFFLINE) is on or the Hub cannot be reached")
+        return path
     if source.startswith(("https://", "http://")):
         target = _url_cache_path(source)
         target.parent.mkdir(parents=True, exist_ok=True)

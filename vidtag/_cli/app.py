@@ -171,13 +171,11 @@ def fetch(
     registry: RegistryOpt = None,
 ) -> None:
     """Put models' weights into the local cache ahead of time (needs network access)."""
-    from ..models import find_spec
-    from ..weights import fetch as fetch_weights
+    from ..models import fetch_model
 
     try:
         for name in names:
-            spec = find_spec(name, _split(registry))
-            path = fetch_weights(spec.weights)
+            path = fetch_model(name, _split(registry))
             err.print(f"vidtag: {name}: weights at {path}", markup=False)
     except VidtagError as exc:
         raise _fail(exc) from None
