@@ -121,3 +121,38 @@ def test_models_lists_the_registry_and_availability():
 def test_environment_variable_chooses_the_default_model(folder, monkeypatch):
     monkeypatch.setenv("VIDTAG_MODEL", "not-a-model")
     assert invoke("classify", folder).exit_code == 2
+
+
+def test_zero_shot_folder_end_to_end_with_labels_file_and_prompts(tmp_path):
+    from _zeroshot_helpers import make_clip
+
+    folder = make_clip(tmp_path / "clip")
+    video = make_video(tmp_path / "v.mp4", frames=16, fps=8)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("# my archive's vocabulary\ncooking, baking\na wedding ceremony\n\nsurfing\n")
+    result = invoke("classify", video, "-m", folder, "--labels-file", labels, "--prompt", "a video of {}",
+                    "--prompt", "{}", "--clips", "2", "-q")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["score"] == "softmax"
+    assert {x["label"] for x in record["labels"]} == {"cooking, baking", "a wedding ceremony", "surfing"}
+    assert record["settings"]["prompts"] == ["a video of {}", "{}"]
+    assert len(record["clips"]) == 2
+    # zero-shot without labels is a usage error that says what to do
+    result = invoke("classify", video, "-m", folder, "-q")
+    assert result.exit_code == 2 and "--labels" in result.stderr
+
+
+def test_transformers_folder_end_to_end_with_windows(tmp_path):
+    from _hf_helpers import save_checkpoint
+
+    folder = tmp_path / "videomae"
+    folder.mkdir()
+    save_checkpoint("videomae", folder, seed=0)
+    video = make_video(tmp_path / "v.mp4", frames=30, fps=10)
+    result = invoke("classify", video, "-m", folder, "--window", "1.5", "--stride", "1", "-k", "2", "-q")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["model"] == str(folder)
+    assert [(c["start"], c["end"]) for c in record["clips"]] == [(0.0, 1.5), (1.0, 2.5), (1.5, 3.0)]
+    assert all(len(c["labels"]) == 2 for c in record["clips"])

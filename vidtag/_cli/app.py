@@ -67,6 +67,7 @@ def classify(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per forward pass.")] = 8,
     precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16.")] = "auto",
     ext: Annotated[Optional[list[str]], typer.Option("--ext", help="File extensions to look for in folders (repeatable).")] = None,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a Hub checkpoint run its own Python code (only for sources you trust).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Skip files already done in the output with the same settings.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, classify failed files again.")] = False,
     max_failures: Annotated[Optional[int], typer.Option("--max-failures", help="Stop after N failed files.")] = None,
@@ -86,7 +87,8 @@ def classify(
             raise ConfigError("--max-failures must be at least 1")
         job = Job(paths, model, weights=weights, labels=label_list, prompts=prompt or None, clips=clips, window=window, stride=stride,
                   views=views, top_k=top_k, threshold=threshold, batch_size=batch_size, device=device,
-                  precision=precision, extensions=_split(ext), registry_files=_split(registry))
+                  precision=precision, extensions=_split(ext), registry_files=_split(registry),
+                  trust_remote_code=trust_remote_code)
         if not job.files:
             raise ConfigError("no video files found in the given paths (see --ext for the extensions looked for)")
         with _progress(len(job.files), quiet) as advance:

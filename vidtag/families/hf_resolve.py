@@ -23,6 +23,10 @@ HF_MODEL_TYPES: dict[str, tuple[str, str]] = {
     "timesformer": ("timesformer", "closed-set"),
     "vivit": ("vivit", "closed-set"),
     "vjepa2": ("vjepa2", "closed-set"),
+    # image-text and video-text models: zero-shot, scored against the user's labels
+    "xclip": ("xclip", "zero-shot"),
+    "clip": ("clip", "zero-shot"),
+    "siglip": ("siglip", "zero-shot"),
 }
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -58,6 +62,12 @@ def spec_from_folder(name: str, folder: Path, weights: str | None = None) -> Mod
         )
     config = read_json(config_path)
     family, task = family_of(config, str(folder))
+    if task == "zero-shot":  # the zero-shot families read their own checkpoint recipe
+        from .zeroshot import spec_for_folder
+
+        spec = spec_for_folder(folder)
+        source = weights[3:] if weights and weights.startswith("hf:") else str(folder)
+        return dataclasses.replace(spec, name=name, weights=weights or str(folder), source=source)
     recipe = checkpoint_recipe(folder, config)
     model_type = str(config.get("model_type", ""))
     return ModelSpec(
