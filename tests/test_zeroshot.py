@@ -43,14 +43,18 @@ def spec(family: str, folder, **extra) -> ModelSpec:
 
 
 def reference_pixels(frame, *, square: bool, mean, std, interpolation: str) -> torch.Tensor:
-    """The test's own preprocessing of one RGB frame: resize (short side or square), centre crop, normalise."""
-    x = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+    """The test's own preprocessing of one RGB frame: resize (short side or square), centre crop, normalise.
+
+    Like the image libraries the models were published with, the resized picture is 8-bit: rounded to
+    whole pixel levels, with the long side rounded down.
+    """
+    x = torch.from_numpy(frame).permute(2, 0, 1)[None]  # uint8: torch's 8-bit kernel, as PIL computes
     h, w = x.shape[-2:]
     if square:
         size = (IMAGE_SIZE, IMAGE_SIZE)
     else:
-        size = (IMAGE_SIZE, round(w * IMAGE_SIZE / h)) if h <= w else (round(h * IMAGE_SIZE / w), IMAGE_SIZE)
-    x = F.interpolate(x, size=size, mode=interpolation, antialias=True, align_corners=False).clamp(0, 1)
+        size = (IMAGE_SIZE, int(w * IMAGE_SIZE / h)) if h <= w else (int(h * IMAGE_SIZE / w), IMAGE_SIZE)
+    x = F.interpolate(x, size=size, mode=interpolation, antialias=True, align_corners=False).float() / 255
     top, left = (size[0] - IMAGE_SIZE) // 2, (size[1] - IMAGE_SIZE) // 2
     x = x[..., top:top + IMAGE_SIZE, left:left + IMAGE_SIZE]
     return ((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))[0]
