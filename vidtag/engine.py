@@ -191,6 +191,13 @@ class Job:
         record.settings = {**self.settings, "file": file_key(record.path)}
         return record
 
+    def make_record(self, item: Prepared | Record, probs: torch.Tensor | None, seconds: float) -> Record:
+        """A file's record from its prepared item (or error record), clip probabilities and seconds spent.
+
+        The one way records are finished, for the other engines too (vidtag.ray_engine).
+        """
+        return self._record(item, probs, seconds)
+
 
 def classify(paths: Iterable[str], model: str | VideoModel | None = None, **options: Any) -> Iterator[Record]:
     """Tag videos: yield one Record per input file, in a deterministic order (see docs/output.md).

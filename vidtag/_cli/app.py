@@ -75,6 +75,10 @@ def classify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details (tracebacks of failed files) to stderr.")] = False,
     registry: RegistryOpt = None,
+    engine: Annotated[str, typer.Option(help="local, or ray: run on a Ray cluster (pip install 'vidtag[ray]').")] = "local",
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the cluster ('auto': the one 'ray start' made here; HOST:PORT); none starts a local Ray instance.")] = None,
+    ray_actors: Annotated[Optional[str], typer.Option("--ray-actors", help="With --engine ray: inference actors, N or MIN:MAX (default 1 to the number of GPUs).")] = None,
+    ray_gpus: Annotated[Optional[float], typer.Option("--ray-gpus", help="With --engine ray: GPUs per inference actor (default 1 when the cluster has GPUs, else 0).")] = None,
 ) -> None:
     """Tag video files; write one record per file."""
     from ..engine import Job
@@ -85,15 +89,28 @@ def classify(
         label_list = _labels(labels, labels_file)
         if max_failures is not None and max_failures < 1:
             raise ConfigError("--max-failures must be at least 1")
-        job = Job(paths, model, weights=weights, labels=label_list, prompts=prompt or None, clips=clips, window=window, stride=stride,
-                  views=views, top_k=top_k, threshold=threshold, batch_size=batch_size, device=device,
-                  precision=precision, extensions=_split(ext), registry_files=_split(registry),
-                  trust_remote_code=trust_remote_code)
+        options = dict(weights=weights, labels=label_list, prompts=prompt or None, clips=clips, window=window, stride=stride,
+                       views=views, top_k=top_k, threshold=threshold, batch_size=batch_size, device=device,
+                       precision=precision, extensions=_split(ext), registry_files=_split(registry),
+                       trust_remote_code=trust_remote_code)
+        records = None
+        if engine == "ray":
+            from ..ray_engine import parse_actors, ray_job
+
+            job, ray_engine = ray_job(paths, model, address=ray_address, actors=parse_actors(ray_actors),
+                                      gpus_per_actor=ray_gpus, **options)
+            records = ray_engine.records
+        elif engine == "local":
+            if ray_address or ray_actors or ray_gpus is not None:
+                raise ConfigError("--ray-address, --ray-actors and --ray-gpus need --engine ray")
+            job = Job(paths, model, **options)
+        else:
+            raise ConfigError(f"unknown engine '{engine}' (use local or ray)")
         if not job.files:
             raise ConfigError("no video files found in the given paths (see --ext for the extensions looked for)")
         with _progress(len(job.files), quiet) as advance:
             summary = run(job, output, fmt, resume=resume, retry_failed=retry_failed,
-                          max_failures=1 if fail_fast else max_failures, on_record=advance)
+                          max_failures=1 if fail_fast else max_failures, records=records, on_record=advance)
     except VidtagError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:

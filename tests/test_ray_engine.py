@@ -1,0 +1,121 @@
+"""The Ray engine gives the local engine's records: a local Ray instance (2 CPUs), good and damaged files."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+from media import make_video
+from typer.testing import CliRunner
+
+import vidtag
+from vidtag._cli.app import app
+from vidtag.errors import ConfigError
+from vidtag.ray_engine import in_order, parse_actors
+
+RAY_MISSING = "Ray with Ray Data cannot be imported here (pip install 'vidtag[ray]'): the Ray engine cannot run"
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """4 good tiny videos of different lengths and 2 damaged files, interleaved (the order must survive)."""
+    folder = tmp_path_factory.mktemp("ray_media")
+    good = [make_video(folder / f"good{i}.mp4", frames=20 + 12 * i) for i in range(4)]
+    empty = folder / "empty.mp4"
+    empty.write_bytes(b"")
+    noise = folder / "noise.mp4"
+    noise.write_bytes(os.urandom(4096))
+    return [str(p) for p in (good[0], empty, good[1], good[2], noise, good[3])]
+
+
+def _same_labels(a, b) -> None:
+    assert [x.label for x in a] == [x.label for x in b]
+    for x, y in zip(a, b):
+        assert abs(x.score - y.score) <= 1e-3
+
+
+def assert_same_records(local: list[vidtag.Record], remote: list[vidtag.Record]) -> None:
+    """Same files in the same order, same errors word for word, same labels; scores within 1e-3."""
+    assert [r.path for r in remote] == [r.path for r in local]
+    for a, b in zip(local, remote):
+        assert (b.status, b.error, b.model, b.duration, b.score, b.video) == \
+               (a.status, a.error, a.model, a.duration, a.score, a.video)
+        assert b.settings == a.settings  # so --resume treats the two engines' records alike
+        _same_labels(a.labels, b.labels)
+        assert [(c.start, c.end) for c in b.clips] == [(c.start, c.end) for c in a.clips]
+        for ca, cb in zip(a.clips, b.clips):
+            _same_labels(ca.labels, cb.labels)
+
+
+def test_ray_engine_matches_local_engine(media, tmp_path):
+    ray = pytest.importorskip("ray", reason=RAY_MISSING)
+    pytest.importorskip("ray.data", reason=RAY_MISSING)
+    from vidtag.ray_engine import ray_job
+
+    local = list(vidtag.classify(media, clips=2))
+    assert [r.status for r in local] == ["ok", "error", "ok", "ok", "error", "ok"]
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    try:
+        # the Python API: the instance started above is used as it is
+        job, engine = ray_job(media, clips=2)
+        remote = list(engine.records())
+        assert_same_records(local, remote)
+        assert sum(not r.ok for r in remote) == 2  # one error record per damaged file
+        # decoding ran as its own CPU stage, not inside the inference actors
+        assert "Map(_prepare_row)" in engine.stats and "MapBatches(_Infer)" in engine.stats
+        assert "Map(_prepare_row)->MapBatches(_Infer)" not in engine.stats
+
+        # the CLI: same writers, exit status and summary; --resume redoes only the failed files
+        out = tmp_path / "tags.jsonl"
+        args = ["classify", *media, "--clips", "2", "--engine", "ray", "-o", str(out), "-q"]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 1, result.output  # some files failed
+        written = [vidtag.Record.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
+        assert_same_records(local, written)
+
+        result = CliRunner().invoke(app, [*args, "--resume", "--retry-failed"])
+        assert result.exit_code == 1, result.output
+        assert "6 file(s): 0 ok, 2 failed, 4 skipped" in result.output
+        again = [vidtag.Record.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
+        assert sorted(r.path for r in again) == sorted(media)  # no file twice
+        assert {r.path: r.error for r in again} == {r.path: r.error for r in local}
+    finally:
+        ray.shutdown()
+
+
+def test_ray_engine_without_ray_is_a_usage_error(media, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if Ray were not installed
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    from vidtag.ray_engine import ray_job
+
+    with pytest.raises(ConfigError, match=r"pip install 'vidtag\[ray\]'"):
+        ray_job(media, clips=2)
+    result = CliRunner().invoke(app, ["classify", *media, "--engine", "ray", "-q"])
+    assert result.exit_code == 2
+    assert "pip install 'vidtag[ray]'" in result.output
+
+
+def test_ray_options_are_checked_before_any_work(media):
+    assert parse_actors("3") == (3, 3)
+    assert parse_actors("1:8") == (1, 8)
+    for bad in ("0", "4:2", "x", "2:x"):
+        with pytest.raises(ConfigError):
+            parse_actors(bad)
+    for args in (["--engine", "spark"], ["--ray-address", "auto"]):  # the latter without --engine ray
+        result = CliRunner().invoke(app, ["classify", *media, *args, "-q"])
+        assert result.exit_code == 2, result.output
+
+
+def test_results_come_back_in_input_order():
+    arrivals = [(2, "c"), (0, "a"), (3, "d"), (1, "b"), (5, "f"), (4, "e")]
+    released = []
+    stream = in_order(iter(arrivals))
+    released.append(next(stream))  # "a" goes as soon as it arrives, before later ones
+    assert released == ["a"]
+    released.extend(stream)
+    assert released == ["a", "b", "c", "d", "e", "f"]
+    with pytest.raises(RuntimeError, match="missing"):
+        list(in_order([(0, "a"), (2, "c")]))

@@ -1,0 +1,281 @@
+"""The Ray engine: the same job as the local engine, spread over a Ray cluster with Ray Data.
+
+The file list becomes a dataset of (index, path) rows. Decoding and clip sampling (`prepare_or_error`, the
+local engine's unit of CPU work) run as CPU tasks that scale with the cluster; inference runs in an
+actor pool in which each actor loads the model once (`load_model`, as the local engine does) and scores
+files with the local engine's `batched_inference`. Each file's probabilities come back to the driver,
+which turns them into its record with the local engine's own code (`Job.make_record`) and yields the
+records in input order, so `vidtag.runner.run` (writers, --resume, failure limits, summary) is shared.
+
+Ray is optional (`pip install 'vidtag[ray]'`) and imported only when this engine runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import math
+import pickle
+from collections.abc import Iterable, Iterator
+from typing import Any, TypeVar
+
+import torch
+
+from .engine import Job, batched_inference
+from .errors import ConfigError, FatalError, VidtagError
+from .models import find_spec, load_model
+from .pipeline import Prepared, Recipe, prepare_or_error
+from .record import Record
+from .registry import ModelSpec
+
+INSTALL_HINT = "pip install 'vidtag[ray]'"
+DECODE_TASKS_PER_WORKER = 256
+T = TypeVar("T")
+
+
+def import_ray() -> Any:
+    """Import Ray (with Ray Data), or say how to install it: a ConfigError, since asking for it is usage."""
+    try:
+        import ray
+        import ray.data  # noqa: F401  (the engine needs Ray Data, not only Ray core)
+    except ImportError as exc:
+        raise ConfigError(
+            f"the Ray engine needs Ray with Ray Data, which is not installed ({exc}); "
+            f"install it with: {INSTALL_HINT}"
+        ) from None
+    return ray
+
+
+def parse_actors(text: str | None) -> tuple[int, int] | None:
+    """'4' -> (4, 4); '1:8' -> (1, 8), an autoscaling range of inference actors; None -> None (the default)."""
+    if text is None:
+        return None
+    try:
+        low, _, high = text.partition(":")
+        pair = (int(low), int(high or low))
+        if pair[0] < 1 or pair[1] < pair[0]:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"--ray-actors must be N or MIN:MAX with 1 <= MIN <= MAX (got '{text}')") from None
+    return pair
+
+
+def in_order(results: Iterable[tuple[int, T]]) -> Iterator[T]:
+    """(index, value) pairs in any order -> the values in index order (0, 1, 2, ...) as soon as each can go.
+
+    Only values that arrived ahead of a missing one wait, so the buffer stays as small as the disorder.
+    """
+    waiting: dict[int, T] = {}
+    following = 0
+    for index, value in results:
+        waiting[index] = value
+        while following in waiting:
+            yield waiting.pop(following)
+            following += 1
+    if waiting:
+        raise RuntimeError(f"results missing before index {min(waiting)}: expected index {following}")
+
+
+def _prepare_row(row: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
+    """CPU stage: one file -> its prepared clips, or its error record (pickled: clip counts vary per file)."""
+    return {"index": row["index"], "item": pickle.dumps(prepare_or_error(row["path"], recipe))}
+
+
+class _Infer:
+    """GPU stage: an actor holding the model; scores the clips of a batch of prepared files."""
+
+    def __init__(self, spec: ModelSpec, load: dict[str, Any], batch_size: int):
+        self.error: VidtagError | None = None
+        try:
+            self.model = load_model(spec, **load)
+        except VidtagError as exc:
+            # Ray would report only a text; kept and sent back, it reaches the driver as itself (exit 3
+            # for weights missing on a node), with the node named
+            import ray
+
+            self.error = type(exc)(f"on the Ray node {ray.util.get_node_ip_address()}: {exc}")
+        self.batch_size = batch_size
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        if self.error is not None:
+            return {"index": list(batch["index"]), "result": [pickle.dumps(self.error)] * len(batch["index"])}
+        items = [pickle.loads(blob) for blob in batch["item"]]
+        results = []
+        # batched_inference yields one result per item, in order, so results line up with batch["index"]
+        for item, probs, seconds in batched_inference(items, self.model, self.batch_size):
+            if isinstance(item, Prepared):
+                item = dataclasses.replace(item, tensor=torch.empty(0))  # the clips are not sent back
+            results.append(pickle.dumps((item, probs, seconds)))
+        return {"index": list(batch["index"]), "result": results}
+
+
+class RayEngine:
+    """Runs a Job's files on Ray; `records(skip)` plugs into `vidtag.runner.run(job, records=...)`.
+
+    `address`: None starts a local Ray instance (a check before a cluster run); 'auto' joins the
+    cluster that `ray start` made on this machine; 'HOST:PORT' or 'ray://HOST:PORT' another one.
+    If Ray is already initialised in this process, that instance is used as it is.
+    `actors`: (min, max) inference actors (default: 1 to the number of GPUs, or 1 to CPUs // 2 without
+    GPUs). `gpus_per_actor`: default 1 when the cluster has GPUs and `device` is not 'cpu', else 0.
+    `files_per_batch`: files handed to an actor per call (default: enough for one batch of clips).
+    """
+
+    def __init__(
+        self,
+        job: Job,
+        spec: ModelSpec,
+        load: dict[str, Any],
+        *,
+        address: str | None = None,
+        actors: tuple[int, int] | None = None,
+        gpus_per_actor: float | None = None,
+        files_per_batch: int | None = None,
+        init_options: dict[str, Any] | None = None,
+    ):
+        self.ray = import_ray()
+        self.job, self.spec, self.load = job, spec, load
+        self.address = address
+        self.actors = actors
+        self.gpus_per_actor = gpus_per_actor
+        self.files_per_batch = files_per_batch or self._files_per_batch(job.recipe, job.batch_size)
+        self.init_options = init_options or {}
+        self.stats: str | None = None
+        if gpus_per_actor is not None and gpus_per_actor < 0:
+            raise ConfigError("--ray-gpus must be 0 or more")
+
+    @staticmethod
+    def _files_per_batch(recipe: Recipe, batch_size: int) -> int:
+        # about one forward pass of clips per actor call; a window plan has no fixed clip count
+        rows = recipe.clips * recipe.crops if recipe.clips else 0
+        return max(1, math.ceil(batch_size / rows)) if rows else 1
+
+    def _connect(self) -> bool:
+        """Join or start Ray; True when this engine did (and so shuts it down afterwards)."""
+        ray = self.ray
+        if ray.is_initialized():
+            return False
+        options = {"include_dashboard": False, "logging_level": logging.WARNING, **self.init_options}
+        try:
+            # 'local' always starts a new instance (None would join any cluster found on the machine)
+            ray.init(address=self.address or "local", **options)
+        except ConnectionError as exc:
+            raise FatalError(
+                f"could not connect to the Ray cluster at '{self.address}': {exc} (start one with "
+                "'ray start --head', or leave out --ray-address to run on a local Ray instance)"
+            ) from None
+        return True
+
+    def _sizing(self) -> tuple[tuple[int, int], float]:
+        resources = self.ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        cpus = int(resources.get("CPU", 1))
+        use_gpu = gpus > 0 and self.load.get("device", "auto") != "cpu"
+        per_actor = self.gpus_per_actor if self.gpus_per_actor is not None else (1.0 if use_gpu else 0.0)
+        if self.actors is not None:
+            return self.actors, per_actor
+        if per_actor > 0:
+            return (1, max(1, int(gpus / per_actor))), per_actor
+        return (1, max(1, cpus // 2)), per_actor
+
+    def records(self, skip: set[str] | frozenset[str] = frozenset()) -> Iterator[Record]:
+        """Classify every file of the job not in `skip` on Ray, yielding records in input order."""
+        files = [f for f in self.job.files if f not in skip]
+        if not files:
+            return
+        started = self._connect()
+        try:
+            yield from self._run(files, quiet=started)
+        except self.ray.exceptions.RayError as exc:
+            raise _domain_error(exc) from None
+        finally:
+            if started:
+                self.ray.shutdown()
+
+    def _run(self, files: list[str], quiet: bool) -> Iterator[Record]:
+        ray = self.ray
+        if quiet:  # Ray is ours (not the caller's, whose settings stay as they are)
+            ray.data.DataContext.get_current().enable_progress_bars = False  # the CLI draws its own
+        if quiet and not logging.getLogger("vidtag").isEnabledFor(logging.DEBUG):
+            # Ray Data's per-run notes (and its note that progress bars are off) only in --verbose
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
+            logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+        (low, high), per_actor = self._sizing()
+        # one decoding thread per CPU task: the cluster's parallelism comes from the tasks
+        recipe = dataclasses.replace(self.job.recipe, threads=1)
+        dataset = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(files)],
+                                      override_num_blocks=min(len(files), 10_000))
+        # max_calls: each decoding worker process is replaced after that many tasks, which bounds what
+        # a long run can leak or fragment in the decoder; it also keeps this stage from being fused
+        # into the actors' (Ray Data fuses stages with equal resource arguments), so decoding runs as
+        # its own tasks and scales with the cluster's CPUs, not with the number of inference actors
+        dataset = dataset.map(_prepare_row, fn_kwargs={"recipe": recipe}, num_cpus=1, max_calls=DECODE_TASKS_PER_WORKER)
+        dataset = dataset.map_batches(
+            _Infer, fn_constructor_kwargs={"spec": self.spec, "load": self.load, "batch_size": self.job.batch_size},
+            batch_size=self.files_per_batch, batch_format="numpy", num_gpus=per_actor,
+            compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
+        )
+        # results arrive as they complete; in_order restores the input order
+        for blob in in_order((int(row["index"]), row["result"]) for row in dataset.iter_rows()):
+            result = pickle.loads(blob)
+            if isinstance(result, VidtagError):
+                raise result
+            item, probs, seconds = result
+            yield self.job.make_record(item, probs, seconds)
+        self.stats = dataset.stats()  # per-stage times and throughput of the finished run
+        logging.getLogger(__name__).debug("Ray Data run:\n%s", self.stats)
+
+
+def _domain_error(exc: Exception) -> Exception:
+    """A failure inside Ray -> vidtag's own error: the vidtag error that caused it, else a FatalError."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, VidtagError):
+            return type(cause)(str(cause))
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    logging.getLogger(__name__).debug("the Ray job failed", exc_info=exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # Ray's message holds the remote traceback: its first line says what failed, its last line why
+    text = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
+    return FatalError(f"the Ray job failed: {type(exc).__name__}: {text}")
+
+
+def ray_job(
+    paths: Iterable[str],
+    model: str | None = None,
+    *,
+    address: str | None = None,
+    actors: tuple[int, int] | None = None,
+    gpus_per_actor: float | None = None,
+    files_per_batch: int | None = None,
+    init_options: dict[str, Any] | None = None,
+    **options: Any,
+) -> tuple[Job, RayEngine]:
+    """The Job (files, settings; its model loaded on the CPU of the driver) and the engine to run it on Ray.
+
+    `options` are those of `vidtag.classify`; `device` and `precision` apply in the inference actors.
+    """
+    import_ray()  # before any model loading: a missing extra is the first thing to say
+    device = options.pop("device", "auto")
+    precision = options.pop("precision", "auto")
+    if device != "auto":
+        try:
+            torch.device(device)
+        except RuntimeError:
+            raise ConfigError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
+    spec = find_spec(model, options.get("registry_files"))
+    job = Job(paths, spec, device="cpu", precision=precision, **options)
+    # the actors load the model as the Job did: the same load_model arguments (whatever they are), the
+    # entry found here (so registry files need not exist on the nodes), the device asked for
+    takes = set(inspect.signature(load_model).parameters) - {"model", "registry_files", "recipe_overrides"}
+    load = {k: v for k, v in options.items() if k in takes}
+    load.update(device=device, precision=precision, **(options.get("recipe_overrides") or {}))
+    engine = RayEngine(job, spec, load, address=address, actors=actors, gpus_per_actor=gpus_per_actor,
+                       files_per_batch=files_per_batch, init_options=init_options)
+    return job, engine
+
+
+def classify(paths: Iterable[str], model: str | None = None, **options: Any) -> Iterator[Record]:
+    """`vidtag.classify` on Ray: the same records, in the same order. Options as `ray_job`."""
+    _, engine = ray_job(paths, model, **options)
+    return engine.records()
