@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import pytest
+from _zeroshot_helpers import make_clip
 from media import make_video
 from typer.testing import CliRunner
 
 import vidtag
 from vidtag._cli.app import app
 from vidtag.errors import ConfigError
+from vidtag.registry import ModelSpec
+from vidtag.writers import get_writer, read_records
 from vidtag.ray_engine import in_order, parse_actors
 
 RAY_MISSING = "Ray with Ray Data cannot be imported here (pip install 'vidtag[ray]'): the Ray engine cannot run"
@@ -57,10 +59,10 @@ def test_ray_engine_matches_local_engine(media, tmp_path):
     local = list(vidtag.classify(media, clips=2))
     assert [r.status for r in local] == ["ok", "error", "ok", "ok", "error", "ok"]
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
     try:
         # the Python API: the instance started above is used as it is
-        job, engine = ray_job(media, clips=2)
+        _, engine = ray_job(media, clips=2)
         remote = list(engine.records())
         assert_same_records(local, remote)
         assert sum(not r.ok for r in remote) == 2  # one error record per damaged file
@@ -68,20 +70,28 @@ def test_ray_engine_matches_local_engine(media, tmp_path):
         assert "Map(_prepare_row)" in engine.stats and "MapBatches(_Infer)" in engine.stats
         assert "Map(_prepare_row)->MapBatches(_Infer)" not in engine.stats
 
-        # the CLI: same writers, exit status and summary; --resume redoes only the failed files
+        # the CLI, through the runner (writers, exit status, summary): --resume keeps the records written
+        # above and redoes only the failed files, on Ray
         out = tmp_path / "tags.jsonl"
-        args = ["classify", *media, "--clips", "2", "--engine", "ray", "-o", str(out), "-q"]
+        with get_writer(str(out), "jsonl") as writer:
+            for record in remote:
+                writer.write(record)
+        args = ["classify", *media, "--clips", "2", "--engine", "ray", "-o", str(out), "-q", "--resume", "--retry-failed"]
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 1, result.output  # some files failed
-        written = [vidtag.Record.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
-        assert_same_records(local, written)
-
-        result = CliRunner().invoke(app, [*args, "--resume", "--retry-failed"])
-        assert result.exit_code == 1, result.output
         assert "6 file(s): 0 ok, 2 failed, 4 skipped" in result.output
-        again = [vidtag.Record.from_dict(json.loads(line)) for line in out.read_text().splitlines()]
-        assert sorted(r.path for r in again) == sorted(media)  # no file twice
-        assert {r.path: r.error for r in again} == {r.path: r.error for r in local}
+        written = {r.path: r for r in read_records(str(out))}
+        assert len(written) == len(read_records(str(out))) == 6  # no file twice
+        assert_same_records(local, [written[p] for p in media])
+
+        # a zero-shot model: the actors get the labels and prompt templates; windows (one file per call)
+        clip = ModelSpec(name="tiny-clip", family="clip", task="zero-shot",
+                         weights=str(make_clip(tmp_path / "clip")))
+        options = dict(labels="cat, dog, a red car", prompts=["a photo of {}.", "a video of {}"],
+                       window=0.5, stride=0.25, batch_size=3)
+        files = [media[2], media[4]]
+        _, engine = ray_job(files, clip, **options)
+        assert_same_records(list(vidtag.classify(files, clip, **options)), list(engine.records()))
     finally:
         ray.shutdown()
 

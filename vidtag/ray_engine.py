@@ -242,7 +242,7 @@ def _domain_error(exc: Exception) -> Exception:
 
 def ray_job(
     paths: Iterable[str],
-    model: str | None = None,
+    model: str | ModelSpec | None = None,
     *,
     address: str | None = None,
     actors: tuple[int, int] | None = None,
@@ -253,7 +253,8 @@ def ray_job(
 ) -> tuple[Job, RayEngine]:
     """The Job (files, settings; its model loaded on the CPU of the driver) and the engine to run it on Ray.
 
-    `options` are those of `vidtag.classify`; `device` and `precision` apply in the inference actors.
+    `model`: a registry name or a ModelSpec (not a loaded model: each actor loads its own). `options` are
+    those of `vidtag.classify`; `device` and `precision` apply in the inference actors.
     """
     import_ray()  # before any model loading: a missing extra is the first thing to say
     device = options.pop("device", "auto")
@@ -263,7 +264,7 @@ def ray_job(
             torch.device(device)
         except RuntimeError:
             raise ConfigError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
-    spec = find_spec(model, options.get("registry_files"))
+    spec = model if isinstance(model, ModelSpec) else find_spec(model, options.get("registry_files"))
     job = Job(paths, spec, device="cpu", precision=precision, **options)
     # the actors load the model as the Job did: the same load_model arguments (whatever they are), the
     # entry found here (so registry files need not exist on the nodes), the device asked for
@@ -275,7 +276,7 @@ def ray_job(
     return job, engine
 
 
-def classify(paths: Iterable[str], model: str | None = None, **options: Any) -> Iterator[Record]:
+def classify(paths: Iterable[str], model: str | ModelSpec | None = None, **options: Any) -> Iterator[Record]:
     """`vidtag.classify` on Ray: the same records, in the same order. Options as `ray_job`."""
     _, engine = ray_job(paths, model, **options)
     return engine.records()
