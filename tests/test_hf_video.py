@@ -19,7 +19,7 @@ import torch
 
 import vidtag
 from vidtag.errors import ConfigError, FatalError
-from vidtag.families.hf_video import processor_recipe
+from vidtag.families.hf_common import processor_recipe
 from vidtag.models import FAMILIES, fetch_model, find_spec, load_model
 from vidtag.preprocess import preprocess, resized_size
 

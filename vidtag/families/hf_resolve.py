@@ -15,7 +15,8 @@ from pathlib import Path
 from ..errors import ConfigError, FatalError
 from ..registry import ModelSpec
 from ..weights import local_weights
-from .hf_video import checkpoint_recipe, read_json
+from .hf_common import read_json
+from .hf_video import checkpoint_recipe
 
 # transformers model_type -> (vidtag family, task). Grows with the families vidtag supports.
 HF_MODEL_TYPES: dict[str, tuple[str, str]] = {

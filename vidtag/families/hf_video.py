@@ -3,8 +3,8 @@
 A checkpoint is a folder in the Hugging Face layout: `config.json`, the weights (`model.safetensors`,
 preferred, or `pytorch_model.bin`, read with `weights_only`) and the preprocessor config. The network
 comes from transformers (`<Arch>ForVideoClassification`); its own image and video processors are not
-used, because the fast ones need torchvision: `processor_recipe` turns the preprocessor config into the
-same resize / crop / mean / std recipe, which vidtag's shared torch preprocessing then applies.
+used, because the fast ones need torchvision: `hf_common.processor_recipe` turns the preprocessor config
+into the same resize / crop / mean / std recipe, which vidtag's shared torch preprocessing then applies.
 
 Family names (`videomae`, `timesformer`, `vivit`, `vjepa2`) are the transformers `model_type`s, so an
 entry says which architecture it expects and a checkpoint of another kind is refused with a clear
@@ -13,7 +13,6 @@ message; `hf_video` loads any other transformers video classifier through the au
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,12 +21,10 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, FatalError
+from .hf_common import HALF, IMAGENET_MEAN, IMAGENET_STD, processor_recipe, read_json, read_processor_config
 
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
 KINETICS_MEAN = [0.45, 0.45, 0.45]  # the PySlowFast recipe TimeSformer was trained with
 KINETICS_STD = [0.225, 0.225, 0.225]
-HALF = [0.5, 0.5, 0.5]
 
 
 @dataclass(frozen=True)
@@ -53,123 +50,7 @@ ARCHS: dict[str, Arch] = {
                    256 / 224, fixed_frames=False),
 }
 
-# The defaults of each transformers processor class, used for keys a preprocessor config leaves out
-# (what the processor itself would do with that file): (mean, std, short side, crop, rescale, offset).
-_PROCESSOR_DEFAULTS: dict[str, tuple[list[float], list[float], int, int, float, bool]] = {
-    "videomae": (HALF, HALF, 224, 224, 1 / 255, False),
-    "timesformer": (IMAGENET_MEAN, IMAGENET_STD, 224, 224, 1 / 255, False),
-    "vivit": (HALF, HALF, 256, 224, 1 / 127.5, True),
-    "vjepa2": (IMAGENET_MEAN, IMAGENET_STD, 292, 256, 1 / 255, False),
-}
-_RESAMPLE = {2: "bilinear", 3: "bicubic", "bilinear": "bilinear", "bicubic": "bicubic"}
-_PROCESSOR_FILES = ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json")
 RECIPE_FIELDS = ("frames", "resize", "crop", "mean", "std", "interpolation")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a checkpoint file; a broken file is a FatalError naming it."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise FatalError(f"cannot read {path}: {exc}") from None
-    if not isinstance(data, dict):
-        raise FatalError(f"{path} is not a JSON object")
-    return data
-
-
-def read_processor_config(folder: Path) -> dict[str, Any] | None:
-    """The preprocessor settings saved with a checkpoint, looked up in the order transformers uses."""
-    for name in _PROCESSOR_FILES:
-        path = folder / name
-        if not path.is_file():
-            continue
-        data = read_json(path)
-        if name == "processor_config.json":  # transformers 5 nests the processors in one file
-            data = data.get("video_processor") or data.get("image_processor")
-            if not isinstance(data, dict):
-                continue
-        return data
-    return None
-
-
-def _processor_kind(proc: dict[str, Any], model_type: str) -> str:
-    """Which processor class the config is for (its `*_processor_type`), else the model's own."""
-    name = str(proc.get("video_processor_type") or proc.get("image_processor_type")
-               or proc.get("feature_extractor_type") or "").lower()
-    for kind in _PROCESSOR_DEFAULTS:
-        if name.startswith(kind):
-            return kind
-    return model_type if model_type in _PROCESSOR_DEFAULTS else "videomae"
-
-
-def _three(value: Any) -> list[float]:
-    values = [float(v) for v in value] if isinstance(value, (list, tuple)) else [float(value)] * 3
-    if len(values) != 3:
-        raise ConfigError(f"image_mean/image_std must have 3 values, got {value!r}")
-    return values
-
-
-def _crop_of(value: Any, default: int) -> int | list[int]:
-    if value is None:
-        return default
-    if isinstance(value, dict):
-        if "height" in value and "width" in value:
-            h, w = int(value["height"]), int(value["width"])
-            return h if h == w else [h, w]
-        if "shortest_edge" in value:
-            return int(value["shortest_edge"])
-        return default
-    return int(value)
-
-
-def _resize_of(value: Any, default: int) -> int | list[int]:
-    if value is None:
-        return default
-    if isinstance(value, dict):
-        if "shortest_edge" in value:
-            return int(value["shortest_edge"])
-        if "height" in value and "width" in value:
-            return [int(value["height"]), int(value["width"])]
-        return default
-    if isinstance(value, (list, tuple)):
-        return [int(value[0]), int(value[1])]
-    return int(value)  # an int size means the short side for the video processors (default_to_square=False)
-
-
-def processor_recipe(proc: dict[str, Any], model_type: str) -> dict[str, Any]:
-    """The vidtag recipe (resize, crop, mean, std on [0, 1] pixels, interpolation) equivalent to a processor config.
-
-    The transformers processors compute `((x * rescale_factor - offset) - mean) / std` on 0..255 pixels
-    (offset 1 for ViViT's zero-centring); on x / 255 that is `(x / 255 - mean') / std'` with
-    `mean' = (offset + mean) / (255 * rescale_factor)` and `std' = std / (255 * rescale_factor)`.
-    """
-    kind = _processor_kind(proc, model_type)
-    d_mean, d_std, d_short, d_crop, d_rescale, d_offset = _PROCESSOR_DEFAULTS[kind]
-    crop = _crop_of(proc.get("crop_size"), d_crop)
-    if kind == "vjepa2":
-        # VJEPA2VideoProcessor ignores `size`: its short side is always crop * 256 / 224
-        resize: int | list[int] = int((crop if isinstance(crop, int) else crop[0]) * 256 / 224)
-    else:
-        resize = _resize_of(proc.get("size"), d_short)
-    if proc.get("do_center_crop") is False and not isinstance(resize, int):
-        crop = list(resize)  # an exact resize without a crop: the crop is the whole frame
-    scale = float(proc.get("rescale_factor", d_rescale)) if proc.get("do_rescale", True) else 1.0
-    offset = 1.0 if proc.get("do_rescale", True) and proc.get("offset", d_offset) else 0.0
-    if proc.get("do_normalize", True):
-        mean, std = _three(proc.get("image_mean", d_mean)), _three(proc.get("image_std", d_std))
-    else:
-        mean, std = [0.0] * 3, [1.0] * 3
-    unit = 255.0 * scale
-    recipe: dict[str, Any] = {
-        "resize": resize,
-        "crop": crop,
-        "mean": [(offset + m) / unit for m in mean],
-        "std": [s / unit for s in std],
-    }
-    resample = proc.get("resample")
-    if resample in _RESAMPLE:
-        recipe["interpolation"] = _RESAMPLE[resample]
-    return recipe
 
 
 def default_recipe(config: dict[str, Any], model_type: str) -> dict[str, Any]:
@@ -195,6 +76,9 @@ def checkpoint_recipe(folder: Path, config: dict[str, Any]) -> dict[str, Any]:
     model_type = str(config.get("model_type", ""))
     proc = read_processor_config(folder)
     recipe = processor_recipe(proc, model_type) if proc is not None else default_recipe(config, model_type)
+    crop = recipe["crop"]
+    if isinstance(crop, list) and crop[0] == crop[1]:
+        recipe["crop"] = crop[0]  # a square crop as one int, as the registry entries write it
     frames = frames_of(config, model_type)
     if frames:
         recipe["frames"] = frames
