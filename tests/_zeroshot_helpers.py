@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import math
 import string
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import torch
+
+from media import make_video
 
 IMAGE_SIZE = 32
 XCLIP_FRAMES = 4
@@ -131,19 +132,8 @@ def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 def static_video(path: Path, image: np.ndarray, frames: int = 24, fps: int = 8) -> Path:
     """A lossless (FFV1) video showing the same picture in every frame."""
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("ffv1", rate=fps)
-        stream.width, stream.height = image.shape[1], image.shape[0]
-        stream.pix_fmt = "yuv444p"
-        stream.time_base = Fraction(1, fps)
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    return path
+    return make_video(path, frames=frames, fps=fps, width=image.shape[1], height=image.shape[0], codec="ffv1",
+                      pix_fmt="yuv444p", picture=lambda i, w, h: image)
 
 
 def decoded_frames(path: Path) -> list[np.ndarray]:
