@@ -196,8 +196,7 @@ class JsonWriter(Writer):
         text = ("," if self.count else "") + "\n  " + json.dumps(record.to_dict(), ensure_ascii=False)
         try:
             self.stream.write(text)
-            if self.output == "-":
-                self.stream.flush()
+            self.stream.flush()  # progress is visible (stdout, or the temporary file) as files finish
         except OSError as exc:
             raise _cannot_write(self.output, exc) from None
         self.count += 1
@@ -239,8 +238,7 @@ class CsvWriter(Writer):
     def write(self, record: Record) -> None:
         try:
             self.csv.writerows(csv_rows(record))
-            if self.output == "-":
-                self.stream.flush()
+            self.stream.flush()
         except OSError as exc:
             raise _cannot_write(self.output, exc) from None
 

@@ -117,10 +117,29 @@ def classify(
     raise typer.Exit(EXIT_FAILED if summary.any_failed else EXIT_OK)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes (test runners swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _setup_logging(verbose: bool) -> None:
     """vidtag's own log on stderr: warnings, or everything (failed files' tracebacks) with --verbose."""
-    logging.basicConfig(level=logging.WARNING, format="vidtag: %(message)s")
-    logging.getLogger("vidtag").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logger = logging.getLogger("vidtag")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("vidtag: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
 
 class _terminate_as_interrupt:
