@@ -45,6 +45,7 @@ MAKERS = {
     "cut_in_middle.mkv": lambda d, p: truncate(remux(_base(d, "k.mp4", frames=50), d / ".src-k.mkv"), p,
                                                fraction=0.5),
     "cut_in_middle.ts": lambda d, p: truncate(_base(d, "t.ts", frames=50), p, fraction=0.5),
+    "cut_in_middle.avi": lambda d, p: truncate(_base(d, "v.avi", codec="mpeg4"), p, fraction=0.5),
     "cut_in_middle_with_audio.mkv": lambda d, p: truncate(
         make_video_with_longer_audio(d / ".src-a.mkv", video_seconds=3.0, audio_seconds=3.0), p, fraction=0.5),
     "audio_only.mp4": lambda d, p: make_audio_only(p),
@@ -78,6 +79,7 @@ ERRORS = {
     "cut_in_middle_faststart.mp4": r"^the file is cut off \(truncated\): it holds only the first [01]\.\d s of the 2\.0 s its index lists,",
     "cut_in_middle.mkv": r"^the file is cut off \(truncated\): it holds only the first 0\.\d s of the 2\.0 s its header lists,",
     "cut_in_middle_with_audio.mkv": r"^the file is cut off \(truncated\): it holds only the first 1\.\d s of the 3\.\d s",
+    "cut_in_middle.avi": r"^not a readable video: a damaged or incomplete AVI file, FFmpeg cannot read its structure",
     "audio_only.mp4": r"^the file has no video stream \(it holds: audio\)$",
     "cover_art_only.mp4": r"^the file holds only a still cover image, no video stream$",
     "named pipe.mp4": r"^not a regular file \(it is a named pipe\)",

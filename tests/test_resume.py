@@ -259,10 +259,14 @@ def test_sigkill_of_a_json_run_leaves_the_previous_complete_file(corpus, tmp_pat
     assert output.read_bytes() == previous  # untouched: the new result was never renamed into place
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["out.json"]
 
+    stale = list(tmp_path.glob(".out.json.*.tmp"))
+    assert len(stale) == 1
+
     # resuming reads the target only (not the stale temporary) and redoes everything (top_k differs)
     summary, classified = classify_in_process([videos], output, resume=True)
     assert classified == files and summary.skipped == 0
     assert_same_results(by_path(read_records(str(output))), baseline)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]  # the killed run's leftover is gone
 
 
 def test_sigterm_ends_the_run_cleanly_with_exit_130_and_resume_finishes_it(corpus, tmp_path):

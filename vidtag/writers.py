@@ -9,11 +9,13 @@ interrupted), so the target is never half-written: it is the previous complete f
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
 import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import IO
 
@@ -56,6 +58,16 @@ def temp_beside(target: Path) -> tuple[int, str]:
     return fd, name
 
 
+def remove_stale_temporaries(target: Path, before: float) -> None:
+    """Delete temporary files of the target left by killed runs (untouched since `before`)."""
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        try:
+            if path.stat().st_mtime < before:
+                path.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
@@ -89,6 +101,7 @@ class Writer:
         self.output = output
         self.append = append
         self._tmp: str | None = None
+        self._began = time.time()
         self.stream: IO[str] = self._open()
 
     def _open(self) -> IO[str]:
@@ -131,6 +144,7 @@ class Writer:
                 os.replace(self._tmp, self.output)
                 self._tmp = None
                 sync_folder(Path(self.output).parent)
+                remove_stale_temporaries(Path(self.output), self._began)
         except OSError as exc:
             self.discard()
             raise _cannot_write(self.output, exc) from None
@@ -254,6 +268,7 @@ def get_writer(output: str = "-", fmt: str | None = None, *, append: bool = Fals
 def rewrite_jsonl(output: str, records: list[Record]) -> None:
     """Replace a JSONL file by exactly `records`, atomically (a temporary file renamed over it)."""
     target = Path(output)
+    began = time.time()
     try:
         fd, tmp = temp_beside(target)
     except OSError as exc:
@@ -269,6 +284,7 @@ def rewrite_jsonl(output: str, records: list[Record]) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise _cannot_write(output, exc) from None
     sync_folder(target.parent)
+    remove_stale_temporaries(target, began)
 
 
 def _record(data, output: str, where: str) -> Record:
