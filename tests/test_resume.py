@@ -322,6 +322,35 @@ def test_an_engine_yielding_a_file_twice_writes_it_once(tmp_path, caplog):
     assert "second record" in caplog.text
 
 
+def test_a_crash_mid_run_keeps_what_finished_and_a_crash_before_anything_keeps_the_old_file(corpus, tmp_path):
+    """Injected fault: the engine dies after two files (or before the first)."""
+    videos, files, baseline = corpus
+    job = Job(files[:4], cpu_model(), clips=2)
+
+    def dies_after(count):
+        def records(skip):
+            with one_torch_thread():
+                for index, record in enumerate(job.records(skip)):
+                    if index == count:
+                        raise RuntimeError("the device fell over")
+                    yield record
+        return records
+
+    output = tmp_path / "out.json"
+    with pytest.raises(RuntimeError, match="fell over"):
+        run(job, str(output), records=dies_after(2))
+    kept = json.loads(output.read_text())
+    assert [r["path"] for r in kept] == files[:2]
+    before = output.read_bytes()
+    with pytest.raises(RuntimeError, match="fell over"):
+        run(job, str(output), records=dies_after(0))
+    assert output.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
+    summary = run(job, str(output), resume=True, records=dies_after(99))
+    assert summary.skipped == 2 and summary.ok + summary.failed == 2
+    assert [r.path for r in read_records(str(output))] == files[:4]
+
+
 # -- the command line: failure limits, exit codes and the closing line ---------------------------------
 
 def cli(*args: str):

@@ -10,6 +10,7 @@ nonzero start times are handled. Frames are returned as upright RGB uint8 arrays
 from __future__ import annotations
 
 import bisect
+import codecs
 import stat
 from pathlib import Path
 
@@ -79,8 +80,8 @@ def unrecognised(path: str | Path) -> str:
         if head.startswith(magic):
             return (f"not a readable video: a damaged or incomplete {kind} file, FFmpeg cannot read its "
                     "structure (it may have been cut off by an interrupted copy or download)")
-    try:
-        text = head.decode("utf-8")
+    try:  # incremental: a character cut at the end of the 4 KiB read is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
     except UnicodeDecodeError:
         text = None
     if text is not None and sum(c.isprintable() or c in "\r\n\t" for c in text) >= 0.95 * len(text):

@@ -79,7 +79,7 @@ def _cut_off(present: float, declared: float, source: str) -> MediaError:
     return MediaError(f"the file is cut off (truncated): {held}, as after an interrupted copy or download")
 
 
-def _check_index(container, stream, start: float, duration: float) -> None:
+def _check_index(container, stream, duration: float) -> None:
     """A MediaError when the container's index lists video data beyond the end of the file (MP4, MOV)."""
     size = container.size
     if not size or stream.time_base is None:
@@ -92,7 +92,7 @@ def _check_index(container, stream, start: float, duration: float) -> None:
         raise _cut_off(float((min(missing) - first) * stream.time_base), duration, "index")
 
 
-def _check_declared_length(container, stream, start: float, video_end: float) -> None:
+def _check_declared_length(container, start: float, video_end: float) -> None:
     """A MediaError when every stream's data stops well before the duration the header declares.
 
     All streams count, so a video track legitimately shorter than its audio is not mistaken for damage.
@@ -164,15 +164,15 @@ def probe(container: av.container.InputContainer) -> VideoInfo:
             raise MediaError("the video stream holds no frames")
         start = first if start is None else start
         duration = end - start if end is not None else 0.0
-        if rewound:
-            _check_declared_length(container, stream, start, end)
+        if rewound and end is not None:
+            _check_declared_length(container, start, end)
     if duration <= 0 and fps:  # a single frame with no duration shows for one frame period
         duration = 1.0 / fps
     if duration <= 0:
         duration = 1e-3
     if frames is None and fps:
         frames = max(1, round(duration * fps))
-    _check_index(container, stream, start or 0.0, duration)
+    _check_index(container, stream, duration)
     keyframes = tuple(
         float(e.timestamp * tb) for e in stream.index_entries if e.is_keyframe
     ) if tb is not None else ()

@@ -130,8 +130,9 @@ def run(
             writer.discard()
             raise
     written: set[str] = set()
-    stream = (records or job.records)(skip)
+    stream = None
     try:
+        stream = (records or job.records)(skip)
         try:
             for record in stream:
                 key = _key(record.path)
@@ -158,7 +159,10 @@ def run(
             if close:
                 close()
     except BaseException:
-        # a crash: still finish the output with everything that is done, as an interrupt would
+        # a crash: keep what finished, as an interrupt does; with nothing new, leave the old output be
+        if not written:
+            writer.discard()
+            raise
         try:
             for record in earlier:
                 writer.write(record)
