@@ -398,11 +398,13 @@ def test_exit_codes(mixed, tmp_path):
     assert re.fullmatch(r"vidtag: 1 file\(s\): 1 ok, 0 failed, 0 skipped \(done before\) in \d+\.\d s\n",
                         result.stderr)
     assert cli(str(mixed), "-o", str(tmp_path / "b.jsonl"), "--clips", "1").exit_code == 1
+    (tmp_path / "b.csv").write_text("path,clip\r\n")
     again = cli(str(mixed), "-o", str(tmp_path / "b.jsonl"), "--clips", "1", "--resume")
     assert again.exit_code == 1 and "6 skipped (done before, 3 of them failed)" in again.stderr
 
     for usage in (["--resume"], ["-o", str(tmp_path / "c.jsonl"), "--retry-failed"],
-                  ["-o", str(tmp_path / "c.jsonl"), "--max-failures", "0"]):
+                  ["-o", str(tmp_path / "c.jsonl"), "--max-failures", "0"],
+                  ["-o", str(tmp_path / "b.csv"), "--resume"]):
         result = cli(good, *usage)
         assert result.exit_code == 2 and result.stderr.startswith("vidtag: error: "), usage
     blocker = tmp_path / "file"
