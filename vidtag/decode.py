@@ -10,6 +10,8 @@ nonzero start times are handled. Frames are returned as upright RGB uint8 arrays
 from __future__ import annotations
 
 import bisect
+import codecs
+import stat
 from pathlib import Path
 
 import av
@@ -22,10 +24,19 @@ _EPS = 1e-6
 
 
 def open_video(path: str | Path) -> av.container.InputContainer:
-    """Open a media file, turning FFmpeg's and the OS's errors into plain-words MediaErrors."""
+    """Open a media file, turning FFmpeg's and the OS's errors into plain-words MediaErrors.
+
+    Only regular files are opened: a named pipe or a device named like a video would block the run
+    or never end, so it is refused up front.
+    """
     path = Path(path)
     try:
-        if path.stat().st_size == 0:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            raise MediaError("the path is a folder, not a video file")
+        if not stat.S_ISREG(info.st_mode):
+            raise MediaError(f"not a regular file (it is {_file_kind(info.st_mode)}): only video files are read")
+        if info.st_size == 0:
             raise MediaError("the file is empty (0 bytes)")
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except FileNotFoundError:
@@ -35,9 +46,47 @@ def open_video(path: str | Path) -> av.container.InputContainer:
     except IsADirectoryError:
         raise MediaError("the path is a folder, not a video file") from None
     except av.error.InvalidDataError:
-        raise MediaError("not a readable video: FFmpeg found no known media format in the file") from None
+        raise MediaError(unrecognised(path)) from None
     except av.error.FFmpegError as exc:
         raise MediaError(f"FFmpeg could not open the file: {exc.strerror or exc}") from None
+    except OSError as exc:
+        raise MediaError(f"the file cannot be read: {exc.strerror or exc}") from None
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+_MP4_BOXES = (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip")
+_MAGIC = ((b"\x1a\x45\xdf\xa3", "Matroska/WebM"), (b"RIFF", "AVI"), (b"FLV", "FLV"), (b"\x00\x00\x01\xba", "MPEG"),
+          (b"\x30\x26\xb2\x75", "Windows Media"), (b"OggS", "Ogg"))
+
+
+def unrecognised(path: str | Path) -> str:
+    """Why FFmpeg found no media format in a file, in plain words, from a look at its first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        head = b""
+    if head[4:8] in _MP4_BOXES:
+        return ("not a readable video: an incomplete MP4/QuickTime file, its index (the 'moov' box) is "
+                "missing: the file was cut off (an interrupted copy or download) or its recording never finished")
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return (f"not a readable video: a damaged or incomplete {kind} file, FFmpeg cannot read its "
+                    "structure (it may have been cut off by an interrupted copy or download)")
+    try:  # incremental: a character cut at the end of the 4 KiB read is not an error
+        text = codecs.getincrementaldecoder("utf-8")().decode(head, final=False)
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and sum(c.isprintable() or c in "\r\n\t" for c in text) >= 0.95 * len(text):
+        return "not a readable video: it is a text file"
+    return "not a readable video: FFmpeg recognises no media format in it (the file is damaged or not a video)"
 
 
 def _upright(frame: av.VideoFrame) -> np.ndarray:
@@ -61,6 +110,7 @@ class FrameReader:
         self.seekable = info.rewound
         self.decoded = 0  # frames decoded, for benchmarks and tests of sparse decoding
         self.seeks = 0
+        self.damage: str | None = None  # FFmpeg's complaint when decoding broke off after good frames
         self._frames = None  # the decoding iterator
         self._current: tuple[float, av.VideoFrame] | None = None
         self._next: tuple[float, av.VideoFrame] | None = None
@@ -102,17 +152,37 @@ class FrameReader:
         except av.error.FFmpegError:
             # an unseekable input (a raw stream): a failed seek leaves the demuxer unusable, so start
             # again from the beginning and decode forward from now on
-            self.seekable = False
-            if self.reopen is None:
-                raise MediaError("the file cannot be seeked and cannot be reopened to read it again") from None
-            self.container.close()
-            self.container = self.reopen()
-            self._attach()
-            self._current = self._next = None
-            self._frames = self.container.decode(self.stream)
+            self._restart()
             return
         self.seeks += 1
         self._current = self._next = None
+        self._frames = self.container.decode(self.stream)
+        if not self._landed_by(target):
+            # an inexact seek (MPEG-TS and other formats without an index land on any packet, and the
+            # decoder then skips to a later keyframe): read forward from the start instead
+            self._restart()
+
+    def _landed_by(self, target: float) -> bool:
+        """Whether the first frame after a seek is shown no later than `target` (pulls it into `_next`)."""
+        try:
+            self._next = self._pull()
+        except MediaError:
+            return False
+        return self._next is not None and self._next[0] <= target + self._fallback_step / 2
+
+    def _restart(self) -> None:
+        """Give up seeking: open the file again (or rewind it) and decode forward from the first frame."""
+        self.seekable = False
+        self._current = self._next = None
+        if self.reopen is not None:
+            self.container.close()
+            self.container = self.reopen()
+            self._attach()
+        else:
+            try:
+                self.container.seek(0)
+            except av.error.FFmpegError:
+                raise MediaError("the file cannot be seeked and cannot be reopened to read it again") from None
         self._frames = self.container.decode(self.stream)
 
     def _pull(self) -> tuple[float, av.VideoFrame] | None:
@@ -122,6 +192,7 @@ class FrameReader:
             return None
         except av.error.FFmpegError as exc:
             if self._current is not None:  # damaged data after good frames: keep what was decoded
+                self.damage = exc.strerror or str(exc)
                 return None
             raise MediaError(f"the video data cannot be decoded: {exc.strerror or exc}") from None
         self.decoded += 1
@@ -157,6 +228,10 @@ class FrameReader:
             break
         if self._current is None:
             raise MediaError("the video stream holds no decodable frames")
+        if self._next is None and self.damage and target > self._current[0] + 2 * self._fallback_step:
+            # the data broke off before the wanted time: the frame held would be a silent wrong answer
+            raise MediaError(f"the video data is damaged from {self._current[0] - self.info.start:.2f} s on "
+                             f"and cannot be decoded further (FFmpeg: {self.damage})")
         return self._current[1]
 
     def read(self, times: list[float]) -> dict[float, np.ndarray]:

@@ -36,7 +36,7 @@ def discover(paths: Iterable[str | os.PathLike], extensions: Iterable[str] | Non
     found: list[str] = []
 
     def add(path: str) -> None:
-        key = os.path.normpath(path)
+        key = os.path.abspath(path)  # one record per file, however it is named: a.mp4, ./a.mp4, /x/a.mp4
         if key not in seen:
             seen.add(key)
             found.append(path)

@@ -6,6 +6,7 @@ in worker processes or on other machines; `finish` turns the model's clip probab
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -21,6 +22,8 @@ from .probe import VideoInfo
 from .record import ClipResult, Record
 from .registry import ModelSpec
 from .sampling import Clip, plan_clips
+
+log = logging.getLogger("vidtag")
 
 
 @dataclass(frozen=True)
@@ -92,13 +95,30 @@ def prepare(path: str, recipe: Recipe) -> Prepared:
 
 
 def prepare_or_error(path: str, recipe: Recipe) -> Prepared | Record:
-    """`prepare`, with a file's own failure turned into its error record (plain words, no traceback)."""
+    """`prepare`, with a file's own failure turned into its error record.
+
+    The record says what is wrong in plain words; the traceback goes to the log at debug level (shown
+    with --verbose). Anything a file can provoke, even an unforeseen decoder or library error, stays that
+    file's failure: one odd file never stops an unattended run. Interrupts (Ctrl-C, SystemExit) pass.
+    """
     try:
         return prepare(path, recipe)
     except MediaError as exc:
+        log.debug("%s: %s", path, exc, exc_info=True)
         return Record.failure(path, str(exc))
-    except (OSError, ValueError, RuntimeError, IndexError) as exc:  # a decoder or file-system surprise
-        return Record.failure(path, f"the file could not be read: {exc}")
+    except MemoryError:
+        log.debug("%s: out of memory", path, exc_info=True)
+        return Record.failure(path, "not enough memory to decode this file")
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.debug("%s: unexpected error", path, exc_info=True)
+        return Record.failure(path, f"unexpected error while reading the file: {_plain(exc)} "
+                                    "(--verbose logs the details)")
+
+
+def _plain(exc: BaseException) -> str:
+    """An exception's message without Python's class name or FFmpeg's errno prefix."""
+    text = getattr(exc, "strerror", None) or str(exc) or "unknown error"
+    return " ".join(str(text).split())[:300]
 
 
 def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,

@@ -68,6 +68,61 @@ def _scan_packets(container, stream, from_time: float | None = None) -> tuple[fl
     return first, end, count
 
 
+# formats whose muxer writes the whole file's duration into the header when it finishes: data that
+# stops well before it means the file was cut off (MPEG-TS, raw streams and others only estimate it)
+_HEADER_DURATION = ("matroska", "webm")
+
+
+def _cut_off(present: float, declared: float, source: str) -> MediaError:
+    held = (f"it holds only the first {present:.1f} s of the {declared:.1f} s its {source} lists" if present >= 0.05
+            else f"none of the {declared:.1f} s of video its {source} lists is in the file")
+    return MediaError(f"the file is cut off (truncated): {held}, as after an interrupted copy or download")
+
+
+def _check_index(container, stream, duration: float) -> None:
+    """A MediaError when the container's index lists video data beyond the end of the file (MP4, MOV)."""
+    size = container.size
+    if not size or stream.time_base is None:
+        return
+    entries = [e for e in stream.index_entries if e.pos >= 0]
+    missing = [e.timestamp for e in entries if e.pos + e.size > size]
+    if missing:
+        # index times are decoding times: measure from the first one; video is whole up to the first gap
+        first = min(e.timestamp for e in entries)
+        raise _cut_off(float((min(missing) - first) * stream.time_base), duration, "index")
+
+
+def _check_declared_length(container, start: float, video_end: float) -> None:
+    """A MediaError when every stream's data stops well before the duration the header declares.
+
+    All streams count, so a video track legitimately shorter than its audio is not mistaken for damage.
+    """
+    names = set((container.format.name or "").split(","))
+    if not container.duration or not names & set(_HEADER_DURATION):
+        return
+    # Matroska declares the end time (from 0), others the span from the start time: take the earlier end
+    declared_end = container.duration / av.time_base
+    tolerance = max(0.5, 0.01 * declared_end)
+    if video_end >= declared_end - tolerance:
+        return
+    end = video_end
+    try:
+        # demux every stream from just before the declared end (or the video's end, if the data stops)
+        container.seek(int(max(declared_end - 2.0, video_end - 1.0, 0.0) * av.time_base))
+        for packet in container.demux():
+            if packet.pts is not None and packet.time_base is not None:
+                end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    except av.error.FFmpegError:
+        return  # cannot tell: say nothing rather than guess
+    finally:
+        try:
+            container.seek(0)  # leave the file at its start for decoding
+        except av.error.FFmpegError:
+            pass
+    if end < declared_end - tolerance:
+        raise _cut_off(video_end - start, declared_end - start, "header")
+
+
 def probe(container: av.container.InputContainer) -> VideoInfo:
     """Read a VideoInfo from an open container."""
     stream = video_stream(container)
@@ -109,12 +164,15 @@ def probe(container: av.container.InputContainer) -> VideoInfo:
             raise MediaError("the video stream holds no frames")
         start = first if start is None else start
         duration = end - start if end is not None else 0.0
+        if rewound and end is not None:
+            _check_declared_length(container, start, end)
     if duration <= 0 and fps:  # a single frame with no duration shows for one frame period
         duration = 1.0 / fps
     if duration <= 0:
         duration = 1e-3
     if frames is None and fps:
         frames = max(1, round(duration * fps))
+    _check_index(container, stream, duration)
     keyframes = tuple(
         float(e.timestamp * tb) for e in stream.index_entries if e.is_keyframe
     ) if tb is not None else ()

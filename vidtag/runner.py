@@ -1,36 +1,57 @@
 """A whole run: records from a Job to a writer, with --resume, failure limits and a summary.
 
-Resuming keeps the earlier records that still stand (same settings, same file size and modification
-time), drops the rest, and classifies only what is missing, so no file ever has two records.
+What it promises (docs/reliability.md): every file of the job gets exactly one record in the output;
+resuming keeps the earlier records that still stand (same model and settings, same file size and
+modification time), drops the rest, and classifies only what is missing, so no file ever has two
+records; a killed run loses at most the file it was working on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .engine import Job
+from .errors import ConfigError
 from .record import Record
-from .writers import format_for, get_writer, read_records
+from .writers import format_for, get_writer, read_records, rewrite_jsonl
+
+log = logging.getLogger("vidtag")
 
 
 @dataclass
 class Summary:
     """What a run did; the CLI turns it into the exit status and the closing line."""
 
-    total: int = 0
-    ok: int = 0
-    failed: int = 0
-    skipped: int = 0
+    total: int = 0  # files in the job
+    ok: int = 0  # classified in this run
+    failed: int = 0  # failed in this run
+    skipped: int = 0  # already done in the output (kept from an earlier run)
+    skipped_failed: int = 0  # of the skipped, how many are error records (kept without --retry-failed)
     seconds: float = 0.0
     stopped_early: bool = False
     interrupted: bool = False
 
+    @property
+    def not_done(self) -> int:
+        """Files with no record at all (the run stopped or was interrupted before them)."""
+        return max(self.total - self.ok - self.failed - self.skipped, 0)
+
+    @property
+    def any_failed(self) -> bool:
+        """Whether the output holds an error record for any of the job's files."""
+        return bool(self.failed or self.skipped_failed)
+
     def line(self) -> str:
-        text = (f"{self.total} file(s): {self.ok} ok, {self.failed} failed, {self.skipped} skipped "
-                f"(already done) in {self.seconds:.1f} s")
+        """One line for the end of a run: files ok, failed, skipped, not done, time."""
+        text = f"{self.total} file(s): {self.ok} ok, {self.failed} failed, {self.skipped} skipped (done before"
+        text += f", {self.skipped_failed} of them failed)" if self.skipped_failed else ")"
+        if self.not_done:
+            text += f", {self.not_done} not done"
+        text += f" in {self.seconds:.1f} s"
         if self.stopped_early:
             text += "; stopped early: too many failures"
         if self.interrupted:
@@ -38,14 +59,23 @@ class Summary:
         return text
 
 
+def _key(path: str) -> str:
+    """The identity of a path for --resume: absolute and normalised, so './a.mp4' and 'a.mp4' agree."""
+    return os.path.abspath(path)
+
+
 def previous_records(output: str, fmt: str | None, job: Job, retry_failed: bool) -> tuple[list[Record], set[str]]:
-    """Earlier records to keep (one per path, the last one), and the set of this job's files they cover."""
+    """Earlier records to keep, one per path (the last one), and the set of this job's files they cover.
+
+    Records of files outside this job are kept untouched; records of this job's files are kept only
+    when they still stand (`Job.is_done`); failures are dropped with `retry_failed`.
+    """
     latest: dict[str, Record] = {}
     for record in read_records(output, fmt):
-        latest[record.path] = record
-    wanted = set(job.files)
-    keep = [r for r in latest.values() if r.path not in wanted or job.is_done(r, retry_failed)]
-    return keep, {r.path for r in keep if r.path in wanted}
+        latest[_key(record.path)] = record  # a later record of the same file replaces an earlier one
+    wanted = {_key(f): f for f in job.files}
+    keep = [r for k, r in latest.items() if k not in wanted or job.is_done(r, retry_failed)]
+    return keep, {wanted[_key(r.path)] for r in keep if _key(r.path) in wanted}
 
 
 def run(
@@ -61,46 +91,87 @@ def run(
 ) -> Summary:
     """Classify the job's files into `output`; stop after `max_failures` failed files.
 
-    `records` replaces the local engine (e.g. the Ray engine); it gets the set of files to skip.
+    `records` replaces the local engine (e.g. the Ray engine); it gets the set of files to skip and
+    must yield one record per other file. A KeyboardInterrupt ends the run cleanly (what finished is
+    in the output) and is reported in the summary.
     """
     began = time.perf_counter()
+    kind = format_for(output, fmt)
+    if resume and output == "-":
+        raise ConfigError("--resume needs an output file (-o FILE): standard output cannot be read back")
+    if retry_failed and not resume:
+        raise ConfigError("--retry-failed goes with --resume")
+    if max_failures is not None and max_failures < 1:
+        raise ConfigError("--max-failures must be at least 1")
     summary = Summary(total=len(job.files))
     kept: list[Record] = []
     skip: set[str] = set()
-    if resume and output != "-":
+    if resume:
         kept, skip = previous_records(output, fmt, job, retry_failed)
     summary.skipped = len(skip)
-    kind = format_for(output, fmt)
-    if resume and kind == "jsonl" and output != "-":
-        # rewrite what stands atomically (drops torn lines and outdated records), then append
-        with get_writer(output + ".resume", "jsonl") as staging:
-            for record in kept:
-                staging.write(record)
-        os.replace(output + ".resume", output)
+    skipped_keys = {_key(p) for p in skip}
+    summary.skipped_failed = sum(1 for r in kept if not r.ok and _key(r.path) in skipped_keys)
+    # records of this job's files that stay go where an uninterrupted run would put them (JSON, CSV)
+    order = {_key(f): i for i, f in enumerate(job.files)}
+    earlier = sorted((r for r in kept if _key(r.path) in order), key=lambda r: order[_key(r.path)])
+    if resume and kind == "jsonl":
+        # rewrite what stands atomically (drops a torn last line, outdated and duplicate records),
+        # then append: the file is always the old one or the repaired one, never a mix
+        rewrite_jsonl(output, kept)
         writer = get_writer(output, fmt, append=True)
+        earlier = []
     else:
         writer = get_writer(output, fmt)
-        for record in kept:
-            writer.write(record)
-    stream = (records or job.records)(skip)
+        try:
+            for record in kept:
+                if _key(record.path) not in order:
+                    writer.write(record)
+        except BaseException:
+            writer.discard()
+            raise
+    written: set[str] = set()
+    stream = None
     try:
-        for record in stream:
-            writer.write(record)
-            if record.ok:
-                summary.ok += 1
-            else:
-                summary.failed += 1
-            if on_record:
-                on_record(record)
-            if max_failures is not None and summary.failed >= max_failures:
-                summary.stopped_early = summary.ok + summary.failed + summary.skipped < summary.total
-                break
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    finally:
-        close = getattr(stream, "close", None)
-        if close:
-            close()
-        writer.close()
-        summary.seconds = time.perf_counter() - began
+        stream = (records or job.records)(skip)
+        try:
+            for record in stream:
+                key = _key(record.path)
+                if key in written or key in skipped_keys:
+                    log.warning("%s: a second record for this file was dropped", record.path)
+                    continue
+                while earlier and order[_key(earlier[0].path)] < order.get(key, len(order)):
+                    writer.write(earlier.pop(0))
+                writer.write(record)
+                written.add(key)
+                if record.ok:
+                    summary.ok += 1
+                else:
+                    summary.failed += 1
+                if on_record:
+                    on_record(record)
+                if max_failures is not None and summary.failed >= max_failures:
+                    summary.stopped_early = summary.ok + summary.failed + summary.skipped < summary.total
+                    break
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            close = getattr(stream, "close", None)
+            if close:
+                close()
+    except BaseException:
+        # a crash: keep what finished, as an interrupt does; with nothing new, leave the old output be
+        if not written:
+            writer.discard()
+            raise
+        try:
+            for record in earlier:
+                writer.write(record)
+            writer.close()
+        except Exception:  # noqa: BLE001 - the first error is the one to report
+            writer.discard()
+        raise
+    for record in earlier:  # kept records that come after the last new one
+        writer.write(record)
+    writer.close()
+    summary.seconds = time.perf_counter() - began
     return summary

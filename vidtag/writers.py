@@ -1,17 +1,21 @@
-"""Writers: one class per output format, chosen by `get_writer` (see docs/output.md).
+"""Writers: one class per output format, chosen by `get_writer` (see docs/output.md, docs/reliability.md).
 
-JSONL appends one line per file and flushes it as the file finishes, so a killed run keeps every
-finished record. JSON and CSV files are written to a temporary file beside the target and renamed over
-it when the run ends (also when it is interrupted), so the target is never half-written.
+JSONL appends one line per file and flushes it as the file finishes (one `write` call per line, so a
+killed run leaves at most its last line torn, which --resume repairs). JSON and CSV are written to a
+hidden temporary file beside the target and renamed over it when the run ends (also when it is
+interrupted), so the target is never half-written: it is the previous complete file or the new one.
 """
 
 from __future__ import annotations
 
 import csv
+import glob
 import json
 import os
+import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import IO
 
@@ -36,6 +40,58 @@ def format_for(output: str, fmt: str | None) -> str:
     return ext
 
 
+def temp_beside(target: Path) -> tuple[int, str]:
+    """A new hidden temporary file in the target's folder (so renaming it over the target is atomic).
+
+    It gets the target's permissions, or those a new file gets (mkstemp's own are owner-only).
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        mode = 0o666 & ~_umask()
+    if hasattr(os, "fchmod"):  # POSIX; on Windows the new file already gets ordinary permissions
+        try:
+            os.fchmod(fd, mode)
+        except OSError:
+            pass
+    return fd, name
+
+
+def remove_stale_temporaries(target: Path, before: float) -> None:
+    """Delete temporary files of the target left by killed runs (untouched since `before`)."""
+    for path in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
+        try:
+            if path.stat().st_mtime < before:
+                path.unlink()
+        except OSError:
+            pass  # gone already, or not ours to remove
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (best effort: some systems cannot sync a folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _cannot_write(output: str, exc: OSError) -> FatalError:
+    return FatalError(f"cannot write the output file {output}: {exc.strerror or exc}")
+
+
 class Writer:
     """Base: writes records to a file or stdout; use as a context manager."""
 
@@ -45,6 +101,7 @@ class Writer:
         self.output = output
         self.append = append
         self._tmp: str | None = None
+        self._began = time.time()
         self.stream: IO[str] = self._open()
 
     def _open(self) -> IO[str]:
@@ -53,12 +110,14 @@ class Writer:
         target = Path(self.output)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
+            if target.is_dir():
+                raise IsADirectoryError(21, "it is a folder")
             if self.atomic:
-                fd, self._tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+                fd, self._tmp = temp_beside(target)
                 return os.fdopen(fd, "w", encoding="utf-8", newline="")
             return open(target, "a" if self.append else "w", encoding="utf-8", newline="")
         except OSError as exc:
-            raise FatalError(f"cannot write the output file {self.output}: {exc.strerror or exc}") from None
+            raise _cannot_write(self.output, exc) from None
 
     @property
     def atomic(self) -> bool:
@@ -71,17 +130,39 @@ class Writer:
         """Write whatever closes the document (e.g. JSON's closing bracket)."""
 
     def close(self) -> None:
+        """Finish the document and, for atomic writers, rename it over the target (safe to call twice)."""
+        if self.stream is None:
+            return
         try:
             self._finish()
             self.stream.flush()
             if self.stream is not sys.stdout:
                 os.fsync(self.stream.fileno())
                 self.stream.close()
+            self.stream = None
             if self._tmp:
                 os.replace(self._tmp, self.output)
                 self._tmp = None
+                sync_folder(Path(self.output).parent)
+                remove_stale_temporaries(Path(self.output), self._began)
         except OSError as exc:
-            raise FatalError(f"cannot write the output file {self.output}: {exc.strerror or exc}") from None
+            self.discard()
+            raise _cannot_write(self.output, exc) from None
+
+    def discard(self) -> None:
+        """Drop the temporary file of an atomic writer, leaving the target as it was."""
+        if self.stream is not None and self.stream is not sys.stdout:
+            try:
+                self.stream.close()
+            except OSError:
+                pass
+        self.stream = None
+        if self._tmp:
+            try:
+                os.unlink(self._tmp)
+            except OSError:
+                pass
+            self._tmp = None
 
     def __enter__(self) -> Writer:
         return self
@@ -91,13 +172,24 @@ class Writer:
 
 
 class JsonlWriter(Writer):
-    """One JSON object per line, flushed as each file finishes."""
+    """One JSON object per line, written with a single system call and flushed as each file finishes."""
 
     format = "jsonl"
 
     def write(self, record: Record) -> None:
-        self.stream.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-        self.stream.flush()
+        line = json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
+        if self.stream is sys.stdout:
+            self.stream.write(line)
+            self.stream.flush()
+            return
+        data = line.encode("utf-8")
+        try:
+            self.stream.flush()
+            fd = self.stream.fileno()
+            while data:  # one call normally; a partial write (disk nearly full) continues where it stopped
+                data = data[os.write(fd, data):]
+        except OSError as exc:
+            raise _cannot_write(self.output, exc) from None
 
 
 class JsonWriter(Writer):
@@ -115,10 +207,13 @@ class JsonWriter(Writer):
         return self.output != "-"
 
     def write(self, record: Record) -> None:
-        self.stream.write(("," if self.count else "") + "\n  " + json.dumps(record.to_dict(), ensure_ascii=False))
+        text = ("," if self.count else "") + "\n  " + json.dumps(record.to_dict(), ensure_ascii=False)
+        try:
+            self.stream.write(text)
+            self.stream.flush()  # progress is visible (stdout, or the temporary file) as files finish
+        except OSError as exc:
+            raise _cannot_write(self.output, exc) from None
         self.count += 1
-        if self.output == "-":
-            self.stream.flush()
 
     def _finish(self) -> None:
         self.stream.write("\n]\n" if self.count else "]\n")
@@ -155,9 +250,11 @@ class CsvWriter(Writer):
         return self.output != "-"
 
     def write(self, record: Record) -> None:
-        self.csv.writerows(csv_rows(record))
-        if self.output == "-":
+        try:
+            self.csv.writerows(csv_rows(record))
             self.stream.flush()
+        except OSError as exc:
+            raise _cannot_write(self.output, exc) from None
 
 
 WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter}
@@ -168,28 +265,78 @@ def get_writer(output: str = "-", fmt: str | None = None, *, append: bool = Fals
     return WRITERS[format_for(output, fmt)](output, append=append)
 
 
+def rewrite_jsonl(output: str, records: list[Record]) -> None:
+    """Replace a JSONL file by exactly `records`, atomically (a temporary file renamed over it)."""
+    target = Path(output)
+    began = time.time()
+    try:
+        fd, tmp = temp_beside(target)
+    except OSError as exc:
+        raise _cannot_write(output, exc) from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
+            for record in records:
+                stream.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(tmp, output)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise _cannot_write(output, exc) from None
+    sync_folder(target.parent)
+    remove_stale_temporaries(target, began)
+
+
+def _record(data, output: str, where: str) -> Record:
+    if not isinstance(data, dict) or not isinstance(data.get("path"), str) or "status" not in data:
+        raise ConfigError(f"cannot resume: {where} of {output} is not a vidtag record "
+                          "(is this the output of an earlier vidtag run?)")
+    try:
+        return Record.from_dict(data)
+    except (TypeError, KeyError, ValueError):
+        raise ConfigError(f"cannot resume: {where} of {output} is not a vidtag record") from None
+
+
 def read_records(output: str, fmt: str | None = None) -> list[Record]:
-    """Records already in an output file (for --resume). A torn last JSONL line is ignored."""
+    """Records already in an output file (for --resume).
+
+    A torn last JSONL line (a run killed while writing it) is dropped; anything else that is not a
+    vidtag record is a ConfigError, so --resume never rewrites a file vidtag did not write.
+    """
     path = Path(output)
     if output == "-" or not path.exists():
         return []
     kind = format_for(output, fmt)
-    text = path.read_text(encoding="utf-8", errors="replace")
+    if kind == "csv":
+        raise ConfigError("--resume works with JSON and JSONL outputs (CSV rows do not hold whole records)")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise FatalError(f"cannot read the output file {output} to resume: {exc.strerror or exc}") from None
     if kind == "jsonl":
         out = []
-        for line in text.splitlines():
+        lines = raw.split(b"\n")
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
             try:
-                out.append(Record.from_dict(json.loads(line)))
-            except (json.JSONDecodeError, TypeError, KeyError):
-                continue  # a line torn by a killed run
+                data = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                if number == len(lines):  # no newline after it: the line a killed run was writing
+                    continue
+                raise ConfigError(f"cannot resume: line {number} of {output} is not JSON "
+                                  "(is this the output of an earlier vidtag run?)") from None
+            out.append(_record(data, output, f"line {number}"))
         return out
-    if kind == "json":
-        try:
-            return [Record.from_dict(x) for x in json.loads(text)]
-        except (json.JSONDecodeError, TypeError, KeyError) as exc:
-            raise FatalError(f"cannot resume: {output} is not a vidtag JSON output ({exc})") from None
-    raise ConfigError("--resume works with JSON and JSONL outputs (CSV rows do not hold whole records)")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ConfigError(f"cannot resume: {output} is not a complete JSON document "
+                          "(is this the output of an earlier vidtag run?)") from None
+    if not isinstance(data, list):
+        raise ConfigError(f"cannot resume: {output} does not hold a JSON array of vidtag records")
+    return [_record(x, output, f"item {i}") for i, x in enumerate(data, 1)]
 
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "CsvWriter", "JsonWriter", "JsonlWriter", "Writer", "csv_rows",
-           "format_for", "get_writer", "read_records"]
+           "format_for", "get_writer", "read_records", "rewrite_jsonl"]

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -84,43 +87,97 @@ def classify(
     from ..engine import Job
     from ..runner import run
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="vidtag: %(message)s")
+    _setup_logging(verbose)
+    began = time.perf_counter()
     try:
-        label_list = _labels(labels, labels_file)
-        if max_failures is not None and max_failures < 1:
-            raise ConfigError("--max-failures must be at least 1")
-        options = dict(weights=weights, labels=label_list, prompts=prompt or None, clips=clips, window=window, stride=stride,
-                       views=views, top_k=top_k, threshold=threshold, batch_size=batch_size, device=device,
-                       precision=precision, extensions=_split(ext), registry_files=_split(registry),
-                       trust_remote_code=trust_remote_code)
-        records = None
-        if engine == "ray":
-            from ..ray_engine import parse_actors, ray_job
+        with _terminate_as_interrupt():
+            label_list = _labels(labels, labels_file)
+            if max_failures is not None and max_failures < 1:
+                raise ConfigError("--max-failures must be at least 1")
+            if resume and output == "-":
+                raise ConfigError("--resume needs an output file (-o FILE): standard output cannot be read back")
+            if retry_failed and not resume:
+                raise ConfigError("--retry-failed goes with --resume")
+            options = dict(weights=weights, labels=label_list, prompts=prompt or None, clips=clips, window=window,
+                           stride=stride, views=views, top_k=top_k, threshold=threshold, batch_size=batch_size,
+                           device=device, precision=precision, extensions=_split(ext),
+                           registry_files=_split(registry), trust_remote_code=trust_remote_code)
+            records = None
+            if engine == "ray":
+                from ..ray_engine import parse_actors, ray_job
 
-            job, ray_engine = ray_job(paths, model, address=ray_address, actors=parse_actors(ray_actors),
-                                      gpus_per_actor=ray_gpus, **options)
-            records = ray_engine.records
-        elif engine == "local":
-            if ray_address or ray_actors or ray_gpus is not None:
-                raise ConfigError("--ray-address, --ray-actors and --ray-gpus need --engine ray")
-            job = Job(paths, model, **options)
-        else:
-            raise ConfigError(f"unknown engine '{engine}' (use local or ray)")
-        if not job.files:
-            raise ConfigError("no video files found in the given paths (see --ext for the extensions looked for)")
-        with _progress(len(job.files), quiet) as advance:
-            summary = run(job, output, fmt, resume=resume, retry_failed=retry_failed,
-                          max_failures=1 if fail_fast else max_failures, records=records, on_record=advance)
+                job, ray_engine = ray_job(paths, model, address=ray_address, actors=parse_actors(ray_actors),
+                                          gpus_per_actor=ray_gpus, **options)
+                records = ray_engine.records
+            elif engine == "local":
+                if ray_address or ray_actors or ray_gpus is not None:
+                    raise ConfigError("--ray-address, --ray-actors and --ray-gpus need --engine ray")
+                job = Job(paths, model, **options)
+            else:
+                raise ConfigError(f"unknown engine '{engine}' (use local or ray)")
+            if not job.files:
+                raise ConfigError("no video files found in the given paths (see --ext for the extensions looked for)")
+            with _progress(len(job.files), quiet) as advance:
+                summary = run(job, output, fmt, resume=resume, retry_failed=retry_failed,
+                              max_failures=1 if fail_fast else max_failures, records=records, on_record=advance)
     except VidtagError as exc:
         raise _fail(exc) from None
     except KeyboardInterrupt:
-        err.print("vidtag: interrupted")
+        err.print(f"vidtag: interrupted after {time.perf_counter() - began:.1f} s", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    if not quiet or summary.failed:
+    except Exception as exc:  # a bug or an unforeseen library failure: one line, the traceback with --verbose
+        logging.getLogger("vidtag").debug("unexpected failure", exc_info=True)
+        err.print(f"vidtag: error: unexpected failure: {exc or type(exc).__name__}"
+                  f"{'' if verbose else ' (run with --verbose for details)'}", markup=False)
+        raise typer.Exit(EXIT_FATAL) from None
+    if not quiet or summary.any_failed or summary.interrupted:
         err.print(f"vidtag: {summary.line()}", markup=False)
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
-    raise typer.Exit(EXIT_FAILED if summary.failed else EXIT_OK)
+    raise typer.Exit(EXIT_FAILED if summary.any_failed else EXIT_OK)
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes (test runners swap it)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _setup_logging(verbose: bool) -> None:
+    """vidtag's own log on stderr: warnings, or everything (failed files' tracebacks) with --verbose."""
+    logger = logging.getLogger("vidtag")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("vidtag: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+class _terminate_as_interrupt:
+    """SIGTERM (cron and CI time limits, `kill`) ends the run like Ctrl-C: the output is finished first."""
+
+    def __enter__(self):
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum, frame):
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc):
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
 
 
 def _labels(labels: str | None, labels_file: Path | None) -> list[str] | None:

@@ -101,14 +101,15 @@ class FramePooling(nn.Module):
 
 def load(spec, weights, labels):
     """Registry loader: the published Lite0 state dict, loaded strictly and safely."""
+    from ..checkpoint import load_state_dict
     from ..errors import FatalError
     from ..models import LoadedNet, spec_labels
 
     names = spec_labels(spec)
     net = EfficientNetLite0(num_classes=len(names))
+    state = load_state_dict(weights)  # tensors only: a checkpoint that would run code is refused
     try:
-        state = torch.load(weights, map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)
-    except Exception as exc:
+    except (RuntimeError, ValueError) as exc:
         raise FatalError(f"cannot load EfficientNet-Lite0 weights from {weights}: {exc}") from None
     return LoadedNet(module=FramePooling(net), labels=names)

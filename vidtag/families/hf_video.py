@@ -108,7 +108,7 @@ def load(spec, weights: Path, labels: list[str] | None, trust_remote_code: bool 
     """Registry loader: a transformers video classifier from a local checkpoint folder.
 
     Safetensors weights are preferred; `.bin` files are read with `weights_only`. Code from the
-    checkpoint (`auto_map`) runs only with `trust_remote_code=True`, which the user must ask for.
+    checkpoint (`auto_map`) runs only when the user asks for it (the trust_remote_code option).
     """
     import transformers
 
