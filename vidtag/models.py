@@ -28,6 +28,7 @@ from .weights import require_weights
 # family name -> module under vidtag.families implementing `load`
 FAMILIES: dict[str, str] = {
     "efficientnet_lite": "efficientnet_lite",
+    "x3d": "x3d",
 }
 
 ScoreKind = Literal["softmax", "sigmoid"]
