@@ -30,6 +30,7 @@ from .weights import fetch, require_weights
 # family name -> module under vidtag.families implementing `load`
 FAMILIES: dict[str, str] = {
     "efficientnet_lite": "efficientnet_lite",
+    "x3d": "x3d",
     "xclip": "zeroshot",
     "clip": "zeroshot",
     "siglip": "zeroshot",
