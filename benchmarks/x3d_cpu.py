@@ -47,7 +47,10 @@ def main() -> None:
     parser.add_argument("--model", default="x3d-m")
     parser.add_argument("--clips", type=int, nargs="+", default=[1, 3, 10])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     spec = vidtag.load_registry()[args.model]
     with tempfile.TemporaryDirectory() as tmp:
         video = synthetic_video(Path(tmp) / "video.mp4")

@@ -305,11 +305,15 @@ def test_unreadable_and_non_state_dict_files_are_fatal(tmp_path):
         vidtag.load_model("x3d-xs", weights=str(tmp_path / "absent.pyth"), device="cpu")
 
 
-def test_loaded_module_is_channels_last(tmp_path):
+def test_loaded_module_is_channels_last_and_chunks_cpu_batches_without_changing_results(tmp_path):
     path = save_official(tmp_path / "X3D_XS.pyth", random_state("xs"))
     model = vidtag.load_model("x3d-xs", weights=str(path), device="cpu")
     conv = model.module.net.blocks[1].res_blocks[0].branch2.conv_a
     assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
+    clips = torch.randn(3, 4, 3, 48, 48)
+    whole = model.predict(clips)  # 3 x 4 x 48 x 48 frame pixels: one chunk
+    model.module.cpu_voxels = 4 * 48 * 48  # one clip a chunk
+    torch.testing.assert_close(model.predict(clips), whole, rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------- end to end through vidtag.classify
