@@ -47,8 +47,10 @@ def load_state_dict(path: str | Path) -> dict[str, Any]:
     except (OSError, RuntimeError, EOFError, ValueError) as exc:
         raise FatalError(f"cannot read the checkpoint {path}: it is damaged or not a PyTorch checkpoint "
                          f"({' '.join(str(exc).split())[:200]})") from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]  # training checkpoints wrap the weights with optimiser state etc.
+    for key in ("state_dict", "model_state"):  # training checkpoints (PyTorchVideo's: model_state) wrap the
+        if isinstance(state, dict) and isinstance(state.get(key), dict):  # weights with optimiser state etc.
+            state = state[key]
+            break
     if not isinstance(state, dict):
         raise FatalError(f"the checkpoint {path} does not hold a dictionary of weights")
     return state

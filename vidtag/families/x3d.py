@@ -21,7 +21,6 @@ clamp the kernel to the feature size so inputs smaller than the training size al
 from __future__ import annotations
 
 import math
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import load_state_dict
 from ..errors import ConfigError, FatalError
 
 _BN_EPS = 1e-5
@@ -325,28 +325,11 @@ def fuse_for_inference(net: X3D) -> X3D:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """The state dict in a checkpoint file: `{"model_state": sd, ...}` (the official format) or a bare sd.
 
-    Loaded with `weights_only=True`: a pickle that would build arbitrary objects or run code is refused.
-    Raises FatalError with the reason.
+    Read by vidtag's safe loader (`weights_only=True`): a pickle that would build objects or run code is
+    refused. Raises FatalError with the reason.
     """
-    try:
-        data: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        code = next((line for line in lines if "GLOBAL" in line), None)
-        if code is None:  # not a pickle torch can read at all (a truncated or foreign file)
-            detail = next((line for line in lines if not line.startswith(("Weights only", "Please file",
-                                                                           "Check the documentation"))), "")
-            raise FatalError(f"cannot read the checkpoint {path}: not a torch checkpoint ({detail or exc})") from None
-        raise FatalError(
-            f"refused to load {path}: it is not a plain weights checkpoint; unpickling it would build objects "
-            f"or run code, which vidtag never allows ({code.rstrip('.')}). Use the official checkpoint, or "
-            "re-save the state dict alone with torch.save(model.state_dict(), path) where you trust the file"
-        ) from None
-    except (OSError, RuntimeError, EOFError, ValueError) as exc:
-        raise FatalError(f"cannot read the checkpoint {path}: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("model_state"), dict):
-        data = data["model_state"]
-    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+    data = load_state_dict(path)
+    if not all(isinstance(v, torch.Tensor) for v in data.values()):
         raise FatalError(
             f"{path} holds no state dict: expected a dict of tensors, or one under the key 'model_state'"
         )
