@@ -5,19 +5,30 @@ last keyframe before the time and decodes from there; it seeks only when a keyfr
 current position and the wanted time (known from the container index, or learnt while decoding).
 Frame times come from presentation timestamps and the stream time base, so variable frame rates and
 nonzero start times are handled. Frames are returned as upright RGB uint8 arrays (rotation applied).
+
+Two ways to spend less per file: `sampling="keyframes"` reads, for each wanted time, only the keyframe
+nearest to it (one seek and one decoded frame, however long the file: a fast, approximate mode for very
+long files); and frames more than three times the model's input size (1080p and up for the usual
+224-256 pixel inputs) are scaled to the resize target by FFmpeg's scaler in the same pass that converts
+them to RGB (antialiased, with the recipe's interpolation), which saves the conversion and the memory
+of full-size frames (a 4K frame is 25 MB) and leaves the labels close to those of the full-size path
+(docs/benchmarks.md measures how close).
 """
 
 from __future__ import annotations
 
 import bisect
 import codecs
+from collections import deque
 import stat
 from pathlib import Path
 
 import av
 import numpy as np
+from av.video.reformatter import Interpolation
 
 from .errors import MediaError
+from .preprocess import resized_size
 from .probe import VideoInfo, probe, video_stream
 
 _EPS = 1e-6
@@ -89,8 +100,32 @@ def unrecognised(path: str | Path) -> str:
     return "not a readable video: FFmpeg recognises no media format in it (the file is damaged or not a video)"
 
 
-def _upright(frame: av.VideoFrame) -> np.ndarray:
-    image = frame.to_ndarray(format="rgb24")
+def reduced_size(frame: av.VideoFrame, resize) -> tuple[int, int] | None:
+    """(width, height) to convert a frame to: the recipe's resize target when the frame is more than
+    three times as large on both sides, else None (full size)."""
+    if resize is None:
+        return None
+    turned = round((frame.rotation or 0) / 90) % 2 == 1
+    width, height = (frame.height, frame.width) if turned else (frame.width, frame.height)
+    target_h, target_w = resized_size(height, width, resize)
+    if height <= 3 * target_h or width <= 3 * target_w:
+        return None
+    return (target_h, target_w) if turned else (target_w, target_h)
+
+
+# FFmpeg's scalers widen their kernels when they shrink an image, as torch's antialiased resize does;
+# full chroma resolution in and out keeps colour edges where the full-size conversion puts them
+_FULL_CHROMA = Interpolation.FULL_CHR_H_INT | Interpolation.FULL_CHR_H_INP
+_SCALERS = {"bilinear": Interpolation.BILINEAR | _FULL_CHROMA, "bicubic": Interpolation.BICUBIC | _FULL_CHROMA}
+
+
+def _upright(frame: av.VideoFrame, resize=None, interpolation: str = "bilinear") -> np.ndarray:
+    size = reduced_size(frame, resize)
+    if size is None:
+        image = frame.to_ndarray(format="rgb24")
+    else:  # one swscale pass scales and converts
+        image = frame.to_ndarray(format="rgb24", width=size[0], height=size[1],
+                                 interpolation=_SCALERS.get(interpolation, Interpolation.AREA | _FULL_CHROMA))
     quarter_turns = round((frame.rotation or 0) / 90) % 4
     return np.ascontiguousarray(np.rot90(image, quarter_turns)) if quarter_turns else image
 
@@ -105,7 +140,12 @@ class FrameReader:
         self.threads = threads
         self._attach()
         self.info = info
-        self.keyframes = sorted(info.keyframes)
+        index = sorted(info.keyframes)
+        # an MP4 index holds decoding times, which run ahead of display times by the reordering delay
+        # of B-frames; the first keyframe is shown at the stream's start, which gives the shift (seeking
+        # itself takes display times)
+        self._key_shift = max(0.0, info.start - index[0]) if index else 0.0
+        self.keyframes = [k + self._key_shift for k in index]  # display times
         self.rotation = 0
         self.seekable = info.rewound
         self.decoded = 0  # frames decoded, for benchmarks and tests of sparse decoding
@@ -117,10 +157,13 @@ class FrameReader:
         self._last_key: float | None = None  # time of the last keyframe decoded
         self._gop = 0.0  # longest keyframe interval seen, used when the container has no index
         self._fallback_step = 1.0 / info.fps if info.fps else 1.0 / 30
+        self._key_time: float | None = None  # the keyframe held, in keyframes-only sampling
+        self._target: float | None = None  # the time being read, for the decoder's skipping
 
     def _attach(self) -> None:
         self.stream = video_stream(self.container)
         self.stream.codec_context.thread_count = self.threads  # 0: FFmpeg decides; 1 in worker processes
+        self._skip_mode = "DEFAULT"  # the decoder's skip_frame setting (see _decode)
 
     # -- positioning ---------------------------------------------------------------------------
     def _keyframe_between(self, current: float, target: float) -> bool:
@@ -144,7 +187,7 @@ class FrameReader:
     def _seek(self, target: float) -> None:
         if not self.seekable:
             if self._frames is None:
-                self._frames = self.container.decode(self.stream)
+                self._frames = self._decode()
             return
         tb = self.stream.time_base
         try:
@@ -156,7 +199,7 @@ class FrameReader:
             return
         self.seeks += 1
         self._current = self._next = None
-        self._frames = self.container.decode(self.stream)
+        self._frames = self._decode()
         if not self._landed_by(target):
             # an inexact seek (MPEG-TS and other formats without an index land on any packet, and the
             # decoder then skips to a later keyframe): read forward from the start instead
@@ -183,7 +226,7 @@ class FrameReader:
                 self.container.seek(0)
             except av.error.FFmpegError:
                 raise MediaError("the file cannot be seeked and cannot be reopened to read it again") from None
-        self._frames = self.container.decode(self.stream)
+        self._frames = self._decode()
 
     def _pull(self) -> tuple[float, av.VideoFrame] | None:
         try:
@@ -212,11 +255,11 @@ class FrameReader:
     # -- reading -------------------------------------------------------------------------------
     def frame_at(self, t: float) -> av.VideoFrame:
         """The frame shown at `t` seconds from the first frame (the first or last frame at the ends)."""
-        target = self.info.start + t
+        target = self._target = self.info.start + t
         if self._must_seek(target):
             self._seek(target)
         elif self._frames is None:
-            self._frames = self.container.decode(self.stream)
+            self._frames = self._decode()
         while True:
             if self._next is None:
                 self._next = self._pull()
@@ -234,16 +277,116 @@ class FrameReader:
                              f"and cannot be decoded further (FFmpeg: {self.damage})")
         return self._current[1]
 
-    def read(self, times: list[float]) -> dict[float, np.ndarray]:
-        """Upright RGB frames for each of `times` (seconds from the first frame), keyed by time."""
+    _LOOKAHEAD = 32  # packets read ahead of the decoder (more than any codec's reordering delay)
+
+    def _decode(self):
+        """The stream's frames, decoding from the current position; a frame that nothing refers to is
+        not decoded at all when it cannot be the one shown at the time being read.
+
+        Packets are read a little ahead of the decoder. A packet shown at p is certainly not the frame
+        shown at the wanted time t if another packet is shown in (p, t]; nor at any later wanted time.
+        Such packets go to the decoder with `skip_frame=NONREF`, which drops them when no other frame
+        refers to them (B-frames mostly): the frames returned are exactly those of a full decode, and
+        reaching a frame deep in a long keyframe interval costs about a third less.
+        """
+        packets = self.container.demux(self.stream)
+        ahead: deque = deque()
+        more = True
+        while True:
+            while more and len(ahead) < self._LOOKAHEAD:
+                try:
+                    ahead.append(next(packets))
+                except StopIteration:
+                    more = False
+            if not ahead:
+                return
+            packet = ahead.popleft()
+            self._set_skip("NONREF" if self._superseded(packet, ahead) else "DEFAULT")
+            yield from packet.decode()
+
+    def _superseded(self, packet, ahead) -> bool:
+        """Whether another packet read ahead is shown after `packet` and no later than the wanted time."""
+        target = self._target
+        if target is None or packet.pts is None or packet.time_base is None:
+            return False
+        shown = float(packet.pts * packet.time_base)
+        if shown > target + _EPS:
+            return False
+        for other in ahead:
+            if other.pts is not None and shown < float(other.pts * other.time_base) <= target + _EPS:
+                return True
+        return False
+
+    def _set_skip(self, mode: str) -> None:
+        if mode != self._skip_mode:
+            self.stream.codec_context.skip_frame = mode
+            self._skip_mode = mode
+
+    def _nearest_keyframe(self, target: float) -> float:
+        if not self.keyframes:
+            return target  # no index: seeking lands on the keyframe at or before the time
+        i = bisect.bisect_right(self.keyframes, target + _EPS)
+        before = self.keyframes[i - 1] if i else self.keyframes[0]
+        after = self.keyframes[i] if i < len(self.keyframes) else before
+        return after if after - target < target - before else before
+
+    def keyframe_at(self, t: float) -> av.VideoFrame:
+        """The keyframe nearest `t` (at or before it when the container has no index).
+
+        Only keyframes are decoded (the decoder skips the rest), one per wanted time.
+        """
+        if not self.seekable:
+            return self.frame_at(t)  # an input that cannot seek: decode forward as usual
+        key = self._nearest_keyframe(self.info.start + t)
+        if self._current is not None and self._key_time is not None and abs(self._key_time - key) < _EPS:
+            return self._current[1]
+        self._set_skip("NONKEY")
+        tb = self.stream.time_base
+        try:
+            self.container.seek(round(key / tb) if self.keyframes else int(key / tb), stream=self.stream,
+                                backward=True, any_frame=False)
+        except av.error.FFmpegError:
+            self._set_skip("DEFAULT")
+            self._key_time = None
+            return self.frame_at(t)
+        self.seeks += 1
+        self._frames = self.container.decode(self.stream)
+        self._next = None
+        self._target = None
+        found = self._pull()
+        if found is None:
+            if self._current is None:
+                raise MediaError("the video stream holds no decodable frames")
+            return self._current[1]
+        self._current, self._key_time = found, key
+        return found[1]
+
+    def read(self, times: list[float], sampling: str = "uniform", resize=None,
+             interpolation: str = "bilinear", consume=None) -> dict[float, np.ndarray]:
+        """Upright RGB frames for each of `times` (seconds from the first frame), keyed by time.
+
+        `sampling`: 'uniform' (the frame shown at each time) or 'keyframes' (the nearest keyframe);
+        `resize` and `interpolation`: the recipe's, for converting large frames at a reduced size;
+        `consume(t, frame)`: takes each frame as it is read, in time order, instead of the dict.
+        """
+        get = self.keyframe_at if sampling == "keyframes" else self.frame_at
         out: dict[float, np.ndarray] = {}
+        last: tuple[av.VideoFrame, np.ndarray] | None = None
         for t in sorted(set(times)):
-            out[t] = _upright(self.frame_at(t))
+            frame = get(t)
+            if last is None or last[0] is not frame:  # times sharing a frame share its array
+                last = frame, _upright(frame, resize, interpolation)
+            if consume is None:
+                out[t] = last[1]
+            else:
+                consume(t, last[1])
         return out
 
 
-def read_video(path: str | Path, times_for, threads: int = 0):
-    """Open, probe and read one file: `times_for(info)` gives the times to read.
+def read_video(path: str | Path, times_for, threads: int = 0, sampling: str = "uniform", resize=None,
+               interpolation: str = "bilinear", consume=None):
+    """Open, probe and read one file: `times_for(info)` gives the times to read (see FrameReader.read
+    for `sampling`, `resize`, `interpolation` and `consume`).
 
     Returns (info, frames by time, reader) for the caller to build clips from.
     """
@@ -257,7 +400,8 @@ def read_video(path: str | Path, times_for, threads: int = 0):
             times = times_for(info)
             reader = FrameReader(container, info, threads=threads, reopen=lambda: open_video(path))
             try:
-                frames = reader.read(times)
+                frames = reader.read(times, sampling=sampling, resize=resize, interpolation=interpolation,
+                                     consume=consume)
             finally:
                 container = reader.container  # the reader may have reopened the file
             return info, frames, reader

@@ -1,15 +1,18 @@
 """The engine: files in, records out, in input order, with inference batched across files.
 
-`classify` is the public entry point. The local engine prepares files (decode + preprocess) and feeds
-the clips to the model in batches of `batch_size` clips that may span several files; each record is
-yielded as soon as all of its clips are scored.
+`classify` is the public entry point. The local engine prepares files (decode + preprocess) in worker
+processes (vidtag.workers: a bounded window of files in flight, one FFmpeg thread each, a per-file
+timeout, a crashed worker is that file's error record) while the main process feeds the clips to the
+model in batches of `batch_size` clips that may span several files; each record is yielded as soon as
+all of its clips are scored, in input order. `workers=0` prepares the files in this process instead.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -18,25 +21,143 @@ from .errors import ConfigError
 from .labels import parse_labels
 from .models import VideoModel, load_model
 from .paths import discover
-from .pipeline import Prepared, Recipe, file_key, finish, prepare_or_error
+from .pipeline import Prepared, Recipe, Rows, file_key, finish
 from .record import Record
+from .workers import Partial, WorkerFailure, WorkerPool, prestart, resolve_task
+
+SAMPLING_MODES = ("uniform", "keyframes")
+DEFAULT_TIMEOUT = 600.0  # seconds per file; generous: a hung decoder is caught, a long file is not cut off
+
+
+def available_cores() -> int:
+    """CPU cores this process may use (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Decoding workers when none are asked for: one per core, at most 4 (decoding sparse frames is
+    cheap next to the model, and the model needs cores too)."""
+    return max(1, min(available_cores(), 4))
+
+
+class _CpuMeter:
+    """CPU seconds spent outside this process (by the workers and anything else) on the cores this
+    process may use: from /proc/stat on Linux; elsewhere, the workers' own CPU time."""
+
+    def __init__(self, workers_cpu: Callable[[], float]):
+        self.workers_cpu = workers_cpu
+        self.tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        try:
+            self.cpus = {f"cpu{i}" for i in os.sched_getaffinity(0)}
+            self._busy()
+        except (AttributeError, OSError, ValueError):
+            self.cpus = None
+
+    def _busy(self) -> float:
+        busy = 0
+        with open("/proc/stat") as stat:
+            for line in stat:
+                name, *fields = line.split()
+                if name in self.cpus:
+                    values = [int(x) for x in fields[:8]]
+                    busy += sum(values) - values[3] - values[4]  # all but idle and iowait
+        return busy / self.tick
+
+    def __call__(self) -> float:
+        if self.cpus is None:
+            return self.workers_cpu()
+        times = os.times()
+        return self._busy() - (times.user + times.system)
+
+
+class ThreadBalancer:
+    """Share a CPU between the decoding workers and the model: how many torch threads the model gets.
+
+    With every core busy, two threads of a light model (EfficientNet-Lite0, many small operations) stall
+    each other whenever a worker or another program takes one of their cores: here that ran 2-5 times
+    slower than one thread. A heavy model (VideoMAE: large matrix products, workers mostly idle) wants
+    every core. So: every half second it measures how many cores were busy outside this process; when
+    that is at least half a core, it times the model's forward passes (seconds per clip) with all the
+    threads it started with and with the cores left over, keeps the faster, and checks again later
+    (after 30 s, then 60 s, ... up to 10 min). The setting is restored at the end.
+    """
+
+    PERIOD = 0.5  # seconds between load measurements
+    TRIAL = (0.25, 2)  # the least forward-pass seconds and batches that time a setting
+
+    def __init__(self, cpu_seconds: Callable[[], float], cores: int):
+        self.cpu_seconds, self.cores = cpu_seconds, cores  # CPU time used outside the model so far
+        self.start_threads = self.threads = torch.get_num_threads()
+        now = time.perf_counter()
+        self.last = (now, cpu_seconds())
+        self.load: float | None = None  # cores busy outside the model, smoothed
+        self.timing = [0.0, 0, 0]  # seconds, clips, batches since the threads last changed
+        self.trial: dict[int, list] = {}  # threads -> timing, while comparing
+        self.todo: list[int] = []  # thread counts still to time
+        self.review = now + self.PERIOD  # when to consider comparing again
+        self.pause = 30.0
+
+    def _set(self, threads: int) -> None:
+        if threads != self.threads:
+            torch.set_num_threads(threads)
+            self.threads = threads
+            self.timing = [0.0, 0, 0]
+
+    def after_batch(self, seconds: float, clips: int) -> None:
+        now, cpu = time.perf_counter(), self.cpu_seconds()
+        if now - self.last[0] >= self.PERIOD:
+            used = max(0.0, cpu - self.last[1]) / (now - self.last[0])
+            self.last = (now, cpu)
+            self.load = used if self.load is None else 0.5 * (self.load + used)
+        self.timing[0] += seconds
+        self.timing[1] += clips
+        self.timing[2] += 1
+        if not self.trial and now >= self.review and self.load is not None:
+            spare = max(1, min(self.start_threads, self.cores - round(self.load)))
+            others = [k for k in (self.start_threads, spare) if k != self.threads]
+            if self.load < 0.5 or spare == self.start_threads:  # nothing competes: every thread
+                self._set(self.start_threads)
+                self.review = now + self.PERIOD
+                return
+            self.trial, self.todo = {self.threads: self.timing}, others
+        if self.trial and self.timing[0] >= self.TRIAL[0] and self.timing[2] >= self.TRIAL[1]:
+            self.trial[self.threads] = self.timing
+            if self.todo:
+                self._set(self.todo.pop(0))
+                return
+            best = min(self.trial, key=lambda k: self.trial[k][0] / self.trial[k][1])
+            self.trial = {}
+            self._set(best)
+            self.review = now + self.pause
+            self.pause = min(2 * self.pause, 600.0)
+
+    def restore(self) -> None:
+        self._set(self.start_threads)
 
 
 class _Pending:
-    """A file waiting for its clip probabilities."""
+    """A file waiting for its clip probabilities (its rows may come in several parts)."""
 
-    __slots__ = ("item", "outputs", "missing", "seconds")
+    __slots__ = ("path", "item", "outputs", "missing", "seconds")
 
-    def __init__(self, item: Prepared | Record):
-        self.item = item
+    def __init__(self, path: str):
+        self.path = path
+        self.item: Prepared | Record | None = None  # None while parts of the file are still coming
         self.outputs: list[torch.Tensor] = []
-        self.missing = item.tensor.shape[0] if isinstance(item, Prepared) else 0
-        self.seconds = item.seconds if isinstance(item, Prepared) else 0.0
+        self.missing = 0
+        self.seconds = 0.0
 
 
-def batched_inference(items: Iterable[Prepared | Record], model: VideoModel,
-                      batch_size: int) -> Iterator[tuple[Prepared | Record, torch.Tensor | None, float]]:
-    """Score the clips of prepared files in batches; yield (item, probabilities, seconds) in input order."""
+def batched_inference(items: Iterable[Prepared | Rows | Record], model: VideoModel, batch_size: int,
+                      on_batch=None) -> Iterator[tuple[Prepared | Record, torch.Tensor | None, float]]:
+    """Score the clips of prepared files in batches; yield (item, probabilities, seconds) in input order.
+
+    A file may come as `Rows` parts followed by its Prepared (holding the last rows) or, if it failed
+    on the way, its error record. `on_batch(seconds, clips)` is called after each forward pass.
+    """
     queue: deque[_Pending] = deque()
     rows: deque[tuple[_Pending, torch.Tensor]] = deque()
     buffered = 0
@@ -56,6 +177,8 @@ def batched_inference(items: Iterable[Prepared | Record], model: VideoModel,
         began = time.perf_counter()
         probs = model.predict(batch)
         spent = time.perf_counter() - began
+        if on_batch is not None:
+            on_batch(spent, batch.shape[0])
         start = 0
         for pending, take in owners:
             pending.outputs.append(probs[start:start + take])
@@ -65,16 +188,24 @@ def batched_inference(items: Iterable[Prepared | Record], model: VideoModel,
         buffered -= batch.shape[0]
 
     def ready() -> Iterator[tuple[Prepared | Record, torch.Tensor | None, float]]:
-        while queue and queue[0].missing == 0:
+        while queue and queue[0].item is not None and queue[0].missing == 0:
             done = queue.popleft()
-            probs = torch.cat(done.outputs) if done.outputs else None
-            yield done.item, probs, done.seconds
+            ok = isinstance(done.item, Prepared) and done.outputs
+            yield done.item, torch.cat(done.outputs) if ok else None, done.seconds
 
     for item in items:
-        pending = _Pending(item)
-        queue.append(pending)
-        if isinstance(item, Prepared):
+        if queue and queue[-1].item is None and queue[-1].path == item.path:
+            pending = queue[-1]  # the next part of the file being received
+        else:
+            pending = _Pending(item.path)
+            queue.append(pending)
+        if not isinstance(item, Rows):
+            pending.item = item  # the file is complete (or failed: rows already queued are scored, unused)
+            if isinstance(item, Prepared):
+                pending.seconds += item.seconds
+        if isinstance(item, (Prepared, Rows)) and item.tensor.shape[0]:
             rows.append((pending, item.tensor))
+            pending.missing += item.tensor.shape[0]
             buffered += item.tensor.shape[0]
         while buffered >= batch_size:
             run(batch_size)
@@ -117,18 +248,27 @@ class Job:
         views: str | None = None,
         top_k: int = 5,
         threshold: float | None = None,
-        batch_size: int = 8,
+        batch_size: int | str = "auto",
         device: str = "auto",
         precision: str = "auto",
         extensions: Iterable[str] | None = None,
         registry_files: list[str] | None = None,
         recipe_overrides: dict[str, Any] | None = None,
         trust_remote_code: bool = False,
+        workers: int | None = None,
+        timeout: float | None = DEFAULT_TIMEOUT,
+        sampling: str = "uniform",
+        compile: bool = False,
     ):
         if top_k < 1:
             raise ConfigError("--top-k must be at least 1")
-        if batch_size < 1:
-            raise ConfigError("--batch-size must be at least 1")
+        batch_size = parse_batch_size(batch_size)
+        if workers is not None and workers < 0:
+            raise ConfigError("--workers must be 0 (decode in this process) or more")
+        if timeout is not None and timeout < 0:
+            raise ConfigError("--timeout must be a number of seconds (0: no limit)")
+        if sampling not in SAMPLING_MODES:
+            raise ConfigError(f"--sampling must be one of {', '.join(SAMPLING_MODES)} (got '{sampling}')")
         if threshold is not None and not 0 <= threshold <= 1:
             raise ConfigError("--threshold must be between 0 and 1")
         if clips is not None and window is not None:
@@ -141,6 +281,9 @@ class Job:
                 raise ConfigError("--views sets the clips itself: do not combine it with --clips or --window")
             clips = view_clips
         self.files = discover(paths, extensions)
+        self.workers = default_workers() if workers is None else workers
+        if self.workers and len(self.files) > 0:
+            prestart()  # the workers' imports overlap the model's loading
         if isinstance(labels, str):  # "a, b, c" as on the command line
             labels = parse_labels(labels)
         if isinstance(model, VideoModel):
@@ -153,9 +296,15 @@ class Job:
                 model, weights=weights, labels=labels, prompts=prompts, device=device, precision=precision,
                 registry_files=registry_files, trust_remote_code=trust_remote_code,
                 **(recipe_overrides or {}))
+        if compile:
+            self.model.compile()
+        self.timeout = timeout or None
         self.recipe = Recipe.from_spec(self.model.spec, clips=clips, window=window, stride=stride,
-                                       crops=self.crops)
-        self.top_k, self.threshold, self.batch_size = top_k, threshold, batch_size
+                                       crops=self.crops, sampling=sampling, threads=1 if self.workers else 0)
+        self.top_k, self.threshold = top_k, threshold
+        self.batch_size = batch_size if isinstance(batch_size, int) else self.model.auto_batch_size(self.recipe)
+        self.pool: WorkerPool | None = None  # the running pool, for inspection (tests, benchmarks)
+        self.window: int | None = None  # files in flight at most (default: the pool's)
         self.settings: dict[str, Any] = {
             "model": self.model.name, "weights": weights or self.model.spec.weights,
             **self.recipe.settings(), "top_k": top_k, "threshold": threshold,
@@ -172,12 +321,48 @@ class Job:
             return False
         return record.ok or not retry_failed
 
+    # the unit of work, as 'module:function' so that worker processes import it by name (tests swap it)
+    task = "vidtag.pipeline:prepare_or_error"
+
+    def prepared(self, files: list[str]) -> Iterator[Prepared | Rows | Record]:
+        """Each file decoded and preprocessed (or its error record), in order, at most a window ahead.
+
+        From worker processes, a file with many clips comes as Rows parts before its Prepared.
+        """
+        if not self.workers:
+            prepare = resolve_task(self.task)
+            yield from (prepare(path, self.recipe) for path in files)
+            return
+        self.pool = WorkerPool(self.task, min(self.workers, len(files)) or 1, timeout=self.timeout,
+                               window=self.window)
+        results = self.pool.imap((path, self.recipe) for path in files)
+        try:
+            paths = iter(files)
+            for result in results:
+                if isinstance(result, Partial):
+                    yield result.value
+                    continue
+                path = next(paths)
+                yield Record.failure(path, result.reason) if isinstance(result, WorkerFailure) else result
+        finally:
+            results.close()
+
     def records(self, skip: set[str] | frozenset[str] = frozenset()) -> Iterator[Record]:
         """Classify every file not in `skip`, yielding records in input order."""
         files = [f for f in self.files if f not in skip]
-        items = (prepare_or_error(path, self.recipe) for path in files)
-        for item, probs, seconds in batched_inference(items, self.model, self.batch_size):
-            yield self._record(item, probs, seconds)
+        items = self.prepared(files)
+        balancer = None
+        if self.workers and self.model.device.type == "cpu" and files:
+            meter = _CpuMeter(lambda: self.pool.cpu_seconds if self.pool else 0.0)
+            balancer = ThreadBalancer(meter, available_cores())
+        try:
+            for item, probs, seconds in batched_inference(items, self.model, self.batch_size,
+                                                          balancer.after_batch if balancer else None):
+                yield self._record(item, probs, seconds)
+        finally:
+            items.close()
+            if balancer is not None:
+                balancer.restore()
 
     def _record(self, item: Prepared | Record, probs: torch.Tensor | None, seconds: float) -> Record:
         if isinstance(item, Record):
@@ -199,13 +384,29 @@ class Job:
         return self._record(item, probs, seconds)
 
 
+def parse_batch_size(value: int | str) -> int | str:
+    """'auto' or a positive number of clips per forward pass."""
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return "auto"
+        try:
+            value = int(value)
+        except ValueError:
+            raise ConfigError(f"--batch-size must be 'auto' or a number of clips (got '{value}')") from None
+    if value < 1:
+        raise ConfigError("--batch-size must be at least 1")
+    return value
+
+
 def classify(paths: Iterable[str], model: str | VideoModel | None = None, **options: Any) -> Iterator[Record]:
     """Tag videos: yield one Record per input file, in a deterministic order (see docs/output.md).
 
     `paths` are files or folders (walked recursively for `extensions`). `model` is a registry name, a
     model folder, a Hub id, or a model from `load_model`. Options: weights, labels, clips, or
     window/stride (clips along each video), views ('CLIPSxCROPS', the multi-view test protocol), top_k,
-    threshold, batch_size, device, precision, extensions, registry_files, recipe_overrides,
-    trust_remote_code (let a transformers checkpoint run its own code; only when the user asks).
+    threshold, batch_size ('auto' or clips per forward pass), device, precision, extensions, registry_files,
+    recipe_overrides, trust_remote_code (let a transformers checkpoint run its own code; only when the user
+    asks), workers (decoding processes; 0: in this process), timeout (seconds a file may decode without
+    progress), sampling ('uniform' or 'keyframes'), compile (torch.compile the network).
     """
     return Job(paths, model, **options).records()

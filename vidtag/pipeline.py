@@ -43,16 +43,18 @@ class Recipe:
     std: tuple[float, ...]
     interpolation: str
     threads: int = 0  # FFmpeg decoding threads; 1 in worker processes
+    sampling: str = "uniform"  # 'keyframes': the keyframe nearest each sampled time (fast, approximate)
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, *, clips: int | None = None, window: float | None = None,
-                  stride: float | None = None, crops: int = 1, threads: int = 0) -> Recipe:
+                  stride: float | None = None, crops: int = 1, threads: int = 0,
+                  sampling: str = "uniform") -> Recipe:
         if window is None and clips is None:
             clips = spec.clips
         return cls(frames=spec.frames, frame_stride=spec.frame_stride, fps=spec.fps, clips=clips,
                    window=window, stride=stride, crops=crops, resize=spec.resize, crop=spec.crop,
                    mean=tuple(spec.mean), std=tuple(spec.std), interpolation=spec.interpolation,
-                   threads=threads)
+                   threads=threads, sampling=sampling)
 
     def settings(self) -> dict[str, Any]:
         out = asdict(self)
@@ -63,7 +65,11 @@ class Recipe:
 
 @dataclass
 class Prepared:
-    """One file, decoded and preprocessed: `tensor` holds clips x crops rows of (frames, 3, H, W)."""
+    """One file, decoded and preprocessed: `tensor` holds clips x crops rows of (frames, 3, H, W).
+
+    When the file's first clips were handed on ahead as `Rows` parts, `tensor` holds only the rest;
+    `clips` always lists them all.
+    """
 
     path: str
     info: VideoInfo
@@ -74,8 +80,61 @@ class Prepared:
     seconds: float
 
 
-def prepare(path: str, recipe: Recipe) -> Prepared:
-    """Probe, sample, decode and preprocess one file. Raises MediaError for a file that cannot be used."""
+@dataclass
+class Rows:
+    """The next rows of a file's clips, prepared ahead of the rest (a file with many clips comes in
+    parts, so that neither a worker nor the engine ever holds all of its clips at once)."""
+
+    path: str
+    tensor: torch.Tensor
+
+
+# a part is handed on once it holds this many clips or bytes (whichever comes first)
+PART_CLIPS = 32
+PART_BYTES = 32 << 20
+
+
+class _ClipMaker:
+    """Turns frames, arriving in time order, into preprocessed clips as soon as each clip is complete,
+    keeping only the frames that clips still to come need."""
+
+    def __init__(self, path: str, plan: list[Clip], recipe: Recipe, emit):
+        self.path, self.plan, self.recipe, self.emit = path, plan, recipe, emit
+        self.frames: dict[float, Any] = {}
+        self.done = 0  # clips made
+        self.rows: list[torch.Tensor] = []  # made and not handed on
+
+    def add(self, t: float, frame) -> None:
+        self.frames[t] = frame
+        plan, recipe = self.plan, self.recipe
+        while self.done < len(plan) and all(x in self.frames for x in plan[self.done].times):
+            clip = plan[self.done]
+            self.rows.append(preprocess_frames(
+                [self.frames[x] for x in clip.times], resize=recipe.resize, crop=recipe.crop, mean=recipe.mean,
+                std=recipe.std, interpolation=recipe.interpolation, crops=recipe.crops))
+            self.done += 1
+            if self.done < len(plan):  # clips start in time order: earlier frames are no longer needed
+                first = plan[self.done].times[0]
+                for x in [x for x in self.frames if x < first]:
+                    del self.frames[x]
+            full = len(self.rows) >= PART_CLIPS or sum(r.nbytes for r in self.rows) >= PART_BYTES
+            if self.emit is not None and full and self.done < len(plan):
+                self.emit(Rows(self.path, torch.cat(self.rows)))
+                self.rows = []
+
+    def rest(self) -> torch.Tensor:
+        if self.done < len(self.plan):
+            raise MediaError("the video ended before all the sampled frames were read")
+        return torch.cat(self.rows)
+
+
+def prepare(path: str, recipe: Recipe, emit=None) -> Prepared:
+    """Probe, sample, decode and preprocess one file. Raises MediaError for a file that cannot be used.
+
+    Each clip is preprocessed as soon as its frames are read. With `emit`, every `PART_CLIPS` clips
+    or `PART_BYTES` (when more follow) go to `emit(Rows)` at once, and the returned Prepared holds the
+    rest.
+    """
     began = time.perf_counter()
     plan: list[Clip] = []
 
@@ -84,25 +143,22 @@ def prepare(path: str, recipe: Recipe) -> Prepared:
                                stride=recipe.stride, frame_stride=recipe.frame_stride, fps=recipe.fps))
         return [t for clip in plan for t in clip.times]
 
-    info, frames, reader = read_video(path, times_for, threads=recipe.threads)
-    tensor = torch.cat([
-        preprocess_frames([frames[t] for t in clip.times], resize=recipe.resize, crop=recipe.crop,
-                          mean=recipe.mean, std=recipe.std, interpolation=recipe.interpolation,
-                          crops=recipe.crops)
-        for clip in plan
-    ])
-    return Prepared(path, info, plan, tensor, reader.rotation, reader.decoded, time.perf_counter() - began)
+    maker = _ClipMaker(path, plan, recipe, emit)
+    info, _, reader = read_video(path, times_for, threads=recipe.threads, sampling=recipe.sampling,
+                                 resize=recipe.resize, interpolation=recipe.interpolation, consume=maker.add)
+    return Prepared(path, info, plan, maker.rest(), reader.rotation, reader.decoded, time.perf_counter() - began)
 
 
-def prepare_or_error(path: str, recipe: Recipe) -> Prepared | Record:
-    """`prepare`, with a file's own failure turned into its error record.
+def prepare_or_error(path: str, recipe: Recipe, emit=None) -> Prepared | Record:
+    """`prepare`, with a file's own failure turned into its error record (with `emit`, parts may have
+    gone out before a failure: the error record then stands for the whole file).
 
     The record says what is wrong in plain words; the traceback goes to the log at debug level (shown
     with --verbose). Anything a file can provoke, even an unforeseen decoder or library error, stays that
     file's failure: one odd file never stops an unattended run. Interrupts (Ctrl-C, SystemExit) pass.
     """
     try:
-        return prepare(path, recipe)
+        return prepare(path, recipe, emit)
     except MediaError as exc:
         log.debug("%s: %s", path, exc, exc_info=True)
         return Record.failure(path, str(exc))

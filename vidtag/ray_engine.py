@@ -265,6 +265,9 @@ def ray_job(
         except RuntimeError:
             raise ConfigError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
     spec = model if isinstance(model, ModelSpec) else find_spec(model, options.get("registry_files"))
+    options["workers"] = 0  # Ray's tasks decode: no local worker processes
+    if str(options.get("batch_size", "auto")).strip().lower() == "auto":
+        options["batch_size"] = 8  # the actors' devices are not known here
     job = Job(paths, spec, device="cpu", precision=precision, **options)
     # the actors load the model as the Job did: the same load_model arguments (whatever they are), the
     # entry found here (so registry files need not exist on the nodes), the device asked for

@@ -67,8 +67,12 @@ def classify(
     stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default: the window).")] = None,
     views: Annotated[Optional[str], typer.Option(help="Multi-view testing CLIPSxCROPS, e.g. 5x3.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per forward pass.")] = 8,
+    batch_size: Annotated[str, typer.Option("--batch-size", help="Clips per forward pass, or auto.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16.")] = "auto",
+    compile_model: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (slow start, faster batches).")] = False,
+    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: one per core, at most 4; 0: decode in this process).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds a file may decode without progress before it is given up: its record says so (0: no limit).")] = 600.0,
+    sampling: Annotated[str, typer.Option(help="uniform (the frames at the sampled times) or keyframes (the nearest keyframes: fast, approximate, for very long files).")] = "uniform",
     ext: Annotated[Optional[list[str]], typer.Option("--ext", help="File extensions to look for in folders (repeatable).")] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a Hub checkpoint run its own Python code (only for sources you trust).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Skip files already done in the output with the same settings.")] = False,
@@ -101,7 +105,8 @@ def classify(
             options = dict(weights=weights, labels=label_list, prompts=prompt or None, clips=clips, window=window,
                            stride=stride, views=views, top_k=top_k, threshold=threshold, batch_size=batch_size,
                            device=device, precision=precision, extensions=_split(ext),
-                           registry_files=_split(registry), trust_remote_code=trust_remote_code)
+                           registry_files=_split(registry), trust_remote_code=trust_remote_code,
+                           workers=workers, timeout=timeout, sampling=sampling, compile=compile_model)
             records = None
             if engine == "ray":
                 from ..ray_engine import parse_actors, ray_job

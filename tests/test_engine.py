@@ -1,0 +1,352 @@
+"""The engine: records in input order whatever the workers do, error records for crashed or hung
+workers, bounded memory (files in flight), keyframe sampling, reduced-size decoding, and the options."""
+
+from __future__ import annotations
+
+import time
+
+import av
+import numpy as np
+import pytest
+import torch
+from _engine_helpers import make_videos
+from media import index_of, make_video
+from typer.testing import CliRunner
+
+from vidtag.decode import FrameReader, open_video, read_video
+from vidtag.engine import Job, batched_inference, parse_batch_size
+from vidtag.errors import ConfigError
+from vidtag.models import LoadedNet, VideoModel
+from vidtag.pipeline import PART_CLIPS, Prepared
+from vidtag.preprocess import preprocess
+from vidtag.probe import probe
+from vidtag.record import Record
+from vidtag.registry import ModelSpec
+from vidtag.workers import WorkerFailure, WorkerPool
+
+
+class TinyNet(torch.nn.Module):
+    """A small deterministic classifier: clip colour statistics -> 3 probabilities."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(6, 3)
+
+    def forward(self, clips):
+        x = torch.cat([clips.mean(dim=(1, 3, 4)), clips.std(dim=(1, 3, 4))], dim=1)
+        return (10 * self.fc(x)).softmax(-1)
+
+
+def tiny_model(frames: int = 2, clips: int = 2) -> VideoModel:
+    spec = ModelSpec(name="tiny", family="test", task="closed-set", weights="none", labels=["a", "b", "c"],
+                     frames=frames, clips=clips, resize=32, crop=32, mean=[0.5] * 3, std=[0.5] * 3)
+    return VideoModel(spec, LoadedNet(TinyNet(), ["a", "b", "c"]), torch.device("cpu"), torch.float32)
+
+
+def results(records):
+    return [(r.path, r.status, r.error, [(x.label, round(x.score, 5)) for x in r.labels],
+             [(c.start, c.end) for c in r.clips]) for r in records]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    return make_videos(tmp_path_factory.mktemp("engine"), 6)
+
+
+# -- order ------------------------------------------------------------------------------------------------
+def test_workers_give_the_in_process_records_in_input_order(videos):
+    model = tiny_model()
+    in_process = list(Job(videos, model, workers=0, batch_size=3).records())
+    job = Job(videos, model, workers=2, batch_size=3)
+    pooled = list(job.records())
+    assert [r.path for r in pooled] == videos
+    assert all(r.ok for r in pooled)
+    assert results(pooled) == results(in_process)
+    assert [r.video["width"] for r in pooled] == [r.video["width"] for r in in_process]
+
+
+def test_pool_keeps_input_order_when_later_tasks_finish_first():
+    delays = [0.4, 0.0, 0.3, 0.0, 0.0, 0.2, 0.0]
+    pool = WorkerPool("_engine_helpers:echo", 3)
+    assert list(pool.imap((i, d) for i, d in enumerate(delays))) == list(range(len(delays)))
+
+
+def test_skip_leaves_files_out_and_keeps_order(videos):
+    job = Job(videos, tiny_model(), workers=2)
+    got = [r.path for r in job.records(skip={videos[1], videos[4]})]
+    assert got == [v for i, v in enumerate(videos) if i not in (1, 4)]
+
+
+# -- faults -----------------------------------------------------------------------------------------------
+def test_crashing_and_hanging_workers_become_one_error_record_each(tmp_path, videos):
+    paths = []
+    for i, fault in enumerate(["ok", "abort", "ok", "exit", "segv", "ok", "hang", "ok"]):
+        path = tmp_path / f"{i}_{fault}.mp4"
+        make_video(path, frames=20 + i, width=64, height=48)
+        paths.append(str(path))
+    model = tiny_model()
+    job = Job(paths, model, workers=2, timeout=2, batch_size=2)
+    job.task = "_engine_helpers:faulty_prepare"
+    began = time.perf_counter()
+    records = list(job.records())
+    assert time.perf_counter() - began < 60  # the hung worker was stopped, not waited for
+    assert [r.path for r in records] == paths
+    errors = {r.path.rsplit("/", 1)[1]: r.error for r in records if not r.ok}
+    assert errors == {
+        "1_abort.mp4": "the decoder crashed while reading this file (worker exited with signal SIGABRT)",
+        "3_exit.mp4": "the decoder crashed while reading this file (worker exited with status 3)",
+        "4_segv.mp4": "the decoder crashed while reading this file (worker exited with signal SIGSEGV)",
+        "6_hang.mp4": "decoding took longer than 2 s (--timeout); the worker was stopped",
+    }
+    for r in records:
+        assert (r.status == "ok") == ("_ok" in r.path)
+        if not r.ok:
+            assert r.labels == [] and r.model == "tiny"
+    # the files around the failures got the same results as without any failure
+    good = [p for p in paths if "_ok" in p]
+    assert results([r for r in records if r.ok]) == results(Job(good, model, workers=0, batch_size=2).records())
+
+
+def test_a_task_that_raises_is_its_own_failure():
+    pool = WorkerPool("_engine_helpers:faulty_echo", 1)
+    out = list(pool.imap([("a",), ("raise",), ("b",)]))
+    assert out[0] == "a" and out[2] == "b"
+    assert out[1] == WorkerFailure("unexpected error while reading the file: asked to fail")
+    assert pool.restarts == 0  # the worker survived its task's exception
+
+
+# -- memory bound -----------------------------------------------------------------------------------------
+def test_pool_never_has_more_than_its_window_in_flight():
+    pulled = consumed = 0
+    ahead = []
+
+    def tasks():
+        nonlocal pulled
+        for i in range(12):
+            pulled += 1
+            ahead.append(pulled - consumed)
+            yield (i,)
+
+    pool = WorkerPool("_engine_helpers:echo", 2, window=3)
+    out = []
+    for value in pool.imap(tasks()):
+        consumed += 1  # taken: what the consumer holds is its own, not the pool's
+        if not out:
+            time.sleep(0.5)  # a slow consumer: unbounded workers would run far ahead meanwhile
+        out.append(value)
+    assert out == list(range(12))
+    assert pool.peak_in_flight <= 3
+    # seen from outside, the item being handed over counts on both sides for a moment; unbounded
+    # workers would have pulled all 12 tasks during the consumer's pause
+    assert max(ahead) <= 3 + 1
+
+
+def test_engine_holds_a_bounded_number_of_files_whatever_their_number(tmp_path):
+    paths = make_videos(tmp_path, 10, frames=12)
+    job = Job(paths, tiny_model(clips=2), workers=2, batch_size=2)
+    job.window = 3  # far fewer than the files
+    produced = yielded = 0
+    held = []
+    prepared = job.prepared
+
+    def counting(files):
+        nonlocal produced
+        for item in prepared(files):
+            produced += 1
+            held.append(produced - yielded)
+            yield item
+
+    job.prepared = counting
+    for _ in job.records():
+        yielded += 1
+    assert yielded == len(paths)
+    assert job.pool.window == 3 and job.pool.peak_in_flight <= 3
+    # taken from the workers and not yet written: the batch being filled (2 clips = 1 file) and the next
+    assert max(held) <= 2
+
+
+def test_batched_inference_holds_only_what_a_batch_needs():
+    model = tiny_model()
+    pulled = 0
+    out = 0
+    held = []
+
+    def items():
+        nonlocal pulled
+        for i in range(20):
+            pulled += 1
+            held.append(pulled - out)
+            yield Prepared(path=f"f{i}", info=None, clips=[None] * 3, tensor=torch.zeros(3, 2, 3, 32, 32),
+                           rotation=0, decoded_frames=0, seconds=0.0) if i % 4 else Record.failure(f"f{i}", "bad")
+
+    for item, probs, _ in batched_inference(items(), model, batch_size=4):
+        out += 1
+        if isinstance(item, Prepared):
+            assert probs.shape == (3, 3)
+    assert out == 20
+    assert max(held) <= 3  # 4 clips span at most 2 files of 3 clips, plus the one being added
+
+
+# -- decoding ---------------------------------------------------------------------------------------------
+def test_keyframe_sampling_decodes_one_keyframe_per_time(tmp_path):
+    path = make_video(tmp_path / "gop.mp4", frames=30, fps=10, gop=10)  # keyframes at 0, 1, 2 s
+    times = [0.2, 0.6, 1.3, 1.9, 2.4]
+    with open_video(path) as container:
+        info = probe(container)
+        reader = FrameReader(container, info, threads=1)
+        frames = reader.read(times, sampling="keyframes")
+    assert [index_of(frames[t]) for t in times] == [0, 10, 10, 20, 20]  # the nearest keyframe
+    assert reader.decoded == 3  # each keyframe once, nothing between them
+    with open_video(path) as container:
+        reader = FrameReader(container, probe(container), threads=1)
+        exact = reader.read(times)
+    assert [index_of(exact[t]) for t in times] == [2, 6, 13, 19, 24]
+    assert reader.decoded > 3
+
+
+def test_keyframe_sampling_through_the_engine(videos):
+    job = Job(videos[:2], tiny_model(), workers=0, sampling="keyframes")
+    records = list(job.records())
+    assert all(r.ok for r in records)
+    assert records[0].settings["sampling"] == "keyframes"
+    assert all(r.video["decoded_frames"] == 1 for r in records)  # one keyframe (gop larger than the file)
+
+
+@pytest.mark.parametrize("rotation", [None, 90])
+def test_large_frames_are_converted_at_a_reduced_size_close_to_full_size(tmp_path, rotation):
+    def picture(i, width, height):  # gradients and soft shapes, like filmed content
+        y, x = np.mgrid[0:height, 0:width]
+        blobs = 100 * (np.sin(x / 23.0 + i) * np.cos(y / 17.0)) + 120
+        image = np.stack([x * 255 // width, y * 255 // height, blobs], -1)
+        return image.clip(0, 255).astype(np.uint8)
+
+    path = make_video(tmp_path / "big.mp4", frames=3, width=480, height=320, rotation=rotation, picture=picture)
+    recipe = dict(resize=64, crop=56, mean=[0.5] * 3, std=[0.5] * 3, interpolation="bilinear")
+
+    def times(info):
+        return [0.05]
+
+    _, full, _ = read_video(path, times)
+    _, small, _ = read_video(path, times, resize=64)
+    full, small = full[0.05], small[0.05]
+    upright = (320, 480) if rotation is None else (480, 320)
+    assert full.shape[:2] == upright
+    assert small.shape[:2] == ((64, 96) if rotation is None else (96, 64))  # the 64-pixel target
+    a = preprocess(full[None], **recipe)
+    b = preprocess(small[None], **recipe)
+    assert a.shape == b.shape
+    assert (a - b).abs().mean() < 0.015  # under 2/255 of a pixel on average (another scaler's rounding)
+    _, unreduced, _ = read_video(path, times, resize=128)  # not over three times the target: full size
+    assert unreduced[0.05].shape[:2] == upright
+
+
+# -- options ----------------------------------------------------------------------------------------------
+def test_batch_size_option():
+    assert parse_batch_size("auto") == "auto"
+    assert parse_batch_size("8") == 8
+    for bad in ("0", "-1", "many"):
+        with pytest.raises(ConfigError):
+            parse_batch_size(bad)
+    job = Job([], tiny_model(frames=2), workers=0)
+    assert job.batch_size == 4  # about 8 frames per forward pass on a CPU
+
+
+@pytest.mark.parametrize("options", [dict(workers=-1), dict(timeout=-1), dict(sampling="random")])
+def test_bad_engine_options_are_config_errors(options):
+    with pytest.raises(ConfigError):
+        Job([], tiny_model(), **options)
+
+
+def test_compile_falls_back_to_eager_when_compiling_fails():
+    model = tiny_model()
+    x = torch.rand(2, 2, 3, 32, 32)
+    expected = model.predict(x)
+
+    def broken(clips):
+        raise RuntimeError("no compiler here")
+
+    model.compile()
+    model.module = broken  # what a failed torch.compile raises at its first call
+    assert torch.equal(model.predict(x), expected)
+    assert model.module is model._eager
+
+
+def test_cli_engine_options(videos, tmp_path):
+    from vidtag._cli.app import app
+
+    out = tmp_path / "out.jsonl"
+    runner = CliRunner()
+    result = runner.invoke(app, ["classify", *videos[:2], "-o", str(out), "-q", "--workers", "1", "--timeout", "30",
+                                 "--sampling", "keyframes", "--batch-size", "4"])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert len(lines) == 2 and '"sampling": "keyframes"' in lines[0]
+    bad = runner.invoke(app, ["classify", videos[0], "--sampling", "random"])
+    assert bad.exit_code == 2
+    bad = runner.invoke(app, ["classify", videos[0], "--batch-size", "lots"])
+    assert bad.exit_code == 2
+
+
+def test_frames_far_ahead_are_skipped_and_the_wanted_ones_are_exact(tmp_path):
+    # libx264's default preset makes B-frames that nothing refers to; a 10 s keyframe interval
+    path = make_video(tmp_path / "bframes.mp4", frames=250, fps=25, gop=250, width=96, height=64)
+    with av.open(str(path)) as container:
+        every = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+    times = [0.5, 1.2, 1.84, 2.6, 6.0, 6.04, 9.0, 9.96]
+    for threads in (1, 0):  # in a worker, and FFmpeg's own threads in one process
+        with open_video(path) as container:
+            reader = FrameReader(container, probe(container), threads=threads)
+            frames = reader.read(times)
+        for t in times:
+            assert np.array_equal(frames[t], every[round(t * 25)])
+        assert reader.decoded < 225  # frames were dropped on the way
+
+
+# -- files with many clips come in parts ----------------------------------------------------------------
+def test_a_file_with_many_clips_streams_in_parts_with_the_same_record(tmp_path):
+    path = str(make_video(tmp_path / "long.mp4", frames=200, fps=25, width=64, height=48))
+    model = tiny_model()
+    whole = list(Job([path], model, workers=0, window=0.1).records())  # 80 clips
+    job = Job([path], model, workers=1, window=0.1)
+    largest = []
+    prepared = job.prepared
+
+    def watching(files):
+        for item in prepared(files):
+            largest.append(item.tensor.shape[0] if hasattr(item, "tensor") else 0)
+            yield item
+
+    job.prepared = watching
+    streamed = list(job.records())
+    assert len(whole[0].clips) == 80
+    assert results(streamed) == results(whole)
+    assert len(largest) > 1 and max(largest) <= PART_CLIPS  # never all 80 clips at once
+
+
+def test_a_worker_dying_after_sending_parts_is_that_files_error(tmp_path):
+    paths = [str(make_video(tmp_path / f"{i}_{name}.mp4", frames=120, fps=25, width=64, height=48))
+             for i, name in enumerate(["ok", "late_crash", "ok"])]
+    model = tiny_model()
+    job = Job(paths, model, workers=1, window=0.1)
+    job.task = "_engine_helpers:prepare_then_crash"
+    records = list(job.records())
+    assert [r.path for r in records] == paths
+    assert [r.status for r in records] == ["ok", "error", "ok"]
+    assert records[1].error == "the decoder crashed while reading this file (worker exited with status 5)"
+    assert records[1].clips == [] and records[1].labels == []
+    assert results([records[0], records[2]]) == results(Job([paths[0], paths[2]], model, workers=0,
+                                                            window=0.1).records())
+
+
+def test_parts_wait_in_the_workers_when_the_consumer_lags():
+    from vidtag.workers import Partial
+
+    pool = WorkerPool("_engine_helpers:many_parts", 2, max_bytes=300_000)
+    got = []
+    for item in pool.imap([(20, 100_000), (20, 100_000), (3, 10)]):
+        time.sleep(0.01)  # a consumer slower than the workers
+        got.append(len(item.value) if isinstance(item, Partial) else ("done", item))
+    assert got == [100_000] * 20 + [("done", 20)] + [100_000] * 20 + [("done", 20)] + [10] * 3 + [("done", 3)]
+    # 4 MB went through; at most the budget and one message per worker waited in this process
+    assert pool.peak_buffered <= 300_000 + 2 * 100_200
