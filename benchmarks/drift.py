@@ -1,13 +1,13 @@
 """How much reduced-size conversion changes vidtag's results (docs/benchmarks.md, "Reduced-size decoding").
 
-    python benchmarks/drift.py [VIDEO...]    (videos under 1080p are re-encoded at 1080p first)
+    python benchmarks/drift.py [VIDEO...]    (videos under 4K are re-encoded at 4K first)
 
-Frames more than three times the model's resize target are scaled to the target by FFmpeg's scaler
+Frames more than five times the model's resize target are scaled to the target by FFmpeg's scaler
 while they are converted to RGB, instead of being converted at full size and resized by torch. This script classifies each
 video both ways with the default model and prints the differences: top-1 agreement, top-5 overlap,
-largest score change (video and clip labels), and the time per file. Without arguments it uses 1080p
+largest score change (video and clip labels), and the time per file. Without arguments it uses 4K
 versions of the example videos (examples/*.mp4, upscaled: they are 720p and smaller, which are
-converted at full size anyway); a synthetic 1080p video is always added. Videos are encoded once under
+converted at full size anyway); a synthetic 4K video is always added. Videos are encoded once under
 benchmarks/.corpus.
 """
 
@@ -28,8 +28,8 @@ import vidtag.decode  # noqa: E402
 from vidtag.engine import Job  # noqa: E402
 
 
-def upscaled(source: Path, width: int = 1920, height: int = 1080) -> Path:
-    """The video re-encoded at 1080p (bicubic upscale), cached."""
+def upscaled(source: Path, width: int = 3840, height: int = 2160) -> Path:
+    """The video re-encoded at 4K (bicubic upscale), cached."""
     out = corpus.CORPUS / f"{source.stem}_{width}x{height}.mp4"
     if out.exists():
         return out
@@ -85,9 +85,9 @@ def main() -> None:
     paths = []
     for source in sources:
         with av.open(str(source)) as c:
-            small = min(c.streams.video[0].width, c.streams.video[0].height) < 1080
+            small = min(c.streams.video[0].width, c.streams.video[0].height) < 2160
         paths.append(str(upscaled(source) if small else source))
-    paths.append(str(corpus.encode(corpus.VideoSpec("synthetic1080", 12, 1920, 1080, seed=7))))
+    paths.append(str(corpus.encode(corpus.VideoSpec("synthetic4k", 6, 3840, 2160, seed=7))))
     full, t_full = classify(paths, reduced=False)
     small, t_small = classify(paths, reduced=True)
     print(f"| video | top-1 label (score full / reduced) | same top-1 | top-5 overlap | clips with same top-1 | "

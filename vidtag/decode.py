@@ -8,11 +8,11 @@ nonzero start times are handled. Frames are returned as upright RGB uint8 arrays
 
 Two ways to spend less per file: `sampling="keyframes"` reads, for each wanted time, only the keyframe
 nearest to it (one seek and one decoded frame, however long the file: a fast, approximate mode for very
-long files); and frames more than three times the model's input size (1080p and up for the usual
+long files); and frames more than five times the model's input size (4K-class video for the usual
 224-256 pixel inputs) are scaled to the resize target by FFmpeg's scaler in the same pass that converts
-them to RGB (antialiased, with the recipe's interpolation), which saves the conversion and the memory
-of full-size frames (a 4K frame is 25 MB) and leaves the labels close to those of the full-size path
-(docs/benchmarks.md measures how close).
+them to RGB (antialiased, with the recipe's interpolation), which saves most of the conversion time
+and the memory of full-size frames (a 4K frame is 24 MiB) and leaves the labels close to those of the
+full-size path (docs/benchmarks.md measures how close).
 """
 
 from __future__ import annotations
@@ -102,13 +102,13 @@ def unrecognised(path: str | Path) -> str:
 
 def reduced_size(frame: av.VideoFrame, resize) -> tuple[int, int] | None:
     """(width, height) to convert a frame to: the recipe's resize target when the frame is more than
-    three times as large on both sides, else None (full size)."""
+    five times as large on both sides, else None (full size)."""
     if resize is None:
         return None
     turned = round((frame.rotation or 0) / 90) % 2 == 1
     width, height = (frame.height, frame.width) if turned else (frame.width, frame.height)
     target_h, target_w = resized_size(height, width, resize)
-    if height <= 3 * target_h or width <= 3 * target_w:
+    if height <= 5 * target_h or width <= 5 * target_w:
         return None
     return (target_h, target_w) if turned else (target_w, target_h)
 

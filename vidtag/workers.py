@@ -2,16 +2,22 @@
 files that crash or hang the decoder.
 
 `WorkerPool.imap` gives each worker one task at a time, so it always knows which input a worker is on:
-a worker that dies (FFmpeg can segfault on some damaged streams) or runs past the per-task timeout is
-killed and replaced, and only that input gets a `WorkerFailure` saying so in plain words. At most
-`window` inputs are in flight (sent to a worker and not yet taken by the consumer), so memory does not
-grow with the number of inputs however far the consumer lags. Results come back in input order.
+a worker that dies (FFmpeg can segfault on some damaged streams) or makes no progress for the timeout
+is killed and replaced, and only that input gets a `WorkerFailure` saying so in plain words. Results
+come back in input order. A task function with an `emit` parameter may send parts of its result ahead
+(a file with many clips); they arrive as `Partial` values before the result.
+
+Memory stays bounded however many inputs there are and however far the consumer lags: at most `window`
+inputs are in flight (sent to a worker and not yet taken by the consumer), and past `max_bytes` of
+results waiting in this process, what the workers send stays in their pipes (they wait) until the
+consumer catches up.
 
 A background thread in the calling process feeds the workers and collects results while the caller
 is busy (running the model), so decoding overlaps inference. Workers are started with 'forkserver'
 where the platform has it (fast replacements, no inherited threads: torch and fork do not mix) and
 'spawn' elsewhere. They import only the target function's module (vidtag.pipeline: decoding and
-preprocessing, no model) and use one thread each, so the cores are not oversubscribed.
+preprocessing, no model), use one thread each so the cores are not oversubscribed, ignore Ctrl-C (the
+main process stops them), and send their log records to the main process, which logs them as its own.
 """
 
 from __future__ import annotations
