@@ -358,30 +358,27 @@ class Job:
         try:
             for item, probs, seconds in batched_inference(items, self.model, self.batch_size,
                                                           balancer.after_batch if balancer else None):
-                yield self._record(item, probs, seconds)
+                yield self.make_record(item, probs, seconds)
         finally:
             items.close()
             if balancer is not None:
                 balancer.restore()
-
-    def _record(self, item: Prepared | Record, probs: torch.Tensor | None, seconds: float) -> Record:
-        if isinstance(item, Record):
-            record = item
-            record.model = self.model.name
-        else:
-            record = finish(item, probs, model=self.model.name, labels=self.model.labels,
-                            score=self.model.score, crops=self.crops, top_k=self.top_k,
-                            threshold=self.threshold, settings=self.settings)
-        record.elapsed = round(seconds, 4)
-        record.settings = {**self.settings, "file": file_key(record.path)}
-        return record
 
     def make_record(self, item: Prepared | Record, probs: torch.Tensor | None, seconds: float) -> Record:
         """A file's record from its prepared item (or error record), clip probabilities and seconds spent.
 
         The one way records are finished, for the other engines too (vidtag.ray_engine).
         """
-        return self._record(item, probs, seconds)
+        if isinstance(item, Record):
+            record = item
+            record.model = self.model.name
+        else:
+            record = finish(item, probs, model=self.model.name, labels=self.model.labels,
+                            score=self.model.score, crops=self.crops, top_k=self.top_k,
+                            threshold=self.threshold)
+        record.elapsed = round(seconds, 4)
+        record.settings = {**self.settings, "file": file_key(record.path)}
+        return record
 
 
 def parse_batch_size(value: int | str) -> int | str:

@@ -178,7 +178,7 @@ def _plain(exc: BaseException) -> str:
 
 
 def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,
-           crops: int, top_k: int, threshold: float | None, settings: dict[str, Any]) -> Record:
+           crops: int, top_k: int, threshold: float | None) -> Record:
     """Clip x crop probabilities -> the file's record (clip labels, video labels aggregated from clips)."""
     per_clip = probs.view(len(prepared.clips), crops, -1).mean(1)
     clips = [
@@ -197,7 +197,6 @@ def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[
         video={"width": width, "height": height, "fps": round(info.fps, 3) if info.fps else None,
                "frames": info.frames, "rotation": prepared.rotation, "codec": info.codec,
                "decoded_frames": prepared.decoded_frames},
-        settings=settings,
     )
 
 
