@@ -65,3 +65,28 @@ def test_example_videos_get_sensible_labels(model):
         assert all(0 <= c.start < c.end <= record.duration for c in record.clips)
         assert sum(x.score for x in record.labels) <= 1.0
         assert record.labels == sorted(record.labels, key=lambda x: -x.score)
+
+
+@pytest.mark.parametrize("kernel,stride", [(1, 1), (3, 1), (5, 1), (3, 2), (5, 2), (3, 3)])
+@pytest.mark.parametrize("height,width", [(224, 224), (225, 223), (7, 8), (1, 1)])
+def test_same_padding_without_a_padded_copy_matches_tensorflow_same(kernel, stride, height, width):
+    # TF 'SAME': output ceil(n / stride); an odd total padding puts the extra pixel at the end. vidtag
+    # lets the convolution pad (shifting the grid and dropping a row where TF's padding is uneven);
+    # the reference pads a copy of the input explicitly
+    import math
+
+    import torch.nn.functional as F
+
+    from vidtag.families.efficientnet_lite import SameConv2d
+
+    torch.manual_seed(0)
+    conv = SameConv2d(4, 4, kernel, stride, groups=4)
+    x = torch.randn(2, 4, height, width)
+    pads = []
+    for size in (width, height):  # F.pad lists the last dimension first
+        total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+        pads += [total // 2, total - total // 2]
+    expected = F.conv2d(F.pad(x, pads), conv.weight, conv.bias, stride, 0, 1, 4)
+    ours = conv(x)
+    assert ours.shape == expected.shape == (2, 4, math.ceil(height / stride), math.ceil(width / stride))
+    assert torch.allclose(ours, expected, atol=1e-5)

@@ -290,32 +290,29 @@ class FrameReader:
         reaching a frame deep in a long keyframe interval costs about a third less.
         """
         packets = self.container.demux(self.stream)
-        ahead: deque = deque()
+        ahead: deque = deque()  # (packet, the time it is shown or None)
+        time_base = float(self.stream.time_base)  # a float once: Fraction arithmetic per packet is slow
         more = True
         while True:
             while more and len(ahead) < self._LOOKAHEAD:
                 try:
-                    ahead.append(next(packets))
+                    packet = next(packets)
                 except StopIteration:
                     more = False
+                    break
+                ahead.append((packet, None if packet.pts is None else packet.pts * time_base))
             if not ahead:
                 return
-            packet = ahead.popleft()
-            self._set_skip("NONREF" if self._superseded(packet, ahead) else "DEFAULT")
+            packet, shown = ahead.popleft()
+            self._set_skip("NONREF" if self._superseded(shown, ahead) else "DEFAULT")
             yield from packet.decode()
 
-    def _superseded(self, packet, ahead) -> bool:
-        """Whether another packet read ahead is shown after `packet` and no later than the wanted time."""
+    def _superseded(self, shown: float | None, ahead: deque) -> bool:
+        """Whether another packet read ahead is shown after `shown` and no later than the wanted time."""
         target = self._target
-        if target is None or packet.pts is None or packet.time_base is None:
+        if target is None or shown is None or shown > target + _EPS:
             return False
-        shown = float(packet.pts * packet.time_base)
-        if shown > target + _EPS:
-            return False
-        for other in ahead:
-            if other.pts is not None and shown < float(other.pts * other.time_base) <= target + _EPS:
-                return True
-        return False
+        return any(other is not None and shown < other <= target + _EPS for _, other in ahead)
 
     def _set_skip(self, mode: str) -> None:
         if mode != self._skip_mode:

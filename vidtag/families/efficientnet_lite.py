@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fusion import fold_batchnorm
+
 # (repeats, kernel, stride, expand ratio, in channels, out channels) of EfficientNet-B0/Lite0.
 _LITE0_STAGES = [
     (1, 3, 1, 1, 32, 16),
@@ -27,16 +29,24 @@ _BN_EPS = 1e-3  # TensorFlow's default, which the weights were trained with
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow 'SAME' padding: output size ceil(input / stride), extra pixel at the end."""
+    """Conv2d with TensorFlow 'SAME' padding: output size ceil(input / stride), the odd pixel at the end.
+
+    Padding a copy of the input (F.pad) costs a tenth of the network's CPU time, so the convolution pads
+    itself: by (before) on both sides when the padding is even, else by (before + stride), which shifts
+    the output grid by exactly one step, and the first output row or column is dropped.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        if any(pads):
-            x = F.pad(x, pads)
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        padding, rows = [], []
+        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
+            out = math.ceil(size / s)
+            total = max((out - 1) * s + k - size, 0)
+            before = total // 2
+            shift = int(total % 2 == 1)  # TF puts the odd pixel after; symmetric padding cannot
+            padding.append(before + shift * s)
+            rows.append(slice(shift, shift + out))
+        y = F.conv2d(x, self.weight, self.bias, self.stride, tuple(padding), self.dilation, self.groups)
+        return y if rows[0].start == rows[1].start == 0 else y[..., rows[0], rows[1]]
 
 
 class MBConv(nn.Module):
@@ -56,10 +66,11 @@ class MBConv(nn.Module):
         self.skip = stride == 1 and c_in == c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        # in place where the tensor is this block's own (inference only: no autograd graph to keep)
+        y = F.relu6(self._bn0(self._expand_conv(x)), inplace=True) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)), inplace=True)
         y = self._bn2(self._project_conv(y))
-        return y + x if self.skip else y
+        return y.add_(x) if self.skip else y
 
 
 class EfficientNetLite0(nn.Module):
@@ -84,6 +95,22 @@ class EfficientNetLite0(nn.Module):
             x = block(x)
         x = F.relu6(self._bn1(self._conv_head(x)))
         return self._fc(x.mean(dim=(2, 3)))
+
+
+def fuse_for_inference(net: EfficientNetLite0) -> EfficientNetLite0:
+    """Fold every BatchNorm into its convolution, in place (load the weights first: the keys change).
+
+    A sixth of the network's CPU time; the probabilities stay within float rounding of the unfused net.
+    """
+    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for block in net._blocks:
+        if block.expand:
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    for owner, conv, bn in pairs:
+        fold_batchnorm(getattr(owner, conv), getattr(owner, bn))
+        setattr(owner, bn, nn.Identity())
+    return net
 
 
 class FramePooling(nn.Module):
@@ -112,4 +139,4 @@ def load(spec, weights, labels):
         net.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError) as exc:
         raise FatalError(f"cannot load EfficientNet-Lite0 weights from {weights}: {exc}") from None
-    return LoadedNet(module=FramePooling(net), labels=names)
+    return LoadedNet(module=FramePooling(fuse_for_inference(net.eval())), labels=names)

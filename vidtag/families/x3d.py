@@ -31,6 +31,7 @@ from torch import nn
 
 from ..checkpoint import load_state_dict
 from ..errors import ConfigError, FatalError
+from .fusion import fold_batchnorm
 
 _BN_EPS = 1e-5
 _STEM_WIDTH = 12  # before the width factor
@@ -286,16 +287,6 @@ class X3DClassifier(nn.Module):
         return logits.float().softmax(dim=-1)
 
 
-@torch.no_grad()
-def _fold(conv: nn.Conv3d, bn: nn.BatchNorm3d) -> None:
-    """Fold an eval-mode BN into the conv before it: y = scale * conv(x) + shift becomes one conv."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias - bn.running_mean * scale
-    conv.weight.mul_(scale.view(-1, *([1] * (conv.weight.dim() - 1))))
-    bias = shift if conv.bias is None else conv.bias * scale + shift
-    conv.bias = nn.Parameter(bias.clone())
-
-
 def fuse_for_inference(net: X3D) -> X3D:
     """Fold every BatchNorm into its conv, in place (inference only: the state-dict keys change).
 
@@ -303,21 +294,21 @@ def fuse_for_inference(net: X3D) -> X3D:
     computes the same function within float rounding. Load checkpoints before fusing.
     """
     stem = net.blocks[0]
-    _fold(stem.conv.conv_xy, stem.norm)
+    fold_batchnorm(stem.conv.conv_xy, stem.norm)
     stem.norm = nn.Identity()
     for stage in net.blocks[1:-1]:
         for block in stage.res_blocks:
             if block.branch1_norm is not None:
-                _fold(block.branch1_conv, block.branch1_norm)
+                fold_batchnorm(block.branch1_conv, block.branch1_norm)
                 block.branch1_norm = None
             b = block.branch2
-            _fold(b.conv_a, b.norm_a)
-            _fold(b.conv_b, b.norm_b[0])
-            _fold(b.conv_c, b.norm_c)
+            fold_batchnorm(b.conv_a, b.norm_a)
+            fold_batchnorm(b.conv_b, b.norm_b[0])
+            fold_batchnorm(b.conv_c, b.norm_c)
             b.norm_a, b.norm_c = nn.Identity(), nn.Identity()
             b.norm_b[0] = nn.Identity()
     pool = net.blocks[-1].pool
-    _fold(pool.pre_conv, pool.pre_norm)
+    fold_batchnorm(pool.pre_conv, pool.pre_norm)
     pool.pre_norm = nn.Identity()
     return net
 
