@@ -78,3 +78,10 @@ def many_parts(count: int, size: int, emit):
     for i in range(count):
         emit(bytes([i % 256]) * size)
     return count
+
+
+def echo_niceness(value, *_):
+    """A task that returns its input and its worker's scheduling priority (niceness)."""
+    import os
+
+    return value, os.nice(0)

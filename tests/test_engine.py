@@ -3,6 +3,7 @@ workers, bounded memory (files in flight), keyframe sampling, reduced-size decod
 
 from __future__ import annotations
 
+import os
 import time
 
 import av
@@ -70,6 +71,18 @@ def test_pool_keeps_input_order_when_later_tasks_finish_first():
     delays = [0.4, 0.0, 0.3, 0.0, 0.0, 0.2, 0.0]
     pool = WorkerPool("_engine_helpers:echo", 3)
     assert list(pool.imap((i, d) for i, d in enumerate(delays))) == list(range(len(delays)))
+
+
+@pytest.mark.skipif(not hasattr(os, "nice"), reason="no os.nice on this platform")
+def test_workers_beside_a_cpu_model_run_at_the_lowest_priority(videos):
+    base = os.nice(0)
+    # the pool lowers its workers' priority by what it is told (the maximum niceness is 19) ...
+    pool = WorkerPool("_engine_helpers:echo_niceness", 2, niceness=7)
+    assert list(pool.imap((i,) for i in range(3))) == [(i, min(base + 7, 19)) for i in range(3)]
+    # ... and a job with its model on the CPU has them yield to the model entirely
+    job = Job(videos, tiny_model(), workers=1)
+    job.task = "_engine_helpers:echo_niceness"
+    assert [niceness for _, niceness in job.prepared(videos[:2])] == [19, 19]
 
 
 def test_skip_leaves_files_out_and_keeps_order(videos):

@@ -27,6 +27,7 @@ import inspect
 import io
 import logging
 import multiprocessing as mp
+import os
 import pickle
 import signal
 import sys
@@ -142,7 +143,7 @@ class _LogToParent(logging.Handler):
             pass
 
 
-def _serve(conn: Connection, target: str, log_level: int) -> None:
+def _serve(conn: Connection, target: str, log_level: int, niceness: int = 0) -> None:
     """A worker's life: receive (index, args), call the target, send (index, 'done', result, CPU seconds);
     a target with an `emit` parameter may send (index, 'part', value, ...) before, and log records go as
     (index, 'log', ...). None ends it."""
@@ -153,6 +154,11 @@ def _serve(conn: Connection, target: str, log_level: int) -> None:
     logger.propagate = False
     func = resolve_task(target)
     streams = "emit" in inspect.signature(func).parameters
+    if niceness:
+        try:
+            os.nice(niceness)
+        except (AttributeError, OSError):  # no nice() on Windows; lowering one's priority never needs rights
+            pass
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)  # one core per worker: the pool, not each worker, spreads the load
@@ -234,16 +240,18 @@ class WorkerPool:
     does not leave the other workers idle). `max_bytes`: no new task starts while the results waiting
     for the consumer take more than this (files with very many clips). `peak_in_flight` records the
     most inputs that ever were in flight, for tests; `cpu_seconds` the CPU time the tasks took.
+    `niceness`: how much lower than this process the workers run (os.nice; 0: the same priority).
     """
 
     def __init__(self, target: str, workers: int, *, timeout: float | None = None, window: int | None = None,
-                 max_bytes: int = 64 << 20, context: mp.context.BaseContext | None = None):
+                 max_bytes: int = 64 << 20, context: mp.context.BaseContext | None = None, niceness: int = 0):
         if workers < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.target = target
         self.timeout = timeout if timeout and timeout > 0 else None
         self.window = max(window or max(8, 4 * workers), workers)
         self.max_bytes = max_bytes
+        self.niceness = niceness
         self.cpu_seconds = 0.0  # CPU time of the tasks done
         self.peak_buffered = 0  # the most bytes of results ever waiting for the consumer
         self.context = context or default_context()
@@ -317,7 +325,7 @@ class WorkerPool:
     # -- the feeding thread --------------------------------------------------------------------------
     def _start(self, slot: _Slot) -> None:
         ours, theirs = self.context.Pipe(duplex=True)
-        process = self.context.Process(target=_serve, args=(theirs, self.target, log.getEffectiveLevel()),
+        process = self.context.Process(target=_serve, args=(theirs, self.target, log.getEffectiveLevel(), self.niceness),
                                        name="vidtag-decoder", daemon=True)
         process.start()
         theirs.close()
