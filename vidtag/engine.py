@@ -311,6 +311,8 @@ class Job:
         self.batch_size = batch_size if isinstance(batch_size, int) else self.model.auto_batch_size(self.recipe)
         self.pool: WorkerPool | None = None  # the running pool, for inspection (tests, benchmarks)
         self.window: int | None = None  # files in flight at most (default: the pool's)
+        # how much lower the workers' priority is than this process's (see CPU_MODEL_WORKER_NICENESS)
+        self.worker_niceness = CPU_MODEL_WORKER_NICENESS if self.model.device.type == "cpu" else 0
         self.settings: dict[str, Any] = {
             "model": self.model.name, "weights": weights or self.model.spec.weights,
             **self.recipe.settings(), "top_k": top_k, "threshold": threshold,
@@ -339,9 +341,8 @@ class Job:
             prepare = resolve_task(self.task)
             yield from (prepare(path, self.recipe) for path in files)
             return
-        niceness = CPU_MODEL_WORKER_NICENESS if self.model.device.type == "cpu" else 0
         self.pool = WorkerPool(self.task, min(self.workers, len(files)) or 1, timeout=self.timeout,
-                               window=self.window, niceness=niceness)
+                               window=self.window, niceness=self.worker_niceness)
         results = self.pool.imap((path, self.recipe) for path in files)
         try:
             paths = iter(files)

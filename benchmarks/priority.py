@@ -1,0 +1,53 @@
+"""The decoding workers' priority beside a CPU model: lowest (vidtag's default) against normal.
+
+Runs vidtag with the default model on the benchmark's default corpus, alternating the two settings,
+for exact (uniform) and --sampling keyframes; each run reports its best of three rounds in videos/s.
+
+    python benchmarks/priority.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import corpus  # noqa: E402
+from vidtag.engine import CPU_MODEL_WORKER_NICENESS, Job  # noqa: E402
+from vidtag.models import load_model  # noqa: E402
+
+
+def best_rate(job: Job, rounds: int = 3) -> float:
+    best = 0.0
+    for _ in range(rounds):
+        began = time.perf_counter()
+        records = list(job.records())
+        assert all(r.ok for r in records)
+        best = max(best, len(records) / (time.perf_counter() - began))
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="alternations of the two settings (default 3)")
+    args = parser.parse_args()
+    files = corpus.build(corpus.default_corpus())
+    model = load_model(None)
+    jobs = {sampling: Job(files, model, top_k=5, sampling=sampling) for sampling in ("uniform", "keyframes")}
+    for job in jobs.values():
+        list(job.records())  # warm-up
+    for run in range(args.runs):
+        for niceness in (CPU_MODEL_WORKER_NICENESS, 0):
+            rates = []
+            for sampling, job in jobs.items():
+                job.worker_niceness = niceness
+                rates.append(f"{sampling} {best_rate(job):.2f}")
+            print(f"run {run + 1}, workers at niceness {niceness:2d}: videos/s " + ", ".join(rates), flush=True)
+
+
+if __name__ == "__main__":
+    main()
