@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 import pytest
@@ -59,7 +60,10 @@ def test_ray_engine_matches_local_engine(media, tmp_path):
     local = list(vidtag.classify(media, clips=2))
     assert [r.status for r in local] == ["ok", "error", "ok", "ok", "error", "ok"]
 
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning")
+    # the tests' helper modules (a decoder that crashes on request) importable in Ray's workers too
+    tests = os.path.dirname(os.path.abspath(__file__))
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning",
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}})
     try:
         # the Python API: the instance started above is used as it is
         _, engine = ray_job(media, clips=2)
@@ -67,8 +71,20 @@ def test_ray_engine_matches_local_engine(media, tmp_path):
         assert_same_records(local, remote)
         assert sum(not r.ok for r in remote) == 2  # one error record per damaged file
         # decoding ran as its own CPU stage, not inside the inference actors
-        assert "Map(_prepare_row)" in engine.stats and "MapBatches(_Infer)" in engine.stats
-        assert "Map(_prepare_row)->MapBatches(_Infer)" not in engine.stats
+        assert "MapBatches(_prepare_files)" in engine.stats and "MapBatches(_Infer)" in engine.stats
+        assert "MapBatches(_prepare_files)->MapBatches(_Infer)" not in engine.stats
+
+        # a file that crashes the decoder is its error record, as in the local engine, and the others are
+        # classified (Ray Data would retry a task whose process died for ever)
+        crash = tmp_path / "segv.mp4"
+        shutil.copy(media[0], crash)
+        files = [media[0], str(crash), media[2]]
+        _, engine = ray_job(files, clips=2)
+        engine.job.task = "_engine_helpers:faulty_prepare"
+        records = list(engine.records())
+        assert [r.status for r in records] == ["ok", "error", "ok"]
+        assert records[1].error == "the decoder crashed while reading this file (worker exited with signal SIGSEGV)"
+        assert_same_records([local[0], local[2]], [records[0], records[2]])
 
         # the CLI, through the runner (writers, exit status, summary): --resume keeps the records written
         # above and redoes only the failed files, on Ray

@@ -234,6 +234,22 @@ def parse_views(views: str | None) -> tuple[int | None, int]:
     return clips, crops
 
 
+def prepared_in_pool(pool: WorkerPool, files: list[str], recipe: Recipe) -> Iterator[Prepared | Rows | Record]:
+    """Each file prepared by the pool's workers, in order: its Rows parts (a file with many clips) and then
+    its Prepared, or its error record (a worker that crashed or hung on the file becomes one)."""
+    results = pool.imap((path, recipe) for path in files)
+    try:
+        paths = iter(files)
+        for result in results:
+            if isinstance(result, Partial):
+                yield result.value
+                continue
+            path = next(paths)
+            yield Record.failure(path, result.reason) if isinstance(result, WorkerFailure) else result
+    finally:
+        results.close()
+
+
 class Job:
     """A configured run: the model loaded, the files found, the settings every record carries.
 
@@ -343,17 +359,7 @@ class Job:
             return
         self.pool = WorkerPool(self.task, min(self.workers, len(files)) or 1, timeout=self.timeout,
                                window=self.window, niceness=self.worker_niceness)
-        results = self.pool.imap((path, self.recipe) for path in files)
-        try:
-            paths = iter(files)
-            for result in results:
-                if isinstance(result, Partial):
-                    yield result.value
-                    continue
-                path = next(paths)
-                yield Record.failure(path, result.reason) if isinstance(result, WorkerFailure) else result
-        finally:
-            results.close()
+        yield from prepared_in_pool(self.pool, files, self.recipe)
 
     def records(self, skip: set[str] | frozenset[str] = frozenset()) -> Iterator[Record]:
         """Classify every file not in `skip`, yielding records in input order."""

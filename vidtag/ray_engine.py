@@ -1,7 +1,10 @@
 """The Ray engine: the same job as the local engine, spread over a Ray cluster with Ray Data.
 
 The file list becomes a dataset of (index, path) rows. Decoding and clip sampling (`prepare_or_error`, the
-local engine's unit of CPU work) run as CPU tasks that scale with the cluster; inference runs in an
+local engine's unit of CPU work) run as CPU tasks that scale with the cluster, each task decoding its few
+files in a child process of its own (the local engine's `WorkerPool`), so that a file that crashes or hangs
+the decoder becomes its error record, as in the local engine, instead of killing the Ray worker (which
+Ray Data would retry for ever) or stalling the run; inference runs in an
 actor pool in which each actor loads the model once (`load_model`, as the local engine does) and scores
 files with the local engine's `batched_inference`. Each file's probabilities come back to the driver,
 which turns them into its record with the local engine's own code (`Job.make_record`) and yields the
@@ -22,15 +25,18 @@ from typing import Any, TypeVar
 
 import torch
 
-from .engine import Job, batched_inference
+from .engine import Job, batched_inference, prepared_in_pool
 from .errors import ConfigError, FatalError, VidtagError
 from .models import find_spec, load_model
-from .pipeline import Prepared, Recipe, prepare_or_error
+from .pipeline import Prepared, Recipe, Rows
 from .record import Record
 from .registry import ModelSpec
+from .workers import WorkerPool
 
 INSTALL_HINT = "pip install 'vidtag[ray]'"
 DECODE_TASKS_PER_WORKER = 256
+# files per decoding task: starting the task's child process costs about 25 ms, shared by these files
+DECODE_FILES_PER_TASK = 4
 T = TypeVar("T")
 
 
@@ -77,9 +83,23 @@ def in_order(results: Iterable[tuple[int, T]]) -> Iterator[T]:
         raise RuntimeError(f"results missing before index {min(waiting)}: expected index {following}")
 
 
-def _prepare_row(row: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
-    """CPU stage: one file -> its prepared clips, or its error record (pickled: clip counts vary per file)."""
-    return {"index": row["index"], "item": pickle.dumps(prepare_or_error(row["path"], recipe))}
+def _prepare_files(batch: dict[str, Any], recipe: Recipe, task: str, timeout: float | None) -> dict[str, Any]:
+    """CPU stage: a few files -> each one's prepared clips or error record (pickled: clip counts vary).
+
+    The files are decoded in a child process (one worker of `WorkerPool`, with the job's --timeout), and
+    the parts of a file with many clips are put back together, since the whole file goes to one actor.
+    """
+    paths = [str(path) for path in batch["path"]]
+    items, rows = [], []
+    for item in prepared_in_pool(WorkerPool(task, 1, timeout=timeout), paths, recipe):
+        if isinstance(item, Rows):
+            rows.append(item.tensor)
+            continue
+        if isinstance(item, Prepared) and rows:
+            item = dataclasses.replace(item, tensor=torch.cat([*rows, item.tensor]))
+        rows = []
+        items.append(pickle.dumps(item))
+    return {"index": list(batch["index"]), "item": items}
 
 
 class _Infer:
@@ -205,11 +225,13 @@ class RayEngine:
         recipe = dataclasses.replace(self.job.recipe, threads=1)
         dataset = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(files)],
                                       override_num_blocks=min(len(files), 10_000))
-        # max_calls: each decoding worker process is replaced after that many tasks, which bounds what
-        # a long run can leak or fragment in the decoder; it also keeps this stage from being fused
-        # into the actors' (Ray Data fuses stages with equal resource arguments), so decoding runs as
-        # its own tasks and scales with the cluster's CPUs, not with the number of inference actors
-        dataset = dataset.map(_prepare_row, fn_kwargs={"recipe": recipe}, num_cpus=1, max_calls=DECODE_TASKS_PER_WORKER)
+        # max_calls: a Ray worker process is replaced after that many tasks (what a long run could leak);
+        # it also keeps this stage from being fused into the actors' (Ray Data fuses stages with equal
+        # resource arguments), so decoding runs as its own tasks and scales with the cluster's CPUs, not
+        # with the number of inference actors
+        dataset = dataset.map_batches(
+            _prepare_files, fn_kwargs={"recipe": recipe, "task": self.job.task, "timeout": self.job.timeout},
+            batch_size=DECODE_FILES_PER_TASK, batch_format="numpy", num_cpus=1, max_calls=DECODE_TASKS_PER_WORKER)
         dataset = dataset.map_batches(
             _Infer, fn_constructor_kwargs={"spec": self.spec, "load": self.load, "batch_size": self.job.batch_size},
             batch_size=self.files_per_batch, batch_format="numpy", num_gpus=per_actor,
