@@ -130,21 +130,28 @@ def test_a_task_that_raises_is_its_own_failure():
 
 
 # -- memory bound -----------------------------------------------------------------------------------------
+class Lead:
+    """How far a producer runs ahead of its consumer: `feed` counts what is pulled, `took` what is taken."""
+
+    def __init__(self):
+        self.pulled = self.taken = self.most = 0
+
+    def feed(self, items):
+        for item in items:
+            self.pulled += 1
+            self.most = max(self.most, self.pulled - self.taken)
+            yield item
+
+    def took(self) -> None:
+        self.taken += 1
+
+
 def test_pool_never_has_more_than_its_window_in_flight():
-    pulled = consumed = 0
-    ahead = []
-
-    def tasks():
-        nonlocal pulled
-        for i in range(12):
-            pulled += 1
-            ahead.append(pulled - consumed)
-            yield (i,)
-
+    lead = Lead()
     pool = WorkerPool("_engine_helpers:echo", 2, window=3)
     out = []
-    for value in pool.imap(tasks()):
-        consumed += 1  # taken: what the consumer holds is its own, not the pool's
+    for value in pool.imap(lead.feed((i,) for i in range(12))):
+        lead.took()  # taken: what the consumer holds is its own, not the pool's
         if not out:
             time.sleep(0.5)  # a slow consumer: unbounded workers would run far ahead meanwhile
         out.append(value)
@@ -152,7 +159,7 @@ def test_pool_never_has_more_than_its_window_in_flight():
     assert pool.peak_in_flight <= 3
     # seen from outside, the item being handed over counts on both sides for a moment; unbounded
     # workers would have pulled all 12 tasks during the consumer's pause
-    assert max(ahead) <= 3 + 1
+    assert lead.most <= 3 + 1
 
 
 def test_engine_holds_a_bounded_number_of_files_whatever_their_number(tmp_path):
@@ -181,24 +188,16 @@ def test_engine_holds_a_bounded_number_of_files_whatever_their_number(tmp_path):
 
 def test_batched_inference_holds_only_what_a_batch_needs():
     model = tiny_model()
-    pulled = 0
-    out = 0
-    held = []
-
-    def items():
-        nonlocal pulled
-        for i in range(20):
-            pulled += 1
-            held.append(pulled - out)
-            yield Prepared(path=f"f{i}", info=None, clips=[None] * 3, tensor=torch.zeros(3, 2, 3, 32, 32),
-                           rotation=0, decoded_frames=0, seconds=0.0) if i % 4 else Record.failure(f"f{i}", "bad")
-
-    for item, probs, _ in batched_inference(items(), model, batch_size=4):
-        out += 1
+    lead = Lead()
+    items = (Prepared(path=f"f{i}", info=None, clips=[None] * 3, tensor=torch.zeros(3, 2, 3, 32, 32),
+                      rotation=0, decoded_frames=0, seconds=0.0) if i % 4 else Record.failure(f"f{i}", "bad")
+             for i in range(20))
+    for item, probs, _ in batched_inference(lead.feed(items), model, batch_size=4):
+        lead.took()
         if isinstance(item, Prepared):
             assert probs.shape == (3, 3)
-    assert out == 20
-    assert max(held) <= 3  # 4 clips span at most 2 files of 3 clips, plus the one being added
+    assert lead.taken == 20
+    assert lead.most <= 3  # 4 clips span at most 2 files of 3 clips, plus the one being added
 
 
 # -- decoding ---------------------------------------------------------------------------------------------

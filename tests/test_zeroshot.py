@@ -142,17 +142,24 @@ def test_close_to_the_transformers_image_processor(family, folders, video):
     assert diff < 5e-3, diff  # only the resampling kernels differ (PIL vs torch antialiasing)
 
 
+def reference_parts(model_class, family: str, folder, video):
+    """The transformers model and tokenizer saved in `folder`, and the first frame of `video` as the
+    family's reference pixels (3, H, W)."""
+    from transformers import AutoTokenizer
+
+    r = RECIPES[family]
+    pixels = reference_pixels(decoded_frames(video)[0], square=False, mean=r["mean"], std=r["std"],
+                              interpolation=r["interpolation"])
+    return model_class.from_pretrained(str(folder)).eval(), AutoTokenizer.from_pretrained(str(folder)), pixels
+
+
 def test_prompt_ensemble_clip(folders, video):
     """Several templates: per label, unit text embeddings averaged and renormalised (the CLIP paper's ensemble)."""
-    from transformers import AutoTokenizer, CLIPModel
+    from transformers import CLIPModel
 
     prompts = ["a video of {}", "a photo of {}.", "{}"]
     folder = folders["clip"]
-    model = CLIPModel.from_pretrained(str(folder)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    r = RECIPES["clip"]
-    pixels = reference_pixels(decoded_frames(video)[0], square=False, mean=r["mean"], std=r["std"],
-                              interpolation=r["interpolation"])
+    model, tokenizer, pixels = reference_parts(CLIPModel, "clip", folder, video)
     with torch.no_grad():
         per_template = []
         for template in prompts:
@@ -174,15 +181,11 @@ def test_prompt_ensemble_clip(folders, video):
 
 def test_prompt_ensemble_xclip(folders, video):
     """X-CLIP's text embeddings depend on the video: templates are ensembled after its prompt generator."""
-    from transformers import AutoTokenizer, XCLIPModel
+    from transformers import XCLIPModel
 
     prompts = ["{}", "a video of {}"]
     folder = folders["xclip"]
-    model = XCLIPModel.from_pretrained(str(folder)).eval()
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    r = RECIPES["xclip"]
-    pixels = reference_pixels(decoded_frames(video)[0], square=False, mean=r["mean"], std=r["std"],
-                              interpolation=r["interpolation"])
+    model, tokenizer, pixels = reference_parts(XCLIPModel, "xclip", folder, video)
     clip = pixels[None, None].expand(1, XCLIP_FRAMES, -1, -1, -1)
     with torch.no_grad():
         outputs = [model(**tokenizer([fill(t, x) for x in LABELS], padding=True, return_tensors="pt"),
