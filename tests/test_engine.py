@@ -79,10 +79,13 @@ def test_workers_beside_a_cpu_model_run_at_the_lowest_priority(videos):
     # the pool lowers its workers' priority by what it is told (the maximum niceness is 19) ...
     pool = WorkerPool("_engine_helpers:echo_niceness", 2, niceness=7)
     assert list(pool.imap((i,) for i in range(3))) == [(i, min(base + 7, 19)) for i in range(3)]
-    # ... and a job with its model on the CPU has them yield to the model entirely
-    job = Job(videos, tiny_model(), workers=1)
-    job.task = "_engine_helpers:echo_niceness"
-    assert [niceness for _, niceness in job.prepared(videos[:2])] == [19, 19]
+    # ... and a job with its model on the CPU has them yield to the model entirely, unless asked not to
+    for priority, niceness in [("auto", 19), ("low", 19), ("normal", base)]:
+        job = Job(videos, tiny_model(), workers=1, worker_priority=priority)
+        job.task = "_engine_helpers:echo_niceness"
+        assert [n for _, n in job.prepared(videos[:2])] == [niceness, niceness], priority
+    with pytest.raises(ConfigError, match="--worker-priority must be one of auto, low, normal"):
+        Job(videos, tiny_model(), worker_priority="high")
 
 
 def test_skip_leaves_files_out_and_keeps_order(videos):

@@ -27,11 +27,13 @@ from .workers import Partial, WorkerFailure, WorkerPool, prestart, resolve_task
 
 SAMPLING_MODES = ("uniform", "keyframes")
 DEFAULT_TIMEOUT = 600.0  # seconds per file; generous: a hung decoder is caught, a long file is not cut off
-# With the model on the CPU, the decoding workers run at the lowest priority: the model's threads then
-# never lose their core in the middle of an operation (the other thread would wait for it, its core
-# wasted), and the workers decode whenever the model waits for input. On this 2-core machine: 8% more
-# videos/s with the default model, 35% more with --sampling keyframes (docs/benchmarks.md).
-CPU_MODEL_WORKER_NICENESS = 19
+# --worker-priority low (the default beside a model on the CPU): the decoding workers run at the lowest
+# priority. The model's threads then never lose their core in the middle of an operation (the other
+# thread would wait for it, its core wasted), and the workers decode whenever the model waits for
+# input: on a 2-core machine 10-30% more videos/s (docs/benchmarks.md). The price: they also give way
+# to every other program, so on a machine busy with other work 'normal' gives decoding its fair share.
+WORKER_PRIORITIES = ("auto", "low", "normal")
+LOW_PRIORITY_NICENESS = 19
 
 
 def available_cores() -> int:
@@ -281,6 +283,7 @@ class Job:
         timeout: float | None = DEFAULT_TIMEOUT,
         sampling: str = "uniform",
         compile: bool = False,
+        worker_priority: str = "auto",
     ):
         if top_k < 1:
             raise ConfigError("--top-k must be at least 1")
@@ -289,6 +292,8 @@ class Job:
             raise ConfigError("--workers must be 0 (decode in this process) or more")
         if timeout is not None and timeout < 0:
             raise ConfigError("--timeout must be a number of seconds (0: no limit)")
+        if worker_priority not in WORKER_PRIORITIES:
+            raise ConfigError(f"--worker-priority must be one of {', '.join(WORKER_PRIORITIES)} (got '{worker_priority}')")
         if sampling not in SAMPLING_MODES:
             raise ConfigError(f"--sampling must be one of {', '.join(SAMPLING_MODES)} (got '{sampling}')")
         if threshold is not None and not 0 <= threshold <= 1:
@@ -327,8 +332,9 @@ class Job:
         self.batch_size = batch_size if isinstance(batch_size, int) else self.model.auto_batch_size(self.recipe)
         self.pool: WorkerPool | None = None  # the running pool, for inspection (tests, benchmarks)
         self.window: int | None = None  # files in flight at most (default: the pool's)
-        # how much lower the workers' priority is than this process's (see CPU_MODEL_WORKER_NICENESS)
-        self.worker_niceness = CPU_MODEL_WORKER_NICENESS if self.model.device.type == "cpu" else 0
+        # how much lower the workers' priority is than this process's (see LOW_PRIORITY_NICENESS)
+        low = worker_priority == "low" or (worker_priority == "auto" and self.model.device.type == "cpu")
+        self.worker_niceness = LOW_PRIORITY_NICENESS if low else 0
         self.settings: dict[str, Any] = {
             "model": self.model.name, "weights": weights or self.model.spec.weights,
             **self.recipe.settings(), "top_k": top_k, "threshold": threshold,
@@ -418,6 +424,7 @@ def classify(paths: Iterable[str], model: str | VideoModel | None = None, **opti
     threshold, batch_size ('auto' or clips per forward pass), device, precision, extensions, registry_files,
     recipe_overrides, trust_remote_code (let a transformers checkpoint run its own code; only when the user
     asks), workers (decoding processes; 0: in this process), timeout (seconds a file may decode without
-    progress), sampling ('uniform' or 'keyframes'), compile (torch.compile the network).
+    progress), sampling ('uniform' or 'keyframes'), compile (torch.compile the network), worker_priority
+    ('auto', 'low' or 'normal': the decoding processes' priority beside the model).
     """
     return Job(paths, model, **options).records()

@@ -73,6 +73,7 @@ def classify(
     workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: one per core, at most 4; 0: decode in this process).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds a file may decode without progress before it is given up: its record says so (0: no limit).")] = 600.0,
     sampling: Annotated[str, typer.Option(help="uniform (the frames at the sampled times) or keyframes (the nearest keyframes: fast, approximate, for very long files).")] = "uniform",
+    worker_priority: Annotated[str, typer.Option("--worker-priority", help="Decoding processes' priority: low (they give way to the model, and to every other program: fastest on a machine of its own), normal (a fair share on a machine busy with other work), or auto (low beside a model on the CPU, else normal).")] = "auto",
     ext: Annotated[Optional[list[str]], typer.Option("--ext", help="File extensions to look for in folders (repeatable).")] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a Hub checkpoint run its own Python code (only for sources you trust).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Skip files already done in the output with the same settings.")] = False,
@@ -106,7 +107,8 @@ def classify(
                            stride=stride, views=views, top_k=top_k, threshold=threshold, batch_size=batch_size,
                            device=device, precision=precision, extensions=_split(ext),
                            registry_files=_split(registry), trust_remote_code=trust_remote_code,
-                           workers=workers, timeout=timeout, sampling=sampling, compile=compile_model)
+                           workers=workers, timeout=timeout, sampling=sampling, compile=compile_model,
+                           worker_priority=worker_priority)
             records = None
             if engine == "ray":
                 from ..ray_engine import parse_actors, ray_job
