@@ -53,7 +53,8 @@ def default_workers() -> int:
 class _CpuMeter:
     """CPU seconds spent outside this process on the cores this process may use, by programs at normal
     priority: from /proc/stat on Linux, where lowered-priority ("nice") time is left out, since such
-    programs (vidtag's own workers beside a CPU model) give way to the model; elsewhere, the workers' CPU time."""
+    programs (vidtag's own workers beside a CPU model) give way to the model; elsewhere, the workers'
+    CPU time."""
 
     def __init__(self, workers_cpu: Callable[[], float]):
         self.workers_cpu = workers_cpu
@@ -86,11 +87,12 @@ class ThreadBalancer:
 
     With every core busy, two threads of a light model (EfficientNet-Lite0, many small operations) stall
     each other whenever another program takes one of their cores: here that ran 2-5 times slower than
-    one thread (vidtag's own workers run at low priority beside a CPU model, so they give way). A heavy model (VideoMAE: large matrix products, workers mostly idle) wants
-    every core. So: every half second it measures how many cores were busy outside this process; when
-    that is at least half a core, it times the model's forward passes (seconds per clip) with all the
-    threads it started with and with the cores left over, keeps the faster, and checks again later
-    (after 30 s, then 60 s, ... up to 10 min). The setting is restored at the end.
+    one thread (vidtag's own workers run at low priority beside a CPU model, so they give way). A heavy
+    model (VideoMAE: large matrix products, workers mostly idle) wants every core. So: every half second
+    it measures how many cores were busy outside this process; when that is at least half a core, it
+    times the model's forward passes (seconds per clip) with all the threads it started with and with
+    the cores left over, keeps the faster, and checks again later (after 30 s, then 60 s, ... up to
+    10 min). The setting is restored at the end.
     """
 
     PERIOD = 0.5  # seconds between load measurements
@@ -293,7 +295,8 @@ class Job:
         if timeout is not None and timeout < 0:
             raise ConfigError("--timeout must be a number of seconds (0: no limit)")
         if worker_priority not in WORKER_PRIORITIES:
-            raise ConfigError(f"--worker-priority must be one of {', '.join(WORKER_PRIORITIES)} (got '{worker_priority}')")
+            raise ConfigError(f"--worker-priority must be one of {', '.join(WORKER_PRIORITIES)} "
+                              f"(got '{worker_priority}')")
         if sampling not in SAMPLING_MODES:
             raise ConfigError(f"--sampling must be one of {', '.join(SAMPLING_MODES)} (got '{sampling}')")
         if threshold is not None and not 0 <= threshold <= 1:

@@ -325,8 +325,9 @@ class WorkerPool:
     # -- the feeding thread --------------------------------------------------------------------------
     def _start(self, slot: _Slot) -> None:
         ours, theirs = self.context.Pipe(duplex=True)
-        process = self.context.Process(target=_serve, args=(theirs, self.target, log.getEffectiveLevel(), self.niceness),
-                                       name="vidtag-decoder", daemon=True)
+        process = self.context.Process(
+            target=_serve, args=(theirs, self.target, log.getEffectiveLevel(), self.niceness),
+            name="vidtag-decoder", daemon=True)
         process.start()
         theirs.close()
         slot.process, slot.conn = process, ours
