@@ -58,6 +58,15 @@ class _Pictures:
         return image
 
 
+def write_frames(container, stream, frames) -> None:
+    """Encode `frames` (av.VideoFrame) into `stream`, mux the packets, and flush the encoder."""
+    for frame in frames:
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode():
+        container.mux(packet)
+
+
 def encode(spec: VideoSpec) -> Path:
     """Write one video (if not cached) and return its path."""
     path = spec.path
@@ -74,12 +83,8 @@ def encode(spec: VideoSpec) -> Path:
         stream.codec_context.gop_size = GOP
         stream.options = {"preset": spec.preset,
                           "x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0"}
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(pictures(i), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+        write_frames(container, stream,
+                     (av.VideoFrame.from_ndarray(pictures(i), format="rgb24") for i in range(frames)))
     partial.rename(path)
     print(f"  encoded {path.name} ({frames} frames) in {time.perf_counter() - began:.0f} s", flush=True)
     return path

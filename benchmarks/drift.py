@@ -39,14 +39,14 @@ def upscaled(source: Path, width: int = 3840, height: int = 2160) -> Path:
         stream = dst.add_stream("libx264", rate=stream_in.average_rate)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"preset": "veryfast", "crf": "18"}
-        for frame in src.decode(stream_in):
-            big = frame.reformat(width=width, height=height, format="yuv420p", interpolation="BICUBIC")
-            big.pts = None
-            for packet in stream.encode(big):
-                dst.mux(packet)
-        for packet in stream.encode():
-            dst.mux(packet)
+        corpus.write_frames(dst, stream, (_upscale(frame, width, height) for frame in src.decode(stream_in)))
     return out
+
+
+def _upscale(frame, width: int, height: int):
+    big = frame.reformat(width=width, height=height, format="yuv420p", interpolation="BICUBIC")
+    big.pts = None  # the encoder numbers the frames itself
+    return big
 
 
 def classify(paths: list[str], reduced: bool):

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import corpus  # noqa: E402
-from vidtag.engine import LOW_PRIORITY_NICENESS, Job  # noqa: E402
+from vidtag.engine import Job  # noqa: E402
 from vidtag.models import load_model  # noqa: E402
 
 
@@ -37,18 +37,17 @@ def main() -> None:
     args = parser.parse_args()
     files = corpus.build(corpus.default_corpus())
     model = load_model(None)
-    jobs = {sampling: Job(files, model, top_k=5, sampling=sampling) for sampling in ("uniform", "keyframes")}
+    jobs = {(priority, sampling): Job(files, model, top_k=5, sampling=sampling, worker_priority=priority)
+            for priority in ("low", "normal") for sampling in ("uniform", "keyframes")}
     for job in jobs.values():
         list(job.records())  # warm-up
     for run in range(args.runs):
-        for niceness in (LOW_PRIORITY_NICENESS, 0):
-            rates = []
-            for sampling, job in jobs.items():
-                job.worker_niceness = niceness
-                rates.append(f"{sampling} {best_rate(job):.2f}")
-            name = "low" if niceness else "normal"
-            print(f"run {run + 1}, --worker-priority {name:6s} (niceness {niceness:2d}): videos/s "
-                  + ", ".join(rates), flush=True)
+        for priority in ("low", "normal"):
+            rates = ", ".join(f"{sampling} {best_rate(jobs[priority, sampling]):.2f}"
+                              for sampling in ("uniform", "keyframes"))
+            niceness = jobs[priority, "uniform"].worker_niceness
+            print(f"run {run + 1}, --worker-priority {priority:6s} (niceness {niceness:2d}): videos/s {rates}",
+                  flush=True)
 
 
 if __name__ == "__main__":
