@@ -14,14 +14,38 @@ class Label:
 
 @dataclass
 class ClipResult:
+    """One sampled clip (or one shot): its span in seconds from the first frame and its ranked labels."""
+
     start: float
     end: float
     labels: list[Label]
 
 
 @dataclass
+class Segment:
+    """Where one label holds: a span of the video in seconds, with the label's score over it."""
+
+    label: str
+    start: float
+    end: float
+    score: float
+
+
+def _labels(items: Any) -> list[Label]:
+    return [Label(**x) for x in items or []]
+
+
+def _spans(items: Any) -> list[ClipResult]:
+    return [ClipResult(c["start"], c["end"], _labels(c.get("labels"))) for c in items or []]
+
+
+@dataclass
 class Record:
-    """The result for one file. `status` is 'ok' or 'error'; an error record has empty labels."""
+    """The result for one file. `status` is 'ok' or 'error'; an error record has empty labels.
+
+    `shots` (with shot detection) cuts the whole video into shots in time order, each with its labels;
+    `segments` lists, per label, the spans where it holds. Both are empty for an error record.
+    """
 
     path: str
     status: str = "ok"
@@ -30,6 +54,8 @@ class Record:
     duration: float | None = None
     labels: list[Label] = field(default_factory=list)
     clips: list[ClipResult] = field(default_factory=list)
+    shots: list[ClipResult] | None = None  # None: shot detection was not asked for
+    segments: list[Segment] = field(default_factory=list)
     score: str | None = None  # 'softmax' (labels compete) or 'sigmoid' (independent, multi-label)
     video: dict[str, Any] | None = None  # width, height, fps, frames, rotation, codec
     settings: dict[str, Any] | None = None  # what the result depends on; --resume compares it
@@ -40,16 +66,19 @@ class Record:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if data["shots"] is None:
+            del data["shots"]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Record:
         known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["labels"] = [Label(**x) for x in known.get("labels") or []]
-        known["clips"] = [
-            ClipResult(c["start"], c["end"], [Label(**x) for x in c.get("labels") or []])
-            for c in known.get("clips") or []
-        ]
+        known["labels"] = _labels(known.get("labels"))
+        known["clips"] = _spans(known.get("clips"))
+        if known.get("shots") is not None:
+            known["shots"] = _spans(known["shots"])
+        known["segments"] = [Segment(**s) for s in known.get("segments") or []]
         return cls(**known)
 
     @classmethod

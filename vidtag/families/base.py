@@ -1,0 +1,49 @@
+"""What every model family provides: a loader that turns a registry entry and its weights into a `LoadedNet`.
+
+A family module under `vidtag/families/` defines
+
+    load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet
+
+and, when its checkpoints carry their own preprocessing (a transformers folder's preprocessor config),
+
+    checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]
+
+which returns the recipe fields the checkpoint sets (see `vidtag.registry.resolve_spec` for the order in
+which entry, checkpoint and user values apply). `load` receives the spec already resolved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+from torch import nn
+
+if TYPE_CHECKING:
+    from ..registry import ModelSpec
+
+ScoreKind = Literal["softmax", "sigmoid"]
+
+
+@dataclass
+class LoadedNet:
+    """A family loader's result: `module` maps (batch, frames, 3, H, W) normalised clips to (batch, labels)
+    probabilities; `labels` names the outputs; `score` says whether they compete (softmax) or not (sigmoid)."""
+
+    module: nn.Module
+    labels: list[str]
+    score: ScoreKind = "softmax"
+
+
+class Loader(Protocol):
+    """The `load` function of a family module."""
+
+    def __call__(self, spec: ModelSpec, weights: Path, labels: list[str] | None, *,
+                 trust_remote_code: bool = False) -> LoadedNet: ...
+
+
+class CheckpointRecipe(Protocol):
+    """The optional `checkpoint_recipe` function of a family module."""
+
+    def __call__(self, spec: ModelSpec, weights: Path) -> dict[str, Any]: ...
