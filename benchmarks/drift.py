@@ -25,7 +25,6 @@ import av  # noqa: E402
 
 import corpus  # noqa: E402
 import vidtag.decode  # noqa: E402
-from vidtag.engine import Job  # noqa: E402
 
 
 def upscaled(source: Path, width: int = 3840, height: int = 2160) -> Path:
@@ -54,9 +53,8 @@ def classify(paths: list[str], reduced: bool):
     if not reduced:
         vidtag.decode.reduced_size = lambda frame, resize: None
     try:
-        job = Job(paths, None, workers=0, top_k=5)
         began = time.perf_counter()
-        records = list(job.records())
+        records = list(vidtag.classify(paths, workers=0, top_k=5))
         return records, (time.perf_counter() - began) / len(paths)
     finally:
         vidtag.decode.reduced_size = original

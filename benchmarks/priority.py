@@ -17,15 +17,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import corpus  # noqa: E402
-from vidtag.engine import Job  # noqa: E402
+from vidtag.engine import LocalEngine  # noqa: E402
 from vidtag.models import load_model  # noqa: E402
 
 
-def best_rate(job: Job, rounds: int = 3) -> float:
+def best_rate(engine: LocalEngine, files: list[str], rounds: int = 3) -> float:
     best = 0.0
     for _ in range(rounds):
         began = time.perf_counter()
-        records = list(job.records())
+        records = list(engine.records(files))
         assert all(r.ok for r in records)
         best = max(best, len(records) / (time.perf_counter() - began))
     return best
@@ -37,13 +37,13 @@ def main() -> None:
     args = parser.parse_args()
     files = corpus.build(corpus.default_corpus())
     model = load_model(None)
-    jobs = {(priority, sampling): Job(files, model, top_k=5, sampling=sampling, worker_priority=priority)
+    jobs = {(priority, sampling): corpus.local_engine(model, top_k=5, sampling=sampling, worker_priority=priority)
             for priority in ("low", "normal") for sampling in ("uniform", "keyframes")}
-    for job in jobs.values():
-        list(job.records())  # warm-up
+    for engine in jobs.values():
+        list(engine.records(files))  # warm-up
     for run in range(args.runs):
         for priority in ("low", "normal"):
-            rates = ", ".join(f"{sampling} {best_rate(jobs[priority, sampling]):.2f}"
+            rates = ", ".join(f"{sampling} {best_rate(jobs[priority, sampling], files):.2f}"
                               for sampling in ("uniform", "keyframes"))
             niceness = jobs[priority, "uniform"].worker_niceness
             print(f"run {run + 1}, --worker-priority {priority:6s} (niceness {niceness:2d}): videos/s {rates}",

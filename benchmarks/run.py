@@ -41,8 +41,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import corpus  # noqa: E402
-from vidtag.engine import Job  # noqa: E402
-from vidtag.models import LoadedNet, VideoModel, load_model  # noqa: E402
+from vidtag.engine import LocalEngine  # noqa: E402
+from vidtag.families.base import LoadedNet  # noqa: E402
+from vidtag.models import VideoModel, load_model  # noqa: E402
 from vidtag.preprocess import preprocess  # noqa: E402
 from vidtag.registry import ModelSpec  # noqa: E402
 from vidtag.workers import WorkerPool  # noqa: E402
@@ -73,15 +74,14 @@ def rounds(repeat: int, contenders: dict, times: dict[str, list[float]] | None =
     return best
 
 
-def vidtag_records(job: Job, files: list[str]):
-    job.files = list(files)
-    return list(job.records())
+def vidtag_records(engine: LocalEngine, files: list[str]):
+    return list(engine.records(files))
 
 
-def decode_only(job: Job, files: list[str]) -> int:
+def decode_only(engine: LocalEngine, files: list[str]) -> int:
     """vidtag's decoding and preprocessing alone, through the same workers; returns the clips made."""
     clips = 0
-    for item in job.prepared(list(files)):
+    for item in engine.prepared(list(files)):
         clips += item.tensor.shape[0] if hasattr(item, "tensor") else 0
     return clips
 
@@ -149,9 +149,9 @@ def part_default(args) -> dict:
     files = corpus.build(corpus.default_corpus())
     durations = [corpus_duration(f) for f in files]
     began = time.perf_counter()
-    job = Job(files, None, workers=args.workers, batch_size=args.batch_size, top_k=5)
+    job = corpus.local_engine(None, workers=args.workers, batch_size=args.batch_size, top_k=5)
     startup = time.perf_counter() - began
-    model, recipe = job.model, job.recipe
+    model, recipe = job.model, job.inputs
     crop = recipe.crop if isinstance(recipe.crop, int) else recipe.crop[0]
     n = len(files)
     print(f"  {n} files, {sum(durations) / 60:.1f} min of video; batch size {job.batch_size}, "
@@ -160,7 +160,8 @@ def part_default(args) -> dict:
 
     naive_loop(files[:1], model)
     # the opt-in fast mode, on the same model: the nearest keyframe to each sampled time
-    keyframes = Job(files, model, workers=args.workers, batch_size=args.batch_size, top_k=5, sampling="keyframes")
+    keyframes = corpus.local_engine(model, workers=args.workers, batch_size=args.batch_size, top_k=5,
+                                    sampling="keyframes")
     vidtag_records(keyframes, files[:1])
     total_clips = len(files) * recipe.clips
     contenders = {
@@ -173,7 +174,8 @@ def part_default(args) -> dict:
     }
     compile_s = None
     if args.compile:  # a second model, compiled, so that the others keep the eager one
-        compiled = Job(files, load_model(None), workers=args.workers, batch_size=args.batch_size, compile=True)
+        compiled = corpus.local_engine(load_model(None, compile=True), workers=args.workers,
+                                       batch_size=args.batch_size)
         began = time.perf_counter()
         vidtag_records(compiled, files[:2])
         compile_s = time.perf_counter() - began
@@ -245,7 +247,7 @@ def part_videomae(args) -> dict:
                      frames=16, clips=1, resize=224, crop=224, mean=list(processor.image_mean),
                      std=list(processor.image_std), interpolation="bilinear")
     model = VideoModel(spec, LoadedNet(_Probabilities(net), labels), torch.device("cpu"), torch.float32)
-    job = Job(files, model, workers=args.workers, batch_size=args.batch_size, top_k=5)
+    job = corpus.local_engine(model, workers=args.workers, batch_size=args.batch_size, top_k=5)
     n = len(files)
     print(f"  {n} files; batch size {job.batch_size}, {job.workers} workers", flush=True)
     pipe = pipeline("video-classification", model=net, image_processor=processor, device="cpu")

@@ -10,9 +10,72 @@ import signal
 import time
 from pathlib import Path
 
+import torch
 from media import make_video
 
+from vidtag.engine import LocalEngine
+from vidtag.families.base import LoadedNet
+from vidtag.job import Job
+from vidtag.paths import discover
+from vidtag.models import VideoModel
 from vidtag.pipeline import prepare_or_error
+from vidtag.registry import ModelSpec
+from vidtag.runner import Summary, run
+from vidtag.settings import Settings
+
+
+class TinyNet(torch.nn.Module):
+    """A small deterministic classifier: clip colour statistics -> 3 probabilities."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(6, 3)
+
+    def forward(self, clips):
+        x = torch.cat([clips.mean(dim=(1, 3, 4)), clips.std(dim=(1, 3, 4))], dim=1)
+        return (10 * self.fc(x)).softmax(-1)
+
+
+def tiny_model(frames: int = 2, clips: int = 2) -> VideoModel:
+    """A tiny deterministic 3-label model on the CPU (see the tiny_model fixture)."""
+    spec = ModelSpec(name="tiny", family="test", task="closed-set", weights="none", labels=["a", "b", "c"],
+                     frames=frames, clips=clips, resize=32, crop=32, mean=[0.5] * 3, std=[0.5] * 3)
+    return VideoModel(spec, LoadedNet(TinyNet(), ["a", "b", "c"]), torch.device("cpu"), torch.float32)
+
+
+def job_for(model, **options) -> Job:
+    """A job for an already loaded model with these settings."""
+    spec = model.spec
+    return Job(Settings(model=spec, **options), spec, labels=model.labels if spec.zero_shot else None)
+
+
+def local_engine(model, **options) -> LocalEngine:
+    """The local engine with an already loaded model and these settings."""
+    return LocalEngine(job_for(model, **options), model)
+
+
+class ScriptedEngine:
+    """An engine whose records come from `script(files)`: for injecting faults around a real engine."""
+
+    def __init__(self, script):
+        self.script = script
+
+    def start(self) -> None:
+        pass
+
+    def records(self, files):
+        return self.script(files)
+
+
+def run_files(paths, model, output, *, on_record=None, script=None, **options) -> Summary:
+    """vidtag.runner.run over `paths` (discovered as the CLI does) with a loaded model into `output`;
+    `script(engine, files)` replaces the engine's records (fault injection)."""
+    job = job_for(model, output=str(output), **options)
+    engine = LocalEngine(job, model)
+    if script is not None:
+        engine = ScriptedEngine(lambda files, real=engine: script(real, files))
+    return run(job, engine, discover([str(p) for p in paths], job.settings.extensions), on_record=on_record)
 
 
 def make_videos(folder: Path, count: int, *, frames: int = 20, name: str = "v{i:02d}.mp4") -> list[str]:
@@ -32,7 +95,7 @@ def echo(value, delay: float = 0.0):
     return value
 
 
-def faulty_prepare(path: str, recipe):
+def faulty_prepare(path: str, inputs, send_part=None):
     """`prepare_or_error`, except that a file's name can ask the worker to crash or hang."""
     name = Path(path).name
     if "abort" in name:
@@ -43,7 +106,7 @@ def faulty_prepare(path: str, recipe):
         os.kill(os.getpid(), signal.SIGSEGV)
     if "hang" in name:
         time.sleep(120)
-    return prepare_or_error(path, recipe)
+    return prepare_or_error(path, inputs, send_part=send_part)
 
 
 def faulty_echo(value):
@@ -61,26 +124,26 @@ def faulty_echo(value):
     return value
 
 
-def prepare_then_crash(path: str, recipe, emit):
+def prepare_then_crash(path: str, inputs, send_part):
     """`prepare_or_error` that streams its parts, and crashes right after the first part of a file named
     '*late_crash*'."""
     if "late_crash" in Path(path).name:
-        def emit_then_die(value):
-            emit(value)
+        def send_then_die(value):
+            send_part(value)
             os._exit(5)
 
-        return prepare_or_error(path, recipe, emit=emit_then_die)
-    return prepare_or_error(path, recipe, emit=emit)
+        return prepare_or_error(path, inputs, send_part=send_then_die)
+    return prepare_or_error(path, inputs, send_part=send_part)
 
 
-def many_parts(count: int, size: int, emit):
+def many_parts(count: int, size: int, send_part):
     """Send `count` parts of `size` bytes, then return the count."""
     for i in range(count):
-        emit(bytes([i % 256]) * size)
+        send_part(bytes([i % 256]) * size)
     return count
 
 
-def echo_niceness(value, *_):
+def echo_niceness(value, *_, **__):
     """A task that returns its input and its worker's scheduling priority (niceness)."""
     import os
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from media import blocky_picture as picture  # noqa: F401  (the transformers tests' picture)
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -88,12 +89,3 @@ def save_checkpoint(kind: str, folder: Path, seed: int = 0, processor: dict | No
     name, content = processor_config(kind)
     (folder / name).write_text(json.dumps(processor if processor is not None else content), encoding="utf-8")
     return model
-
-
-def picture(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
-    """A random-ish RGB picture: smooth gradients plus blocks, so that resizing matters."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width]
-    image = np.stack([x * 255 / width, y * 255 / height, (x + y) * 255 / (width + height)], -1)
-    blocks = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)
-    return ((image + blocks[:height, :width]) / 2).astype(np.uint8)

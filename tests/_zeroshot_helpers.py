@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from media import make_video
+from media import smooth_picture as picture  # noqa: F401  (the zero-shot tests' picture)
 
 IMAGE_SIZE = 32
 XCLIP_FRAMES = 4
@@ -117,17 +118,6 @@ def make_xclip(folder: Path, seed: int = 0) -> Path:
         "image_std": [0.229, 0.224, 0.225], "processor_class": "XCLIPProcessor", "resample": 2,
         "size": IMAGE_SIZE})
     return folder
-
-
-def picture(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A smooth colourful RGB picture (uint8) with some texture, so resizing matters but stays tame."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    channels = []
-    for c in range(3):
-        fx, fy, phase = rng.uniform(0.05, 0.3), rng.uniform(0.05, 0.3), rng.uniform(0, 6.28)
-        channels.append(127.5 + 110 * np.sin(fx * x + fy * y * (c + 1) / 2 + phase))
-    return np.clip(np.stack(channels, -1), 0, 255).astype(np.uint8)
 
 
 def static_video(path: Path, image: np.ndarray, frames: int = 24, fps: int = 8) -> Path:

@@ -1,4 +1,52 @@
+"""Fixtures shared by the test files: test videos made at test time, the default model, a tiny model, and
+a local Ray session. Helper modules beside this file (media.py, _engine_helpers.py, ...) are importable."""
+
+from __future__ import annotations
+
+import os
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
+import pytest
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture
+def video_maker(tmp_path: Path) -> Callable[..., Path]:
+    """make(name, **media.make_video options) -> a small video made with PyAV's encoder in tmp_path."""
+    from media import make_video
+
+    return lambda name, **options: make_video(tmp_path / name, **options)
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """The default model (EfficientNet-Lite0, its real weights) on the CPU, loaded once per session."""
+    from _reliability_helpers import cpu_model
+
+    return cpu_model()
+
+
+@pytest.fixture
+def tiny_model():
+    """tiny(frames=2, clips=2) -> a tiny deterministic 3-label model: fast, no weights to load."""
+    from _engine_helpers import tiny_model
+
+    return tiny_model
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[object]:
+    """A local Ray instance (2 CPUs) whose workers can import the tests' helper modules; shut down after."""
+    ray = pytest.importorskip("ray", reason="Ray with Ray Data cannot be imported here (pip install 'vidtag[ray]')")
+    pytest.importorskip("ray.data", reason="Ray Data cannot be imported here (pip install 'vidtag[ray]')")
+    path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning",
+             runtime_env={"env_vars": {"PYTHONPATH": path}})
+    try:
+        yield ray
+    finally:
+        ray.shutdown()

@@ -17,6 +17,35 @@ def frame_picture(index: int, width: int, height: int) -> np.ndarray:
     return image
 
 
+def moving_blocks(index: int, width: int, height: int) -> np.ndarray:
+    """A frame of moving coloured blocks (a changing background, a block sliding across)."""
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[..., 0] = (index * 7) % 256
+    x = (index * 3) % (width - 16)
+    image[16:40, x:x + 16] = (40, 200, 90)
+    return image
+
+
+def blocky_picture(height: int = 48, width: int = 64, seed: int = 0) -> np.ndarray:
+    """A random-ish RGB picture: smooth gradients plus blocks, so that resizing matters."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([x * 255 / width, y * 255 / height, (x + y) * 255 / (width + height)], -1)
+    blocks = rng.integers(0, 256, (height // 8 + 1, width // 8 + 1, 3)).repeat(8, 0).repeat(8, 1)
+    return ((image + blocks[:height, :width]) / 2).astype(np.uint8)
+
+
+def smooth_picture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth colourful RGB picture (uint8) with some texture, so resizing matters but stays tame."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = []
+    for c in range(3):
+        fx, fy, phase = rng.uniform(0.05, 0.3), rng.uniform(0.05, 0.3), rng.uniform(0, 6.28)
+        channels.append(127.5 + 110 * np.sin(fx * x + fy * y * (c + 1) / 2 + phase))
+    return np.clip(np.stack(channels, -1), 0, 255).astype(np.uint8)
+
+
 def make_video(path: Path | str, *, frames: int = 50, fps: int = 25, width: int = 64, height: int = 48,
                codec: str = "libx264", pix_fmt: str = "yuv420p", gop: int | None = None,
                rotation: int | None = None, pts: list[int] | None = None, time_base: Fraction | None = None,

@@ -22,11 +22,11 @@ import pytest
 from _reliability_helpers import (assert_plain_words, cpu_model, make_audio_only, make_resolution_change,
                                   make_unknown_duration_mkv, make_video_with_cover, make_video_with_longer_audio,
                                   one_torch_thread, random_bytes, remux, truncate)
+from _engine_helpers import run_files
 from media import make_video
 from vidtag.decode import read_video
-from vidtag.engine import Job
 from vidtag.record import Record
-from vidtag.runner import run
+from vidtag.paths import discover
 
 
 def _base(d: Path, name: str, **kw) -> Path:
@@ -120,8 +120,7 @@ def outcome(tmp_path_factory):
         paths[name] = path
     output = folder / "out.jsonl"
     with one_torch_thread():
-        job = Job([str(p) for p in paths.values()], cpu_model(), clips=2, top_k=3)
-        summary = run(job, str(output))
+        summary = run_files(paths.values(), cpu_model(), output, clips=2, top_k=3)
     lines = output.read_text(encoding="utf-8").splitlines()
     records = [Record.from_dict(json.loads(line)) for line in lines]
     by_path = {r.path: r for r in records}
@@ -193,9 +192,9 @@ def _unreadable_dir():
 
 
 def test_permission_denied_file(tmp_path):
-    from vidtag.pipeline import Recipe, prepare_or_error
+    from vidtag.pipeline import InputSpec, prepare_or_error
 
-    recipe = Recipe.from_spec(cpu_model().spec, clips=1)
+    inputs = InputSpec.from_spec(cpu_model().spec, clips=1)
     folder = _unreadable_dir()
     try:
         readable = make_video(folder / "readable.mp4", frames=10)
@@ -211,7 +210,7 @@ def test_permission_denied_file(tmp_path):
             except OSError as exc:
                 pytest.skip(f"running as root and cannot switch to an ordinary user to be denied a read: {exc}")
         try:
-            results = [prepare_or_error(str(p), recipe) for p in (readable, denied)]
+            results = [prepare_or_error(str(p), inputs) for p in (readable, denied)]
         finally:
             if as_root:
                 os.seteuid(0)
@@ -224,12 +223,11 @@ def test_permission_denied_file(tmp_path):
 
 def test_file_that_disappears_after_discovery(tmp_path):
     files = [make_video(tmp_path / f"{i}.mp4", frames=10) for i in range(3)]
-    job = Job([str(tmp_path)], cpu_model(), clips=1)
-    assert job.files == [str(f) for f in files]
+    assert discover([str(tmp_path)]) == [str(f) for f in files]
     files[1].unlink()  # gone between discovery and its turn
     output = tmp_path / "out.jsonl"
     with one_torch_thread():
-        summary = run(job, str(output))
+        summary = run_files(files, cpu_model(), output, clips=1)
     records = [json.loads(line) for line in output.read_text().splitlines()]
     assert [r["path"] for r in records] == [str(f) for f in files]
     assert [r["status"] for r in records] == ["ok", "error", "ok"]
@@ -238,14 +236,14 @@ def test_file_that_disappears_after_discovery(tmp_path):
 
 
 def test_other_non_files_are_refused_not_read(tmp_path):
-    from vidtag.pipeline import Recipe, prepare_or_error
+    from vidtag.pipeline import InputSpec, prepare_or_error
 
-    recipe = Recipe.from_spec(cpu_model().spec, clips=1)
+    inputs = InputSpec.from_spec(cpu_model().spec, clips=1)
     folder = tmp_path / "folder.mp4"
     folder.mkdir()
-    record = prepare_or_error(str(folder), recipe)
+    record = prepare_or_error(str(folder), inputs)
     assert record.error == "the path is a folder, not a video file"
-    device = prepare_or_error("/dev/zero", recipe)  # would otherwise be read forever
+    device = prepare_or_error("/dev/zero", inputs)  # would otherwise be read forever
     assert device.status == "error" and device.error.startswith("not a regular file (it is a character device)")
 
 
@@ -253,7 +251,7 @@ def test_an_unforeseen_failure_stays_one_files_error_and_logs_its_traceback(tmp_
     """Injected fault: a bug deep in decoding fails that file only; the traceback goes to the debug log."""
     import vidtag.pipeline as pipeline
 
-    recipe = pipeline.Recipe.from_spec(cpu_model().spec, clips=1)
+    inputs = pipeline.InputSpec.from_spec(cpu_model().spec, clips=1)
     good = make_video(tmp_path / "good.mp4", frames=10)
     cursed = make_video(tmp_path / "cursed.mp4", frames=10)
     real = pipeline.read_video
@@ -265,7 +263,7 @@ def test_an_unforeseen_failure_stays_one_files_error_and_logs_its_traceback(tmp_
 
     monkeypatch.setattr(pipeline, "read_video", faulty)
     caplog.set_level(logging.DEBUG, logger="vidtag")
-    results = [pipeline.prepare_or_error(str(p), recipe) for p in (good, cursed)]
+    results = [pipeline.prepare_or_error(str(p), inputs) for p in (good, cursed)]
     assert isinstance(results[0], pipeline.Prepared)
     failed = results[1]
     assert failed.status == "error" and failed.path == str(cursed)

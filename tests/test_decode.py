@@ -9,7 +9,7 @@ import pytest
 from media import index_of, make_video
 from vidtag.decode import FrameReader, open_video, read_video
 from vidtag.errors import MediaError
-from vidtag.pipeline import Recipe, prepare
+from vidtag.pipeline import InputSpec, prepare
 from vidtag.probe import probe
 
 
@@ -87,18 +87,18 @@ def test_unknown_frame_count_and_duration_fall_back_to_packets(tmp_path):
         info = probe(container)
     assert info.frames in (40, None) or info.frames == pytest.approx(40, abs=1)
     assert info.duration > 0
-    recipe = Recipe(frames=2, frame_stride=None, fps=30, clips=2, window=None, stride=None, crops=1,
+    inputs = InputSpec(frames=2, frame_stride=None, fps=30, clips=2, window=None, stride=None, crops=1,
                     resize=32, crop=32, mean=(0.5,) * 3, std=(0.5,) * 3, interpolation="bilinear")
-    prepared = prepare(str(path), recipe)
+    prepared = prepare(str(path), inputs)
     assert prepared.tensor.shape == (2, 2, 3, 32, 32)
     assert all(0 <= c.start < c.end <= info.duration + 1e-6 for c in prepared.clips)
 
 
 def test_prepare_samples_across_the_whole_video(tmp_path):
     path = make_video(tmp_path / "whole.mp4", frames=36, fps=12, gop=250)
-    recipe = Recipe(frames=2, frame_stride=None, fps=30, clips=3, window=None, stride=None, crops=1,
+    inputs = InputSpec(frames=2, frame_stride=None, fps=30, clips=3, window=None, stride=None, crops=1,
                     resize=48, crop=48, mean=(0.0,) * 3, std=(1.0,) * 3, interpolation="bilinear")
-    prepared = prepare(str(path), recipe)
+    prepared = prepare(str(path), inputs)
     # 3 s: clips [0,1], [1,2], [2,3]; frames at 0.25/0.75 s of each -> indices 3, 9, 15, 21, 27, 33
     values = prepared.tensor[:, :, :, 24:, 24:].mean(dim=(2, 3, 4)).flatten() * 255
     assert [round(float(v) / 8) % 32 for v in values] == [3, 9, 15, 21, 27, 33 % 32]

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import vidtag
-from vidtag.models import builtin_labels, load_model
+from vidtag.labels import builtin_labels
+from vidtag.models import load_model
 from vidtag.preprocess import preprocess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -10,39 +10,19 @@ import av
 import numpy as np
 import pytest
 import torch
-from _engine_helpers import make_videos
+from _engine_helpers import local_engine, make_videos, tiny_model
 from media import index_of, make_video
 from typer.testing import CliRunner
 
 from vidtag.decode import FrameReader, open_video, read_video
-from vidtag.engine import Job, batched_inference, parse_batch_size
+from vidtag.engine import batched_inference
 from vidtag.errors import ConfigError
-from vidtag.models import LoadedNet, VideoModel
 from vidtag.pipeline import PART_CLIPS, Prepared
 from vidtag.preprocess import preprocess
 from vidtag.probe import probe
 from vidtag.record import Record
-from vidtag.registry import ModelSpec
+from vidtag.settings import parse_batch_size
 from vidtag.workers import WorkerFailure, WorkerPool
-
-
-class TinyNet(torch.nn.Module):
-    """A small deterministic classifier: clip colour statistics -> 3 probabilities."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.fc = torch.nn.Linear(6, 3)
-
-    def forward(self, clips):
-        x = torch.cat([clips.mean(dim=(1, 3, 4)), clips.std(dim=(1, 3, 4))], dim=1)
-        return (10 * self.fc(x)).softmax(-1)
-
-
-def tiny_model(frames: int = 2, clips: int = 2) -> VideoModel:
-    spec = ModelSpec(name="tiny", family="test", task="closed-set", weights="none", labels=["a", "b", "c"],
-                     frames=frames, clips=clips, resize=32, crop=32, mean=[0.5] * 3, std=[0.5] * 3)
-    return VideoModel(spec, LoadedNet(TinyNet(), ["a", "b", "c"]), torch.device("cpu"), torch.float32)
 
 
 def results(records):
@@ -58,9 +38,9 @@ def videos(tmp_path_factory):
 # -- order ------------------------------------------------------------------------------------------------
 def test_workers_give_the_in_process_records_in_input_order(videos):
     model = tiny_model()
-    in_process = list(Job(videos, model, workers=0, batch_size=3).records())
-    job = Job(videos, model, workers=2, batch_size=3)
-    pooled = list(job.records())
+    in_process = list(local_engine(model, workers=0, batch_size=3).records(videos))
+    engine = local_engine(model, workers=2, batch_size=3)
+    pooled = list(engine.records(videos))
     assert [r.path for r in pooled] == videos
     assert all(r.ok for r in pooled)
     assert results(pooled) == results(in_process)
@@ -81,16 +61,16 @@ def test_workers_beside_a_cpu_model_run_at_the_lowest_priority(videos):
     assert list(pool.imap((i,) for i in range(3))) == [(i, min(base + 7, 19)) for i in range(3)]
     # ... and a job with its model on the CPU has them yield to the model entirely, unless asked not to
     for priority, niceness in [("auto", 19), ("low", 19), ("normal", base)]:
-        job = Job(videos, tiny_model(), workers=1, worker_priority=priority)
-        job.task = "_engine_helpers:echo_niceness"
-        assert [n for _, n in job.prepared(videos[:2])] == [niceness, niceness], priority
-    with pytest.raises(ConfigError, match="--worker-priority must be one of auto, low, normal"):
-        Job(videos, tiny_model(), worker_priority="high")
+        engine = local_engine(tiny_model(), workers=1, worker_priority=priority)
+        engine.target = "_engine_helpers:echo_niceness"
+        assert [n for _, n in engine.prepared(videos[:2])] == [niceness, niceness], priority
+    with pytest.raises(ConfigError, match="worker_priority must be one of auto, low, normal"):
+        local_engine(tiny_model(), worker_priority="high")
 
 
 def test_skip_leaves_files_out_and_keeps_order(videos):
-    job = Job(videos, tiny_model(), workers=2)
-    got = [r.path for r in job.records(skip={videos[1], videos[4]})]
+    engine = local_engine(tiny_model(), workers=2)
+    got = [r.path for r in engine.records([v for v in videos if v not in {videos[1], videos[4]}])]
     assert got == [v for i, v in enumerate(videos) if i not in (1, 4)]
 
 
@@ -102,10 +82,10 @@ def test_crashing_and_hanging_workers_become_one_error_record_each(tmp_path, vid
         make_video(path, frames=20 + i, width=64, height=48)
         paths.append(str(path))
     model = tiny_model()
-    job = Job(paths, model, workers=2, timeout=2, batch_size=2)
-    job.task = "_engine_helpers:faulty_prepare"
+    engine = local_engine(model, workers=2, timeout=2, batch_size=2)
+    engine.target = "_engine_helpers:faulty_prepare"
     began = time.perf_counter()
-    records = list(job.records())
+    records = list(engine.records(paths))
     assert time.perf_counter() - began < 60  # the hung worker was stopped, not waited for
     assert [r.path for r in records] == paths
     errors = {r.path.rsplit("/", 1)[1]: r.error for r in records if not r.ok}
@@ -121,14 +101,14 @@ def test_crashing_and_hanging_workers_become_one_error_record_each(tmp_path, vid
             assert r.labels == [] and r.model == "tiny"
     # the files around the failures got the same results as without any failure
     good = [p for p in paths if "_ok" in p]
-    assert results([r for r in records if r.ok]) == results(Job(good, model, workers=0, batch_size=2).records())
+    assert results([r for r in records if r.ok]) == results(local_engine(model, workers=0, batch_size=2).records(good))
 
 
 def test_a_task_that_raises_is_its_own_failure():
     pool = WorkerPool("_engine_helpers:faulty_echo", 1)
     out = list(pool.imap([("a",), ("raise",), ("b",)]))
     assert out[0] == "a" and out[2] == "b"
-    assert out[1] == WorkerFailure("unexpected error while reading the file: asked to fail")
+    assert out[1] == WorkerFailure("raised", detail="asked to fail")
     assert pool.restarts == 0  # the worker survived its task's exception
 
 
@@ -151,7 +131,7 @@ class Lead:
 
 def test_pool_never_has_more_than_its_window_in_flight():
     lead = Lead()
-    pool = WorkerPool("_engine_helpers:echo", 2, window=3)
+    pool = WorkerPool("_engine_helpers:echo", 2, max_in_flight=3)
     out = []
     for value in pool.imap(lead.feed((i,) for i in range(12))):
         lead.took()  # taken: what the consumer holds is its own, not the pool's
@@ -167,11 +147,11 @@ def test_pool_never_has_more_than_its_window_in_flight():
 
 def test_engine_holds_a_bounded_number_of_files_whatever_their_number(tmp_path):
     paths = make_videos(tmp_path, 10, frames=12)
-    job = Job(paths, tiny_model(clips=2), workers=2, batch_size=2)
-    job.window = 3  # far fewer than the files
+    engine = local_engine(tiny_model(clips=2), workers=2, batch_size=2)
+    engine.max_in_flight = 3  # far fewer than the files
     produced = yielded = 0
     held = []
-    prepared = job.prepared
+    prepared = engine.prepared
 
     def counting(files):
         nonlocal produced
@@ -180,11 +160,11 @@ def test_engine_holds_a_bounded_number_of_files_whatever_their_number(tmp_path):
             held.append(produced - yielded)
             yield item
 
-    job.prepared = counting
-    for _ in job.records():
+    engine.prepared = counting
+    for _ in engine.records(paths):
         yielded += 1
     assert yielded == len(paths)
-    assert job.pool.window == 3 and job.pool.peak_in_flight <= 3
+    assert engine.pool.max_in_flight == 3 and engine.pool.peak_in_flight <= 3
     # taken from the workers and not yet written: the batch being filled (2 clips = 1 file) and the next
     assert max(held) <= 2
 
@@ -221,8 +201,7 @@ def test_keyframe_sampling_decodes_one_keyframe_per_time(tmp_path):
 
 
 def test_keyframe_sampling_through_the_engine(videos):
-    job = Job(videos[:2], tiny_model(), workers=0, sampling="keyframes")
-    records = list(job.records())
+    records = list(local_engine(tiny_model(), workers=0, sampling="keyframes").records(videos[:2]))
     assert all(r.ok for r in records)
     assert records[0].settings["sampling"] == "keyframes"
     assert all(r.video["decoded_frames"] == 1 for r in records)  # one keyframe (gop larger than the file)
@@ -263,14 +242,15 @@ def test_batch_size_option():
     for bad in ("0", "-1", "many"):
         with pytest.raises(ConfigError):
             parse_batch_size(bad)
-    job = Job([], tiny_model(frames=2), workers=0)
-    assert job.batch_size == 4  # about 8 frames per forward pass on a CPU
+    engine = local_engine(tiny_model(frames=2), workers=0)
+    engine.start()
+    assert engine.batch_size == 4  # about 8 frames per forward pass on a CPU
 
 
 @pytest.mark.parametrize("options", [dict(workers=-1), dict(timeout=-1), dict(sampling="random")])
 def test_bad_engine_options_are_config_errors(options):
     with pytest.raises(ConfigError):
-        Job([], tiny_model(), **options)
+        local_engine(tiny_model(), **options)
 
 
 def test_compile_falls_back_to_eager_when_compiling_fails():
@@ -322,18 +302,18 @@ def test_frames_far_ahead_are_skipped_and_the_wanted_ones_are_exact(tmp_path):
 def test_a_file_with_many_clips_streams_in_parts_with_the_same_record(tmp_path):
     path = str(make_video(tmp_path / "long.mp4", frames=200, fps=25, width=64, height=48))
     model = tiny_model()
-    whole = list(Job([path], model, workers=0, window=0.1).records())  # 80 clips
-    job = Job([path], model, workers=1, window=0.1)
+    whole = list(local_engine(model, workers=0, window=0.1).records([path]))  # 80 clips
+    engine = local_engine(model, workers=1, window=0.1)
     largest = []
-    prepared = job.prepared
+    prepared = engine.prepared
 
     def watching(files):
         for item in prepared(files):
             largest.append(item.tensor.shape[0] if hasattr(item, "tensor") else 0)
             yield item
 
-    job.prepared = watching
-    streamed = list(job.records())
+    engine.prepared = watching
+    streamed = list(engine.records([path]))
     assert len(whole[0].clips) == 80
     assert results(streamed) == results(whole)
     assert len(largest) > 1 and max(largest) <= PART_CLIPS  # never all 80 clips at once
@@ -343,25 +323,25 @@ def test_a_worker_dying_after_sending_parts_is_that_files_error(tmp_path):
     paths = [str(make_video(tmp_path / f"{i}_{name}.mp4", frames=120, fps=25, width=64, height=48))
              for i, name in enumerate(["ok", "late_crash", "ok"])]
     model = tiny_model()
-    job = Job(paths, model, workers=1, window=0.1)
-    job.task = "_engine_helpers:prepare_then_crash"
-    records = list(job.records())
+    engine = local_engine(model, workers=1, window=0.1)
+    engine.target = "_engine_helpers:prepare_then_crash"
+    records = list(engine.records(paths))
     assert [r.path for r in records] == paths
     assert [r.status for r in records] == ["ok", "error", "ok"]
     assert records[1].error == "the decoder crashed while reading this file (worker exited with status 5)"
     assert records[1].clips == [] and records[1].labels == []
-    assert results([records[0], records[2]]) == results(Job([paths[0], paths[2]], model, workers=0,
-                                                            window=0.1).records())
+    assert results([records[0], records[2]]) == results(local_engine(model, workers=0,
+                                                                     window=0.1).records([paths[0], paths[2]]))
 
 
 def test_parts_wait_in_the_workers_when_the_consumer_lags():
-    from vidtag.workers import Partial
+    from vidtag.workers import Part
 
-    pool = WorkerPool("_engine_helpers:many_parts", 2, max_bytes=300_000)
+    pool = WorkerPool("_engine_helpers:many_parts", 2, max_bytes=300_000, sends_parts=True)
     got = []
     for item in pool.imap([(20, 100_000), (20, 100_000), (3, 10)]):
         time.sleep(0.01)  # a consumer slower than the workers
-        got.append(len(item.value) if isinstance(item, Partial) else ("done", item))
+        got.append(len(item.value) if isinstance(item, Part) else ("done", item))
     assert got == [100_000] * 20 + [("done", 20)] + [100_000] * 20 + [("done", 20)] + [10] * 3 + [("done", 3)]
     # 4 MB went through; at most the budget and one message per worker waited in this process
     assert pool.peak_buffered <= 300_000 + 2 * 100_200

@@ -20,7 +20,9 @@ import torch
 import vidtag
 from vidtag.errors import ConfigError, FatalError
 from vidtag.families.hf_common import processor_recipe
-from vidtag.models import FAMILIES, fetch_model, find_spec, load_model
+from vidtag.models import fetch_model, find_spec, load_model, resolve_model
+from vidtag.registry import FAMILIES
+from vidtag.settings import Settings
 from vidtag.preprocess import preprocess, resized_size
 
 import transformers
@@ -132,7 +134,7 @@ def test_three_crop_views_average_the_crops_of_the_reference(kind, checkpoints, 
 
 
 def test_recipe_comes_from_the_checkpoint(checkpoints):
-    spec = find_spec(str(checkpoints["vivit"][0]))
+    spec = resolve_model(Settings(model=str(checkpoints["vivit"][0])))
     assert (spec.family, spec.task, spec.labels) == ("vivit", "closed-set", "config")
     assert (spec.frames, spec.resize, spec.crop) == (FRAMES, 36, CROP)
     assert spec.mean == pytest.approx([0.5] * 3) and spec.std == pytest.approx([0.5] * 3)  # [-1, 1]
@@ -185,7 +187,7 @@ def test_vivit_entry_pins_the_scenic_recipe(work, checkpoints):
     # a folder is read as transformers reads it, the registry entry keeps the recipe it was trained with
     folder = work / "vivit-published"
     save_checkpoint("vivit", folder, processor=PUBLISHED["vivit"])
-    as_folder = find_spec(str(folder))
+    as_folder = resolve_model(Settings(model=str(folder)))
     assert as_folder.mean == pytest.approx([0.75] * 3) and as_folder.std == pytest.approx([0.25] * 3)
     model = load_model("vivit-b-k400", weights=str(folder), device="cpu")
     assert model.spec.mean == [0.5] * 3 and model.spec.std == [0.5] * 3
@@ -199,7 +201,7 @@ def test_registry_entries():
              "timesformer-base-k400", "vivit-b-k400", "vjepa2-vitl-ssv2"]
     for name in names:
         spec = registry[name]
-        assert FAMILIES[spec.family] == "hf_video"
+        assert FAMILIES[spec.family].module == "hf_video"
         assert spec.weights.startswith("hf:") and spec.labels == "config"
         assert spec.accuracy and spec.license and spec.source
     assert registry["videomae-base-k400"].frame_stride == 4 and registry["videomae-base-ssv2"].frame_stride is None
@@ -210,7 +212,7 @@ def test_registry_entries():
 def test_docs_describe_every_registry_entry():
     text = (ROOT / "docs" / "models.md").read_text(encoding="utf-8")
     for spec in vidtag.load_registry().values():
-        if FAMILIES[spec.family] == "hf_video":
+        if FAMILIES[spec.family].module == "hf_video":
             assert f"`{spec.name}`" in text and spec.weights[3:] in text
 
 
@@ -233,7 +235,7 @@ def test_hub_id_from_the_local_cache(tmp_path, monkeypatch, checkpoints, video, 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     folder, model = checkpoints["timesformer"]
     _fake_hub_cache(tmp_path / "hub", "tiny-org/tiny-timesformer", folder)
-    spec = find_spec("tiny-org/tiny-timesformer")
+    spec = resolve_model(Settings(model="tiny-org/tiny-timesformer"))
     assert (spec.family, spec.weights, spec.frames) == ("timesformer", "hf:tiny-org/tiny-timesformer", FRAMES)
     expected = reference_probs("timesformer", model, reference_pixels("timesformer", folder, decoded))
     record = next(vidtag.classify([str(video)], model="tiny-org/tiny-timesformer", device="cpu"))

@@ -14,11 +14,16 @@ from typer.testing import CliRunner
 import vidtag
 from vidtag._cli.app import app
 from vidtag.errors import ConfigError
+from vidtag.job import Job
 from vidtag.registry import ModelSpec
+from vidtag.settings import Settings, parse_actors
 from vidtag.writers import get_writer, read_records
-from vidtag.ray_engine import in_order, parse_actors
 
-RAY_MISSING = "Ray with Ray Data cannot be imported here (pip install 'vidtag[ray]'): the Ray engine cannot run"
+def ray_engine(model=None, **options):
+    """The Ray engine for these settings (the driver resolves the model's entry; it never loads it)."""
+    from vidtag.ray_engine import RayEngine
+
+    return RayEngine(Job(Settings(model=model, engine="ray", **options)))
 
 
 @pytest.fixture(scope="module")
@@ -52,73 +57,64 @@ def assert_same_records(local: list[vidtag.Record], remote: list[vidtag.Record])
             _same_labels(ca.labels, cb.labels)
 
 
-def test_ray_engine_matches_local_engine(media, tmp_path):
-    ray = pytest.importorskip("ray", reason=RAY_MISSING)
-    pytest.importorskip("ray.data", reason=RAY_MISSING)
-    from vidtag.ray_engine import ray_job
-
+def test_ray_engine_matches_local_engine(media, tmp_path, ray_session, monkeypatch):
     local = list(vidtag.classify(media, clips=2))
     assert [r.status for r in local] == ["ok", "error", "ok", "ok", "error", "ok"]
 
-    # the tests' helper modules (a decoder that crashes on request) importable in Ray's workers too
-    tests = os.path.dirname(os.path.abspath(__file__))
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning",
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")])}})
-    try:
-        # the Python API: the instance started above is used as it is
-        _, engine = ray_job(media, clips=2)
-        remote = list(engine.records())
-        assert_same_records(local, remote)
-        assert sum(not r.ok for r in remote) == 2  # one error record per damaged file
-        # decoding ran as its own CPU stage, not inside the inference actors
-        assert "MapBatches(_prepare_files)" in engine.stats and "MapBatches(_Infer)" in engine.stats
-        assert "MapBatches(_prepare_files)->MapBatches(_Infer)" not in engine.stats
+    def no_model_here(*args, **kwargs):
+        raise AssertionError("the Ray driver loaded the model")
 
-        # a file that crashes the decoder is its error record, as in the local engine, and the others are
-        # classified (Ray Data would retry a task whose process died for ever)
-        crash = tmp_path / "segv.mp4"
-        shutil.copy(media[0], crash)
-        files = [media[0], str(crash), media[2]]
-        _, engine = ray_job(files, clips=2)
-        engine.job.task = "_engine_helpers:faulty_prepare"
-        records = list(engine.records())
-        assert [r.status for r in records] == ["ok", "error", "ok"]
-        assert records[1].error == "the decoder crashed while reading this file (worker exited with signal SIGSEGV)"
-        assert_same_records([local[0], local[2]], [records[0], records[2]])
+    monkeypatch.setattr("vidtag.ray_engine.build_model", no_model_here)  # the actors import their own copy
+    # the Python API, on the session's Ray instance (used as it is)
+    engine = ray_engine(clips=2)
+    remote = list(engine.records(media))
+    assert_same_records(local, remote)
+    assert sum(not r.ok for r in remote) == 2  # one error record per damaged file
+    # decoding ran as its own CPU stage, not inside the inference actors
+    assert "MapBatches(_prepare_files)" in engine.stats and "MapBatches(_Infer)" in engine.stats
+    assert "MapBatches(_prepare_files)->MapBatches(_Infer)" not in engine.stats
 
-        # the CLI, through the runner (writers, exit status, summary): --resume keeps the records written
-        # above and redoes only the failed files, on Ray
-        out = tmp_path / "tags.jsonl"
-        with get_writer(str(out), "jsonl") as writer:
-            for record in remote:
-                writer.write(record)
-        args = ["classify", *media, "--clips", "2", "--engine", "ray", "-o", str(out), "-q", "--resume", "--retry-failed"]
-        result = CliRunner().invoke(app, args)
-        assert result.exit_code == 1, result.output  # some files failed
-        assert "6 file(s): 0 ok, 2 failed, 4 skipped" in result.output
-        written = {r.path: r for r in read_records(str(out))}
-        assert len(written) == len(read_records(str(out))) == 6  # no file twice
-        assert_same_records(local, [written[p] for p in media])
+    # a file that crashes the decoder is its error record, as in the local engine, and the others are
+    # classified (Ray Data would retry a task whose process died for ever)
+    crash = tmp_path / "segv.mp4"
+    shutil.copy(media[0], crash)
+    files = [media[0], str(crash), media[2]]
+    engine = ray_engine(clips=2)
+    engine.target = "_engine_helpers:faulty_prepare"
+    records = list(engine.records(files))
+    assert [r.status for r in records] == ["ok", "error", "ok"]
+    assert records[1].error == "the decoder crashed while reading this file (worker exited with signal SIGSEGV)"
+    assert_same_records([local[0], local[2]], [records[0], records[2]])
 
-        # a zero-shot model: the actors get the labels and prompt templates; windows (one file per call)
-        clip = ModelSpec(name="tiny-clip", family="clip", task="zero-shot",
-                         weights=str(make_clip(tmp_path / "clip")))
-        options = dict(labels="cat, dog, a red car", prompts=["a photo of {}.", "a video of {}"],
-                       window=0.5, stride=0.25, batch_size=3)
-        files = [media[2], media[4]]
-        _, engine = ray_job(files, clip, **options)
-        assert_same_records(list(vidtag.classify(files, clip, **options)), list(engine.records()))
-    finally:
-        ray.shutdown()
+    # the CLI, through the runner (writers, exit status, summary): --resume keeps the records written
+    # above and redoes only the failed files, on Ray
+    out = tmp_path / "tags.jsonl"
+    with get_writer(str(out), "jsonl") as writer:
+        for record in remote:
+            writer.write(record)
+    args = ["classify", *media, "--clips", "2", "--engine", "ray", "-o", str(out), "-q", "--resume", "--retry-failed"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output  # some files failed
+    assert "6 file(s): 0 ok, 2 failed, 4 skipped" in result.output
+    written = {r.path: r for r in read_records(str(out))}
+    assert len(written) == len(read_records(str(out))) == 6  # no file twice
+    assert_same_records(local, [written[p] for p in media])
+
+    # a zero-shot model: the actors get the labels and prompt templates; windows (one file per call)
+    clip = ModelSpec(name="tiny-clip", family="clip", task="zero-shot",
+                     weights=str(make_clip(tmp_path / "clip")))
+    options = dict(labels="cat, dog, a red car", prompts=["a photo of {}.", "a video of {}"],
+                   window=0.5, stride=0.25, batch_size=3)
+    files = [media[2], media[4]]
+    engine = ray_engine(clip, **options)
+    assert_same_records(list(vidtag.classify(files, clip, **options)), list(engine.records(files)))
 
 
 def test_ray_engine_without_ray_is_a_usage_error(media, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now fails as if Ray were not installed
     monkeypatch.setitem(sys.modules, "ray.data", None)
-    from vidtag.ray_engine import ray_job
-
     with pytest.raises(ConfigError, match=r"pip install 'vidtag\[ray\]'"):
-        ray_job(media, clips=2)
+        ray_engine(clips=2)
     result = CliRunner().invoke(app, ["classify", *media, "--engine", "ray", "-q"])
     assert result.exit_code == 2
     assert "pip install 'vidtag[ray]'" in result.output
@@ -136,6 +132,8 @@ def test_ray_options_are_checked_before_any_work(media):
 
 
 def test_results_come_back_in_input_order():
+    from vidtag.ray_engine import in_order
+
     arrivals = [(2, "c"), (0, "a"), (3, "d"), (1, "b"), (5, "f"), (4, "e")]
     released = []
     stream = in_order(iter(arrivals))

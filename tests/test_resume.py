@@ -20,13 +20,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from _engine_helpers import run_files
 from _reliability_helpers import cpu_model, one_torch_thread
 from media import make_video
 from vidtag._cli.app import app
-from vidtag.engine import Job
 from vidtag.errors import ConfigError
 from vidtag.record import Record
-from vidtag.runner import run
+from vidtag.paths import discover
 from vidtag.writers import JsonWriter, read_records
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,14 +51,14 @@ def make_corpus(folder: Path, videos: int = 8, broken: bool = True) -> list[str]
         make_video(folder / f"clip {i:02d}.mp4", frames=15, picture=_picture(i))
     if broken:
         (folder / "clip 04b.mp4").write_text("not a video\n")
-    return Job([str(folder)], cpu_model()).files
+    return discover([str(folder)])
 
 
 def classify_in_process(paths, output: Path, **options) -> tuple:
     with one_torch_thread():
-        job = Job([str(p) for p in paths], cpu_model(), clips=options.pop("clips", 2), top_k=options.pop("top_k", 5))
         seen = []
-        summary = run(job, str(output), on_record=seen.append, **options)
+        summary = run_files(paths, cpu_model(), output, on_record=seen.append, clips=options.pop("clips", 2),
+                            top_k=options.pop("top_k", 5), **options)
     return summary, [r.path for r in seen]
 
 
@@ -308,16 +308,14 @@ def test_resume_refuses_a_file_vidtag_did_not_write(tmp_path):
 
 def test_an_engine_yielding_a_file_twice_writes_it_once(tmp_path, caplog):
     video = make_video(tmp_path / "v.mp4", frames=5)
-    job = Job([str(video)], cpu_model(), clips=1)
-
-    def stuttering(skip):
+    def stuttering(engine, files):
         with one_torch_thread():
-            record = next(job.records(skip))
+            record = next(engine.records(files))
         yield record
         yield record
 
     output = tmp_path / "out.jsonl"
-    summary = run(job, str(output), records=stuttering)
+    summary = run_files([video], cpu_model(), output, clips=1, script=stuttering)
     assert len(lines_of(output)) == 1 and summary.ok == 1
     assert "second record" in caplog.text
 
@@ -325,12 +323,10 @@ def test_an_engine_yielding_a_file_twice_writes_it_once(tmp_path, caplog):
 def test_a_crash_mid_run_keeps_what_finished_and_a_crash_before_anything_keeps_the_old_file(corpus, tmp_path):
     """Injected fault: the engine dies after two files (or before the first)."""
     videos, files, baseline = corpus
-    job = Job(files[:4], cpu_model(), clips=2)
-
     def dies_after(count):
-        def records(skip):
+        def records(engine, files):
             with one_torch_thread():
-                for index, record in enumerate(job.records(skip)):
+                for index, record in enumerate(engine.records(files)):
                     if index == count:
                         raise RuntimeError("the device fell over")
                     yield record
@@ -338,15 +334,15 @@ def test_a_crash_mid_run_keeps_what_finished_and_a_crash_before_anything_keeps_t
 
     output = tmp_path / "out.json"
     with pytest.raises(RuntimeError, match="fell over"):
-        run(job, str(output), records=dies_after(2))
+        run_files(files[:4], cpu_model(), output, clips=2, script=dies_after(2))
     kept = json.loads(output.read_text())
     assert [r["path"] for r in kept] == files[:2]
     before = output.read_bytes()
     with pytest.raises(RuntimeError, match="fell over"):
-        run(job, str(output), records=dies_after(0))
+        run_files(files[:4], cpu_model(), output, clips=2, script=dies_after(0))
     assert output.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
-    summary = run(job, str(output), resume=True, records=dies_after(99))
+    summary = run_files(files[:4], cpu_model(), output, clips=2, resume=True, script=dies_after(99))
     assert summary.skipped == 2 and summary.ok + summary.failed == 2
     assert [r.path for r in read_records(str(output))] == files[:4]
 

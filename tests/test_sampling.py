@@ -8,6 +8,7 @@ def flat(spans):
 
 from vidtag.errors import ConfigError
 from vidtag.sampling import plan_clips, segments
+from vidtag.settings import Settings
 
 
 def test_clips_cover_the_whole_video_evenly():
@@ -41,5 +42,6 @@ def test_stride_recipe_centres_the_clip_and_clamps_to_the_video():
 
 @pytest.mark.parametrize("kwargs", [{"window": 0}, {"window": 2, "stride": -1}, {"clips": 0}])
 def test_bad_values_are_usage_errors(kwargs):
+    # checked once, with the run's settings, before any file is planned
     with pytest.raises(ConfigError):
-        segments(10.0, **kwargs)
+        Settings(**kwargs)

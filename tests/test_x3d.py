@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import vidtag
+from media import make_video, moving_blocks
+
 from vidtag.errors import ConfigError, FatalError
 from vidtag.families.x3d import X3DClassifier, build_x3d, fuse_for_inference
-from vidtag.models import builtin_labels
-from vidtag.pipeline import Recipe, prepare
+from vidtag.labels import builtin_labels
+from vidtag.pipeline import InputSpec, prepare
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = json.loads((DATA / "x3d_state_dict_shapes.json").read_text())
@@ -59,23 +59,9 @@ def save_official(path: Path, state: dict[str, torch.Tensor]) -> Path:
     return path
 
 
-def make_video(path: Path, seconds: float = 2.0, fps: int = 30, width: int = 96, height: int = 64) -> Path:
+def make_clip_video(path: Path, seconds: float = 2.0, fps: int = 30, width: int = 96, height: int = 64) -> Path:
     """A small H.264 video of moving coloured blocks."""
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = Fraction(1, fps)
-        for i in range(int(seconds * fps)):
-            image = np.zeros((height, width, 3), dtype=np.uint8)
-            image[..., 0] = (i * 7) % 256
-            x = (i * 3) % (width - 16)
-            image[16:40, x:x + 16] = (40, 200, 90)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
+    return make_video(path, frames=int(seconds * fps), fps=fps, width=width, height=height, picture=moving_blocks)
 
 
 # ---------------------------------------------------------------- the reference layout
@@ -321,13 +307,13 @@ def test_loaded_module_is_channels_last_and_chunks_cpu_batches_without_changing_
 
 @pytest.fixture(scope="module")
 def video(tmp_path_factory):
-    return make_video(tmp_path_factory.mktemp("x3d") / "clip.mp4", seconds=2.0)
+    return make_clip_video(tmp_path_factory.mktemp("x3d") / "clip.mp4", seconds=2.0)
 
 
 def expected_clip_probs(video_path, variant, state, spec_name, **recipe_args):
     """The clip probabilities computed outside the engine: vidtag's preprocessing, the unfused network."""
     spec = vidtag.load_registry()[spec_name]
-    prepared = prepare(str(video_path), Recipe.from_spec(spec, **recipe_args))
+    prepared = prepare(str(video_path), InputSpec.from_spec(spec, **recipe_args))
     net = build_x3d(variant)
     net.load_state_dict(state)
     net = net.to(memory_format=torch.channels_last_3d)  # only for speed; same function

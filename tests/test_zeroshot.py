@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -10,7 +11,9 @@ import torch.nn.functional as F
 
 import vidtag
 from vidtag import ConfigError, ModelSpec
-from vidtag.families import zeroshot
+from vidtag.models import resolve_model
+from vidtag.registry import FAMILIES
+from vidtag.settings import Settings
 from vidtag.families.hf_common import preprocessor_recipe
 from vidtag.labels import fill
 
@@ -113,7 +116,9 @@ def test_scores_match_the_models_own_forward(family, folders, video):
         assert as_dict(clip.labels) == pytest.approx(got, abs=TOL)
     if family != "siglip":
         assert sum(got.values()) == pytest.approx(1.0, abs=1e-5)
-    assert record.settings["labels"] == LABELS
+    # the labels stand in every record as their count and a digest of the exact list (not the list itself)
+    assert record.settings["labels"] == {
+        "count": len(LABELS), "sha256": hashlib.sha256(json.dumps(LABELS, ensure_ascii=False).encode()).hexdigest()}
     assert record.settings["prompts"] == [recipe["prompt"]]
     assert record.settings["frames"] == (XCLIP_FRAMES if family == "xclip" else 8)
 
@@ -235,9 +240,10 @@ def test_usage_errors(folders, tmp_path):
 
 
 def test_xclip_needs_its_frame_count(folders, video):
-    model = vidtag.load_model(spec("xclip", folders["xclip"]), labels=LABELS, frames=6, device="cpu")
+    # refused when the model loads, before any file is read
     with pytest.raises(ConfigError, match=f"exactly {XCLIP_FRAMES} frames"):
-        list(vidtag.classify([str(video)], model=model))
+        vidtag.classify([str(video)], model=spec("xclip", folders["xclip"]), labels=LABELS,
+                        overrides={"frames": 6}, device="cpu")
 
 
 def test_registry_entries():
@@ -249,21 +255,26 @@ def test_registry_entries():
     assert registry["xclip-b16-zeroshot"].frames == 32
     assert registry["siglip-b16"].weights == "hf:google/siglip-base-patch16-224"
     for s in zero_shot.values():
-        assert s.family in zeroshot.MODEL_TYPES.values()
+        assert FAMILIES[s.family].module == "zeroshot"
         assert all(p.count("{}") == 1 for p in s.options["prompts"])
 
 
 def test_spec_for_folder(folders, tmp_path):
-    xclip = zeroshot.spec_for_folder(folders["xclip"])
+    def resolved(folder):
+        return resolve_model(Settings(model=str(folder), labels=["a", "b"]))
+
+    xclip = resolved(folders["xclip"])
     assert (xclip.family, xclip.task, xclip.frames) == ("xclip", "zero-shot", XCLIP_FRAMES)
     assert (xclip.resize, xclip.crop, xclip.mean, xclip.interpolation) == (IMAGE_SIZE, IMAGE_SIZE, IMAGENET[0], "bilinear")
-    siglip = zeroshot.spec_for_folder(folders["siglip"])
+    siglip = resolved(folders["siglip"])
     assert (siglip.family, siglip.resize, siglip.crop, siglip.mean) == ("siglip", [32, 32], [32, 32], [0.5] * 3)
-    clip = zeroshot.spec_for_folder(folders["clip"])
+    clip = resolved(folders["clip"])
     assert (clip.family, clip.resize, clip.crop, clip.interpolation) == ("clip", 32, [32, 32], "bicubic")
-    assert zeroshot.spec_for_folder(tmp_path) is None
+    with pytest.raises(ConfigError, match="no config.json"):
+        resolved(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
-    assert zeroshot.spec_for_folder(tmp_path) is None
+    with pytest.raises(ConfigError, match="cannot use"):
+        resolved(tmp_path)
     # a folder spec loads and scores end to end
     model = vidtag.load_model(clip, labels=["a", "b"], device="cpu")
     assert model.spec.options["prompts"] == ["a photo of {}."]

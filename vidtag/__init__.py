@@ -1,19 +1,41 @@
 """vidtag: tag videos with labels and scores, for the whole video and for clips along it.
 
     import vidtag
-    for record in vidtag.classify(["archive/"], model="efficientnet-lite0"):
+    for record in vidtag.classify("archive/", model="efficientnet-lite0"):
         print(record.path, record.labels[:1])
+
+The names below are imported when first used, so `import vidtag` (and the command line's help and usage
+errors) do not pay for importing torch.
 """
 
-from .engine import classify
-from .errors import ConfigError, FatalError, MediaError, VidtagError
-from .models import VideoModel, load_model
-from .record import ClipResult, Label, Record
-from .registry import ModelSpec, load_registry
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ClipResult", "ConfigError", "FatalError", "Label", "MediaError", "ModelSpec", "Record", "VideoModel",
-    "VidtagError", "classify", "load_model", "load_registry", "__version__",
-]
+_EXPORTS = {
+    "classify": "runner", "run": "runner", "Summary": "runner",
+    "Settings": "settings", "Job": "job",
+    "load_model": "models", "VideoModel": "models",
+    "ModelSpec": "registry", "load_registry": "registry",
+    "Record": "record", "ClipResult": "record", "Label": "record", "Segment": "record",
+    "VidtagError": "errors", "ConfigError": "errors", "OptionError": "errors", "FatalError": "errors",
+    "MediaError": "errors",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vidtag' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f"vidtag.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -63,3 +63,28 @@ def _unpickler_reason(text: str) -> str:
         if cut in body:
             body = body.split(cut, 1)[1]
     return body.split("Check the documentation")[0].strip()[:200] or "refused"
+
+
+def load_strict(net: Any, state: dict[str, Any], source: str | Path, arch: str | None = None) -> None:
+    """Copy `state` into `net` (an nn.Module), refusing anything but tensors and any missing, unexpected or
+    misshapen key: a FatalError that names them (the shared loader of vidtag's native families)."""
+    import torch
+
+    if not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FatalError(f"{source} holds no state dict: expected a dict of tensors, or one under the key "
+                         "'model_state'")
+    own = net.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    misshapen = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+                 for k, v in own.items() if k in state and state[k].shape != v.shape]
+    if missing or unexpected or misshapen:
+
+        def listing(what: str, keys: list[str]) -> str:
+            shown = ", ".join(keys[:10]) + (f", ... ({len(keys)} in all)" if len(keys) > 10 else "")
+            return f"{what}: {shown}"
+
+        parts = [listing(w, k) for w, k in (("missing keys", missing), ("unexpected keys", unexpected),
+                                             ("wrong shapes", misshapen)) if k]
+        raise FatalError(f"the checkpoint {source} does not fit {arch or type(net).__name__}: " + "; ".join(parts))
+    net.load_state_dict(state, strict=True)

@@ -1,15 +1,21 @@
-"""Free-text labels and prompt templates for zero-shot models (`--labels`, `--labels-file`, `--prompt`).
+"""Label sets: the closed sets shipped with vidtag, and the free-text labels and prompt templates of
+zero-shot models (`--labels`, `--labels-file`, `--prompt`).
 
-Labels are kept exactly as written (only the whitespace around them is dropped when parsing), so the
-records name them the way the user did.
+Free-text labels are kept exactly as written (only the whitespace around them is dropped when parsing),
+so the records name them the way the user did.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from .registry import ModelSpec
 
 PLACEHOLDER = "{}"
 
@@ -82,3 +88,21 @@ def check_prompts(prompts: Sequence[str]) -> list[str]:
 def fill(template: str, label: str) -> str:
     """The prompt for one label: the template with '{}' replaced by the label (no other formatting)."""
     return template.replace(PLACEHOLDER, label, 1)
+
+
+def builtin_labels(name: str) -> list[str]:
+    """A label set shipped with vidtag: 'imagenet1k' or 'kinetics400'."""
+    try:
+        text = resources.files("vidtag").joinpath("data", f"{name}_labels.txt").read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"unknown label set '{name}' (built in: imagenet1k, kinetics400)") from None
+    return text.splitlines()
+
+
+def spec_labels(spec: ModelSpec) -> list[str] | None:
+    """The closed-set labels an entry names: a built-in set, an inline list, or None (from the checkpoint)."""
+    if isinstance(spec.labels, list):
+        return [str(x) for x in spec.labels]
+    if spec.labels in (None, "config"):
+        return None
+    return builtin_labels(spec.labels)

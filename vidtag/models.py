@@ -1,144 +1,35 @@
-"""Loading a model: registry entry -> family loader -> a `VideoModel` that maps clips to probabilities.
+"""Models: a name (registry entry, model folder or Hub id) -> a resolved `ModelSpec` -> a loaded `VideoModel`.
 
-Every family lives in `vidtag/families/<module>.py` and exposes
-
-    load(spec: ModelSpec, weights: Path | None, labels: list[str] | None) -> LoadedNet
-
-where `LoadedNet.module` takes a batch of normalised clips shaped (batch, frames, 3, height, width)
-and returns probabilities shaped (batch, labels). Families are imported only when used, so the
-default model never imports transformers.
+`resolve_model` finds the entry, checks the labels and prompts against its task, and resolves its recipe
+(entry < checkpoint < the user's overrides, `vidtag.registry.resolve_spec`) without loading any weights,
+so a run is checked before any file is touched and the Ray driver never loads the network. `build_model`
+loads the network through its family's loader (`vidtag/families/<module>.py`, imported when used, so the
+default model never imports transformers) and wraps it in a `VideoModel`, whose `predict` maps clips to
+probabilities on the chosen device and precision.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
+import dataclasses
 import importlib
-import inspect
 import logging
-import platform
-import sys
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from types import ModuleType
+from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import ConfigError, FatalError
-from .labels import check_prompts, parse_labels
+from .cpu import tune_cpu
+from .device import pick_device, pick_dtype
+from .errors import ConfigError
+from .families.base import Loader, LoadedNet, ScoreKind
 from .registry import ModelSpec, default_model_name, load_registry, resolve_spec
-from .weights import fetch, require_weights
-
-# family name -> module under vidtag.families implementing `load`
-FAMILIES: dict[str, str] = {
-    "efficientnet_lite": "efficientnet_lite",
-    "x3d": "x3d",
-    "xclip": "zeroshot",
-    "clip": "zeroshot",
-    "siglip": "zeroshot",
-    # transformers video classifiers: one loader; the family names the architecture it expects
-    "videomae": "hf_video",
-    "timesformer": "hf_video",
-    "vivit": "hf_video",
-    "vjepa2": "hf_video",
-    "hf_video": "hf_video",  # any other transformers *ForVideoClassification (folder or Hub id)
-}
-
-ScoreKind = Literal["softmax", "sigmoid"]
+from .settings import Settings
+from .weights import fetch, looks_like_hub_id, require_weights
 
 log = logging.getLogger("vidtag")
-
-
-@dataclass
-class LoadedNet:
-    """What a family loader returns."""
-
-    module: nn.Module
-    labels: list[str]
-    score: ScoreKind = "softmax"
-    # recipe values read from the checkpoint itself (e.g. a preprocessor_config.json); they override
-    # the registry entry's defaults, and the user's explicit overrides win over both
-    recipe: dict[str, Any] = field(default_factory=dict)
-
-
-def builtin_labels(name: str) -> list[str]:
-    """A label set shipped with vidtag: 'imagenet1k' or 'kinetics400'."""
-    try:
-        text = resources.files("vidtag").joinpath("data", f"{name}_labels.txt").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"unknown label set '{name}' (built in: imagenet1k, kinetics400)") from None
-    return text.splitlines()
-
-
-def spec_labels(spec: ModelSpec) -> list[str] | None:
-    """The closed-set labels an entry names: a built-in set, an inline list, or None (from the checkpoint)."""
-    if isinstance(spec.labels, list):
-        return [str(x) for x in spec.labels]
-    if spec.labels in (None, "config"):
-        return None
-    return builtin_labels(spec.labels)
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    """`auto` picks CUDA, then MPS, then CPU; an explicit device must be usable."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
-    if dev.type == "cuda" and (not torch.cuda.is_available() or (dev.index or 0) >= torch.cuda.device_count()):
-        raise FatalError(f"device '{device}' is not usable: no such CUDA device on this machine")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise FatalError("device 'mps' is not usable on this machine")
-    return dev
-
-
-def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """fp32 on CPU; on GPUs `auto` means bf16 where supported, else fp16."""
-    table = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    if precision in table:
-        return table[precision]
-    if precision != "auto":
-        raise ConfigError(f"unknown precision '{precision}' (use auto, fp32, fp16 or bf16)")
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
-
-
-_tuned = False
-
-
-def tune_cpu() -> None:
-    """Process-wide settings for inference on the CPU, each worth several times the speed here.
-
-    Denormal floats (EfficientNet-Lite0's activations have many) make x86 arithmetic crawl; flushing
-    them to zero changes no value above 1e-38. And glibc's allocator hands every large tensor back to
-    the system and takes it again at the next forward pass, so each pass spends its time in page faults
-    zeroing fresh memory: keeping freed memory for reuse (no mmap for large blocks; free memory at the
-    top of the heap handed back only beyond 256 MiB) avoids that, at the cost of holding the peak
-    working set.
-    """
-    global _tuned
-    if _tuned:
-        return
-    _tuned = True
-    torch.set_flush_denormal(True)
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-4, 0)  # M_MMAP_MAX: large blocks from the heap, reused after free
-            libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: hand back free heap above 256 MiB
-        except (OSError, AttributeError):
-            pass
 
 
 def channels_last_convolutions(module: nn.Module) -> None:
@@ -228,11 +119,11 @@ class VideoModel:
         return max(1, size // 2) if size > 1 else 1
 
 
-def find_spec(model: str | None, registry_files: list[str] | None = None) -> ModelSpec:
-    """The spec for a registry name, a model folder or a Hugging Face Hub id (None: the default model)."""
+def find_spec(model: str | None, registry_files: tuple[str, ...] | list[str] | None = None) -> ModelSpec:
+    """The entry for a registry name, a model folder or a Hugging Face Hub id (None: the default model)."""
     from .families.hf_resolve import resolve
 
-    registry = load_registry(registry_files)
+    registry = load_registry(list(registry_files or ()))
     name = model or default_model_name()
     if name in registry:
         return registry[name]
@@ -245,56 +136,62 @@ def find_spec(model: str | None, registry_files: list[str] | None = None) -> Mod
     )
 
 
-def load_model(
-    model: str | ModelSpec | None = None,
-    *,
-    weights: str | None = None,
-    labels: list[str] | str | None = None,
-    prompts: list[str] | str | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    registry_files: list[str] | None = None,
-    trust_remote_code: bool = False,
-    **recipe_overrides: Any,
-) -> VideoModel:
-    """Load a model by registry name, folder or Hub id, ready for `predict`.
+def family_module(spec: ModelSpec) -> ModuleType:
+    """The module under vidtag.families that loads this entry's family."""
+    return importlib.import_module(f"vidtag.families.{spec.facts.module}")
 
-    `weights` replaces the entry's checkpoint; `labels` are the free-text labels of a zero-shot model and
-    `prompts` its prompt templates ('a video of {}'; default: the entry's `options.prompts`, else '{}');
-    `recipe_overrides` replace recipe fields (frames, resize, crop, mean, std, ...).
-    `trust_remote_code` lets a transformers checkpoint run its own Python code: only when the user asks.
+
+def resolve_model(settings: Settings) -> ModelSpec:
+    """The entry the settings name, checked against their labels and prompts, with its recipe resolved:
+    the entry's values < what its checkpoint says (read once, from the checkpoint's own config files) <
+    the user's overrides. No weights are loaded."""
+    entry = settings.model if isinstance(settings.model, ModelSpec) else find_spec(settings.model,
+                                                                                      settings.registry_files)
+    if entry.zero_shot and not settings.labels:
+        raise ConfigError(f"model '{entry.name}' is zero-shot: give the labels to score with "
+                          "--labels \"a,b,c\" or --labels-file FILE")
+    if not entry.zero_shot and settings.labels:
+        raise ConfigError(f"model '{entry.name}' has a fixed label set and cannot take --labels; "
+                          "use a zero-shot model (see 'vidtag models') for free-text labels")
+    if not entry.zero_shot and settings.prompts:
+        raise ConfigError(f"model '{entry.name}' has a fixed label set: --prompt applies to zero-shot models only")
+    changes: dict[str, Any] = {}
+    if settings.weights:
+        changes["weights"] = settings.weights
+    if entry.zero_shot:  # the prompt templates: the user's, else the entry's, else the family's
+        prompts = settings.prompts or entry.options.get("prompts") or entry.facts.prompts
+        changes["options"] = {**entry.options, "prompts": list(prompts)}
+    entry = dataclasses.replace(entry, **changes)
+    reader = getattr(family_module(entry), "checkpoint_recipe", None)
+    checkpoint = reader(entry, require_weights(entry.weights, entry.name)) if reader else None
+    return resolve_spec(entry, checkpoint, **settings.overrides)
+
+
+def build_model(spec: ModelSpec, settings: Settings) -> VideoModel:
+    """Load a resolved spec's network on the settings' device and precision (labels for zero-shot)."""
+    load: Loader = family_module(spec).load
+    path = require_weights(spec.weights, spec.name)
+    device = pick_device(settings.device)
+    net = load(spec, Path(path), list(settings.labels) if settings.labels else None,
+               trust_remote_code=settings.trust_remote_code)
+    model = VideoModel(spec, net, device, pick_dtype(settings.precision, device))
+    if settings.compile:
+        model.compile()
+    return model
+
+
+def load_model(model: str | ModelSpec | None = None, **options: Any) -> VideoModel:
+    """Load a model by registry name, folder, Hub id or ModelSpec, ready for `predict`.
+
+    `options` are those of `vidtag.Settings` that concern the model: weights (another checkpoint),
+    labels and prompts (zero-shot), device, precision, registry_files, trust_remote_code (let a
+    transformers checkpoint run its own code: only when the user asks), compile; any other keyword is a
+    recipe field to override (frames, resize, crop, mean, std, ...).
     """
-    spec = model if isinstance(model, ModelSpec) else find_spec(model, registry_files)
-    if isinstance(labels, str):  # "a, b, c" as on the command line
-        labels = parse_labels(labels)
-    if spec.zero_shot and not labels:
-        raise ConfigError(
-            f"model '{spec.name}' is zero-shot: give the labels to score with --labels \"a,b,c\" or --labels-file FILE"
-        )
-    if labels and not spec.zero_shot:
-        raise ConfigError(
-            f"model '{spec.name}' has a fixed label set and cannot take --labels; "
-            "use a zero-shot model (see 'vidtag models') for free-text labels"
-        )
-    if isinstance(prompts, str):
-        prompts = [prompts]
-    if prompts is not None:
-        if not spec.zero_shot:
-            raise ConfigError(f"model '{spec.name}' has a fixed label set: --prompt applies to zero-shot models only")
-        spec = resolve_spec(spec, options={**spec.options, "prompts": check_prompts(prompts)})
-    family = FAMILIES.get(spec.family)
-    if family is None:
-        raise ConfigError(f"model '{spec.name}': unknown family '{spec.family}'")
-    loader = importlib.import_module(f"vidtag.families.{family}")
-    path = require_weights(weights or spec.weights, spec.name)
-    dev = pick_device(device)
-    extra = {}
-    if trust_remote_code and "trust_remote_code" in inspect.signature(loader.load).parameters:
-        extra["trust_remote_code"] = True
-    net = loader.load(spec, Path(path), labels, **extra)
-    spec = resolve_spec(spec, **net.recipe)
-    spec = resolve_spec(spec, **recipe_overrides)
-    return VideoModel(spec, net, dev, pick_dtype(precision, dev))
+    names = {f.name for f in dataclasses.fields(Settings)}
+    overrides = {k: options.pop(k) for k in list(options) if k not in names}
+    settings = Settings(model=model, overrides={**options.pop("overrides", {}), **overrides}, **options)
+    return build_model(resolve_model(settings), settings)
 
 
 def fetch_model(name: str, registry_files: list[str] | None = None) -> Path:
@@ -303,8 +200,6 @@ def fetch_model(name: str, registry_files: list[str] | None = None) -> Path:
     `name` is a registry name or a Hugging Face Hub id (downloaded into the standard Hugging Face
     cache); a model folder is already local and is returned as it is. A no-op when already cached.
     """
-    from .families.hf_resolve import looks_like_hub_id
-
     registry = load_registry(registry_files)
     if name in registry:
         return fetch(registry[name].weights)

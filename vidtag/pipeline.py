@@ -7,8 +7,8 @@ in worker processes or on other machines; `finish` turns the model's clip probab
 from __future__ import annotations
 
 import logging
-import os
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -27,8 +27,9 @@ log = logging.getLogger("vidtag")
 
 
 @dataclass(frozen=True)
-class Recipe:
-    """Everything `prepare` needs: how to sample and preprocess one file (picklable)."""
+class InputSpec:
+    """Everything `prepare` needs: how a file becomes the model's input (which clips and frames, how they
+    are decoded and preprocessed); picklable, so worker processes and Ray tasks get it as it is."""
 
     frames: int
     frame_stride: int | None
@@ -48,7 +49,8 @@ class Recipe:
     @classmethod
     def from_spec(cls, spec: ModelSpec, *, clips: int | None = None, window: float | None = None,
                   stride: float | None = None, crops: int = 1, threads: int = 0,
-                  sampling: str = "uniform") -> Recipe:
+                  sampling: str = "uniform") -> InputSpec:
+        """The input of a resolved model's recipe, with the run's clip plan."""
         if window is None and clips is None:
             clips = spec.clips
         return cls(frames=spec.frames, frame_stride=spec.frame_stride, fps=spec.fps, clips=clips,
@@ -57,6 +59,7 @@ class Recipe:
                    threads=threads, sampling=sampling)
 
     def settings(self) -> dict[str, Any]:
+        """What a record's result depends on (the decoding threads do not change it)."""
         out = asdict(self)
         out.pop("threads")
         out["mean"], out["std"] = list(self.mean), list(self.std)
@@ -67,7 +70,7 @@ class Recipe:
 class Prepared:
     """One file, decoded and preprocessed: `tensor` holds clips x crops rows of (frames, 3, H, W).
 
-    When the file's first clips were handed on ahead as `Rows` parts, `tensor` holds only the rest;
+    When the file's first clips were sent ahead as `ClipPart`s, `tensor` holds only the rest;
     `clips` always lists them all.
     """
 
@@ -81,9 +84,9 @@ class Prepared:
 
 
 @dataclass
-class Rows:
-    """The next rows of a file's clips, prepared ahead of the rest (a file with many clips comes in
-    parts, so that neither a worker nor the engine ever holds all of its clips at once)."""
+class ClipPart:
+    """The next clips of a file, sent ahead of the rest (a file with many clips comes in parts, so that
+    neither a worker nor the engine ever holds all of its clips at once)."""
 
     path: str
     tensor: torch.Tensor
@@ -98,28 +101,28 @@ class _ClipMaker:
     """Turns frames, arriving in time order, into preprocessed clips as soon as each clip is complete,
     keeping only the frames that clips still to come need."""
 
-    def __init__(self, path: str, plan: list[Clip], recipe: Recipe, emit):
-        self.path, self.plan, self.recipe, self.emit = path, plan, recipe, emit
+    def __init__(self, path: str, plan: list[Clip], inputs: InputSpec, send_part: Callable[[ClipPart], None] | None):
+        self.path, self.plan, self.inputs, self.send_part = path, plan, inputs, send_part
         self.frames: dict[float, Any] = {}
         self.done = 0  # clips made
-        self.rows: list[torch.Tensor] = []  # made and not handed on
+        self.rows: list[torch.Tensor] = []  # made and not sent on
 
     def add(self, t: float, frame) -> None:
         self.frames[t] = frame
-        plan, recipe = self.plan, self.recipe
+        plan, inputs = self.plan, self.inputs
         while self.done < len(plan) and all(x in self.frames for x in plan[self.done].times):
             clip = plan[self.done]
             self.rows.append(preprocess_frames(
-                [self.frames[x] for x in clip.times], resize=recipe.resize, crop=recipe.crop, mean=recipe.mean,
-                std=recipe.std, interpolation=recipe.interpolation, crops=recipe.crops))
+                [self.frames[x] for x in clip.times], resize=inputs.resize, crop=inputs.crop, mean=inputs.mean,
+                std=inputs.std, interpolation=inputs.interpolation, crops=inputs.crops))
             self.done += 1
             if self.done < len(plan):  # clips start in time order: earlier frames are no longer needed
                 first = plan[self.done].times[0]
                 for x in [x for x in self.frames if x < first]:
                     del self.frames[x]
             full = len(self.rows) >= PART_CLIPS or sum(r.nbytes for r in self.rows) >= PART_BYTES
-            if self.emit is not None and full and self.done < len(plan):
-                self.emit(Rows(self.path, torch.cat(self.rows)))
+            if self.send_part is not None and full and self.done < len(plan):
+                self.send_part(ClipPart(self.path, torch.cat(self.rows)))
                 self.rows = []
 
     def rest(self) -> torch.Tensor:
@@ -128,29 +131,30 @@ class _ClipMaker:
         return torch.cat(self.rows)
 
 
-def prepare(path: str, recipe: Recipe, emit=None) -> Prepared:
+def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] | None = None) -> Prepared:
     """Probe, sample, decode and preprocess one file. Raises MediaError for a file that cannot be used.
 
-    Each clip is preprocessed as soon as its frames are read. With `emit`, every `PART_CLIPS` clips
-    or `PART_BYTES` (when more follow) go to `emit(Rows)` at once, and the returned Prepared holds the
-    rest.
+    Each clip is preprocessed as soon as its frames are read. With `send_part`, every `PART_CLIPS` clips
+    or `PART_BYTES` (when more follow) go to `send_part(ClipPart)` at once, and the returned Prepared holds
+    the rest.
     """
     began = time.perf_counter()
     plan: list[Clip] = []
 
     def times_for(info: VideoInfo) -> list[float]:
-        plan.extend(plan_clips(info.duration, recipe.frames, clips=recipe.clips, window=recipe.window,
-                               stride=recipe.stride, frame_stride=recipe.frame_stride, fps=recipe.fps))
+        plan.extend(plan_clips(info.duration, inputs.frames, clips=inputs.clips, window=inputs.window,
+                               stride=inputs.stride, frame_stride=inputs.frame_stride, fps=inputs.fps))
         return [t for clip in plan for t in clip.times]
 
-    maker = _ClipMaker(path, plan, recipe, emit)
-    info, _, reader = read_video(path, times_for, threads=recipe.threads, sampling=recipe.sampling,
-                                 resize=recipe.resize, interpolation=recipe.interpolation, consume=maker.add)
+    maker = _ClipMaker(path, plan, inputs, send_part)
+    info, _, reader = read_video(path, times_for, threads=inputs.threads, sampling=inputs.sampling,
+                                 resize=inputs.resize, interpolation=inputs.interpolation, consume=maker.add)
     return Prepared(path, info, plan, maker.rest(), reader.rotation, reader.decoded, time.perf_counter() - began)
 
 
-def prepare_or_error(path: str, recipe: Recipe, emit=None) -> Prepared | Record:
-    """`prepare`, with a file's own failure turned into its error record (with `emit`, parts may have
+def prepare_or_error(path: str, inputs: InputSpec,
+                     send_part: Callable[[ClipPart], None] | None = None) -> Prepared | Record:
+    """`prepare`, with a file's own failure turned into its error record (with `send_part`, parts may have
     gone out before a failure: the error record then stands for the whole file).
 
     The record says what is wrong in plain words; the traceback goes to the log at debug level (shown
@@ -158,7 +162,7 @@ def prepare_or_error(path: str, recipe: Recipe, emit=None) -> Prepared | Record:
     file's failure: one odd file never stops an unattended run. Interrupts (Ctrl-C, SystemExit) pass.
     """
     try:
-        return prepare(path, recipe, emit)
+        return prepare(path, inputs, send_part)
     except MediaError as exc:
         log.debug("%s: %s", path, exc, exc_info=True)
         return Record.failure(path, str(exc))
@@ -198,14 +202,3 @@ def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[
                "frames": info.frames, "rotation": prepared.rotation, "codec": info.codec,
                "decoded_frames": prepared.decoded_frames},
     )
-
-
-def file_key(path: str) -> dict[str, Any]:
-    """What identifies a file's content for --resume: size and modification time."""
-    try:
-        st = os.stat(path)
-        return {"size": st.st_size, "mtime": st.st_mtime}
-    except OSError:
-        return {}
-
-

@@ -4,11 +4,11 @@ The file list becomes a dataset of (index, path) rows. Decoding and clip samplin
 local engine's unit of CPU work) run as CPU tasks that scale with the cluster, each task decoding its few
 files in a child process of its own (the local engine's `WorkerPool`), so that a file that crashes or hangs
 the decoder becomes its error record, as in the local engine, instead of killing the Ray worker (which
-Ray Data would retry for ever) or stalling the run; inference runs in an
-actor pool in which each actor loads the model once (`load_model`, as the local engine does) and scores
-files with the local engine's `batched_inference`. Each file's probabilities come back to the driver,
-which turns them into its record with the local engine's own code (`Job.make_record`) and yields the
-records in input order, so `vidtag.runner.run` (writers, --resume, failure limits, summary) is shared.
+Ray Data would retry for ever) or stalling the run. Inference runs in an actor pool: each actor receives
+the `Job` itself, loads the model once (`build_model`, as the local engine does), scores files with the
+local engine's `batched_inference` and finishes their records with `Job.make_record`. The driver never
+loads the model; it puts the records back in input order, so `vidtag.runner.run` (writers, --resume,
+failure limits, summary) is shared.
 
 Ray is optional (`pip install 'vidtag[ray]'`) and imported only when this engine runs.
 """
@@ -16,27 +16,29 @@ Ray is optional (`pip install 'vidtag[ray]'`) and imported only when this engine
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import logging
 import math
 import pickle
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import torch
 
-from .engine import Job, batched_inference, prepared_in_pool
+from .engine import PREPARE, batched_inference, prepared_in_pool
 from .errors import ConfigError, FatalError, VidtagError
-from .models import find_spec, load_model
-from .pipeline import Prepared, Recipe, Rows
+from .job import Job
+from .models import build_model
+from .pipeline import ClipPart, InputSpec, Prepared
 from .record import Record
-from .registry import ModelSpec
+from .settings import parse_actors
 from .workers import WorkerPool
 
 INSTALL_HINT = "pip install 'vidtag[ray]'"
 DECODE_TASKS_PER_WORKER = 256
 # files per decoding task: starting the task's child process costs about 25 ms, shared by these files
 DECODE_FILES_PER_TASK = 4
+# clips per forward pass when the settings say 'auto': the actors' devices are not known on the driver
+RAY_BATCH_SIZE = 8
 T = TypeVar("T")
 
 
@@ -51,20 +53,6 @@ def import_ray() -> Any:
             f"install it with: {INSTALL_HINT}"
         ) from None
     return ray
-
-
-def parse_actors(text: str | None) -> tuple[int, int] | None:
-    """'4' -> (4, 4); '1:8' -> (1, 8), an autoscaling range of inference actors; None -> None (the default)."""
-    if text is None:
-        return None
-    try:
-        low, _, high = text.partition(":")
-        pair = (int(low), int(high or low))
-        if pair[0] < 1 or pair[1] < pair[0]:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"--ray-actors must be N or MIN:MAX with 1 <= MIN <= MAX (got '{text}')") from None
-    return pair
 
 
 def in_order(results: Iterable[tuple[int, T]]) -> Iterator[T]:
@@ -83,92 +71,81 @@ def in_order(results: Iterable[tuple[int, T]]) -> Iterator[T]:
         raise RuntimeError(f"results missing before index {min(waiting)}: expected index {following}")
 
 
-def _prepare_files(batch: dict[str, Any], recipe: Recipe, task: str, timeout: float | None) -> dict[str, Any]:
+def _prepare_files(batch: dict[str, Any], inputs: InputSpec, target: str, timeout: float | None) -> dict[str, Any]:
     """CPU stage: a few files -> each one's prepared clips or error record (pickled: clip counts vary).
 
-    The files are decoded in a child process (one worker of `WorkerPool`, with the job's --timeout), and
+    The files are decoded in a child process (one worker of `WorkerPool`, with the job's timeout), and
     the parts of a file with many clips are put back together, since the whole file goes to one actor.
     """
     paths = [str(path) for path in batch["path"]]
-    items, rows = [], []
-    for item in prepared_in_pool(WorkerPool(task, 1, timeout=timeout), paths, recipe):
-        if isinstance(item, Rows):
-            rows.append(item.tensor)
+    items, parts = [], []
+    for item in prepared_in_pool(WorkerPool(target, 1, timeout=timeout, sends_parts=True), paths, inputs):
+        if isinstance(item, ClipPart):
+            parts.append(item.tensor)
             continue
-        if isinstance(item, Prepared) and rows:
-            item = dataclasses.replace(item, tensor=torch.cat([*rows, item.tensor]))
-        rows = []
+        if isinstance(item, Prepared) and parts:
+            item = dataclasses.replace(item, tensor=torch.cat([*parts, item.tensor]))
+        parts = []
         items.append(pickle.dumps(item))
     return {"index": list(batch["index"]), "item": items}
 
 
 class _Infer:
-    """GPU stage: an actor holding the model; scores the clips of a batch of prepared files."""
+    """GPU stage: an actor holding the model; scores the clips of a batch of prepared files and finishes
+    their records."""
 
-    def __init__(self, spec: ModelSpec, load: dict[str, Any], batch_size: int):
+    def __init__(self, job: Job, batch_size: int):
         self.error: VidtagError | None = None
+        self.job, self.batch_size = job, batch_size
         try:
-            self.model = load_model(spec, **load)
+            self.model = build_model(job.spec, job.settings)
         except VidtagError as exc:
             # Ray would report only a text; kept and sent back, it reaches the driver as itself (exit 3
             # for weights missing on a node), with the node named
             import ray
 
             self.error = type(exc)(f"on the Ray node {ray.util.get_node_ip_address()}: {exc}")
-        self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         if self.error is not None:
             return {"index": list(batch["index"]), "result": [pickle.dumps(self.error)] * len(batch["index"])}
         items = [pickle.loads(blob) for blob in batch["item"]]
-        results = []
+        model = self.model
         # batched_inference yields one result per item, in order, so results line up with batch["index"]
-        for item, probs, seconds in batched_inference(items, self.model, self.batch_size):
-            if isinstance(item, Prepared):
-                item = dataclasses.replace(item, tensor=torch.empty(0))  # the clips are not sent back
-            results.append(pickle.dumps((item, probs, seconds)))
+        results = [pickle.dumps(self.job.make_record(item, probs, seconds, model.labels, model.score))
+                   for item, probs, seconds in batched_inference(items, model, self.batch_size)]
         return {"index": list(batch["index"]), "result": results}
 
 
 class RayEngine:
-    """Runs a Job's files on Ray; `records(skip)` plugs into `vidtag.runner.run(job, records=...)`.
+    """Runs a Job's files on Ray, with the job's `ray_address`, `ray_actors` and `ray_gpus` settings.
 
-    `address`: None starts a local Ray instance (a check before a cluster run); 'auto' joins the
-    cluster that `ray start` made on this machine; 'HOST:PORT' or 'ray://HOST:PORT' another one.
-    If Ray is already initialised in this process, that instance is used as it is.
-    `actors`: (min, max) inference actors (default: 1 to the number of GPUs, or 1 to CPUs // 2 without
-    GPUs). `gpus_per_actor`: default 1 when the cluster has GPUs and `device` is not 'cpu', else 0.
-    `files_per_batch`: files handed to an actor per call (default: enough for one batch of clips).
+    `ray_address`: None starts a local Ray instance (a check before a cluster run); 'auto' joins the
+    cluster that `ray start` made on this machine; 'HOST:PORT' or 'ray://HOST:PORT' another one. If Ray
+    is already initialised in this process, that instance is used as it is. `ray_actors`: inference actors
+    (default: 1 to the number of GPUs, or 1 to CPUs // 2 without GPUs). `ray_gpus`: GPUs per actor
+    (default 1 when the cluster has GPUs and the device is not 'cpu', else 0). `files_per_batch`: files
+    handed to an actor per call (default: enough for one batch of clips); `target` is the prepare function.
     """
 
-    def __init__(
-        self,
-        job: Job,
-        spec: ModelSpec,
-        load: dict[str, Any],
-        *,
-        address: str | None = None,
-        actors: tuple[int, int] | None = None,
-        gpus_per_actor: float | None = None,
-        files_per_batch: int | None = None,
-        init_options: dict[str, Any] | None = None,
-    ):
+    def __init__(self, job: Job, *, files_per_batch: int | None = None, init_options: dict[str, Any] | None = None):
         self.ray = import_ray()
-        self.job, self.spec, self.load = job, spec, load
-        self.address = address
-        self.actors = actors
-        self.gpus_per_actor = gpus_per_actor
-        self.files_per_batch = files_per_batch or self._files_per_batch(job.recipe, job.batch_size)
+        self.job = job
+        size = job.settings.batch_size
+        self.batch_size = size if isinstance(size, int) else RAY_BATCH_SIZE
+        self.files_per_batch = files_per_batch or self._files_per_batch(job.inputs, self.batch_size)
         self.init_options = init_options or {}
+        self.target = PREPARE
         self.stats: str | None = None
-        if gpus_per_actor is not None and gpus_per_actor < 0:
-            raise ConfigError("--ray-gpus must be 0 or more")
 
     @staticmethod
-    def _files_per_batch(recipe: Recipe, batch_size: int) -> int:
+    def _files_per_batch(inputs: InputSpec, batch_size: int) -> int:
         # about one forward pass of clips per actor call; a window plan has no fixed clip count
-        rows = recipe.clips * recipe.crops if recipe.clips else 0
+        rows = inputs.clips * inputs.crops if inputs.clips else 0
         return max(1, math.ceil(batch_size / rows)) if rows else 1
+
+    def start(self) -> None:
+        """Nothing to load here: each actor loads the model (the driver never does)."""
 
     def _connect(self) -> bool:
         """Join or start Ray; True when this engine did (and so shuts it down afterwards)."""
@@ -176,36 +153,38 @@ class RayEngine:
         if ray.is_initialized():
             return False
         options = {"include_dashboard": False, "logging_level": logging.WARNING, **self.init_options}
+        address = self.job.settings.ray_address
         try:
             # 'local' always starts a new instance (None would join any cluster found on the machine)
-            ray.init(address=self.address or "local", **options)
+            ray.init(address=address or "local", **options)
         except ConnectionError as exc:
             raise FatalError(
-                f"could not connect to the Ray cluster at '{self.address}': {exc} (start one with "
+                f"could not connect to the Ray cluster at '{address}': {exc} (start one with "
                 "'ray start --head', or leave out --ray-address to run on a local Ray instance)"
             ) from None
         return True
 
     def _sizing(self) -> tuple[tuple[int, int], float]:
+        settings = self.job.settings
         resources = self.ray.cluster_resources()
         gpus = int(resources.get("GPU", 0))
         cpus = int(resources.get("CPU", 1))
-        use_gpu = gpus > 0 and self.load.get("device", "auto") != "cpu"
-        per_actor = self.gpus_per_actor if self.gpus_per_actor is not None else (1.0 if use_gpu else 0.0)
-        if self.actors is not None:
-            return self.actors, per_actor
+        use_gpu = gpus > 0 and settings.device != "cpu"
+        per_actor = settings.ray_gpus if settings.ray_gpus is not None else (1.0 if use_gpu else 0.0)
+        actors = parse_actors(settings.ray_actors)
+        if actors is not None:
+            return actors, per_actor
         if per_actor > 0:
             return (1, max(1, int(gpus / per_actor))), per_actor
         return (1, max(1, cpus // 2)), per_actor
 
-    def records(self, skip: set[str] | frozenset[str] = frozenset()) -> Iterator[Record]:
-        """Classify every file of the job not in `skip` on Ray, yielding records in input order."""
-        files = [f for f in self.job.files if f not in skip]
+    def records(self, files: Sequence[str]) -> Iterator[Record]:
+        """Classify `files` on Ray, yielding records in input order."""
         if not files:
             return
         started = self._connect()
         try:
-            yield from self._run(files, quiet=started)
+            yield from self._run(list(files), quiet=started)
         except self.ray.exceptions.RayError as exc:
             raise _domain_error(exc) from None
         finally:
@@ -222,7 +201,7 @@ class RayEngine:
             logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         (low, high), per_actor = self._sizing()
         # one decoding thread per CPU task: the cluster's parallelism comes from the tasks
-        recipe = dataclasses.replace(self.job.recipe, threads=1)
+        inputs = dataclasses.replace(self.job.inputs, threads=1)
         dataset = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(files)],
                                       override_num_blocks=min(len(files), 10_000))
         # max_calls: a Ray worker process is replaced after that many tasks (what a long run could leak);
@@ -230,10 +209,10 @@ class RayEngine:
         # resource arguments), so decoding runs as its own tasks and scales with the cluster's CPUs, not
         # with the number of inference actors
         dataset = dataset.map_batches(
-            _prepare_files, fn_kwargs={"recipe": recipe, "task": self.job.task, "timeout": self.job.timeout},
+            _prepare_files, fn_kwargs={"inputs": inputs, "target": self.target, "timeout": self.job.settings.timeout},
             batch_size=DECODE_FILES_PER_TASK, batch_format="numpy", num_cpus=1, max_calls=DECODE_TASKS_PER_WORKER)
         dataset = dataset.map_batches(
-            _Infer, fn_constructor_kwargs={"spec": self.spec, "load": self.load, "batch_size": self.job.batch_size},
+            _Infer, fn_constructor_kwargs={"job": self.job, "batch_size": self.batch_size},
             batch_size=self.files_per_batch, batch_format="numpy", num_gpus=per_actor,
             compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
         )
@@ -242,8 +221,7 @@ class RayEngine:
             result = pickle.loads(blob)
             if isinstance(result, VidtagError):
                 raise result
-            item, probs, seconds = result
-            yield self.job.make_record(item, probs, seconds)
+            yield result
         self.stats = dataset.stats()  # per-stage times and throughput of the finished run
         logging.getLogger(__name__).debug("Ray Data run:\n%s", self.stats)
 
@@ -260,48 +238,3 @@ def _domain_error(exc: Exception) -> Exception:
     # Ray's message holds the remote traceback: its first line says what failed, its last line why
     text = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1]}"
     return FatalError(f"the Ray job failed: {type(exc).__name__}: {text}")
-
-
-def ray_job(
-    paths: Iterable[str],
-    model: str | ModelSpec | None = None,
-    *,
-    address: str | None = None,
-    actors: tuple[int, int] | None = None,
-    gpus_per_actor: float | None = None,
-    files_per_batch: int | None = None,
-    init_options: dict[str, Any] | None = None,
-    **options: Any,
-) -> tuple[Job, RayEngine]:
-    """The Job (files, settings; its model loaded on the CPU of the driver) and the engine to run it on Ray.
-
-    `model`: a registry name or a ModelSpec (not a loaded model: each actor loads its own). `options` are
-    those of `vidtag.classify`; `device` and `precision` apply in the inference actors.
-    """
-    import_ray()  # before any model loading: a missing extra is the first thing to say
-    device = options.pop("device", "auto")
-    precision = options.pop("precision", "auto")
-    if device != "auto":
-        try:
-            torch.device(device)
-        except RuntimeError:
-            raise ConfigError(f"unknown device '{device}' (use auto, cpu, cuda, cuda:N or mps)") from None
-    spec = model if isinstance(model, ModelSpec) else find_spec(model, options.get("registry_files"))
-    options["workers"] = 0  # Ray's tasks decode: no local worker processes
-    if str(options.get("batch_size", "auto")).strip().lower() == "auto":
-        options["batch_size"] = 8  # the actors' devices are not known here
-    job = Job(paths, spec, device="cpu", precision=precision, **options)
-    # the actors load the model as the Job did: the same load_model arguments (whatever they are), the
-    # entry found here (so registry files need not exist on the nodes), the device asked for
-    takes = set(inspect.signature(load_model).parameters) - {"model", "registry_files", "recipe_overrides"}
-    load = {k: v for k, v in options.items() if k in takes}
-    load.update(device=device, precision=precision, **(options.get("recipe_overrides") or {}))
-    engine = RayEngine(job, spec, load, address=address, actors=actors, gpus_per_actor=gpus_per_actor,
-                       files_per_batch=files_per_batch, init_options=init_options)
-    return job, engine
-
-
-def classify(paths: Iterable[str], model: str | ModelSpec | None = None, **options: Any) -> Iterator[Record]:
-    """`vidtag.classify` on Ray: the same records, in the same order. Options as `ray_job`."""
-    _, engine = ray_job(paths, model, **options)
-    return engine.records()

@@ -2,7 +2,11 @@
 
 Entries come from the packaged `models.yaml`, then from user files (`--registry FILE` or the
 `VIDTAG_REGISTRY` variable, several separated by the path separator). Every entry is validated on load;
-an error names the file and the key. `resolve_spec` applies per-run overrides, the one place recipes change.
+an error names the file and the key.
+
+This module is a leaf (it imports no other part of vidtag but its errors): it owns the family names and
+their facts (`FAMILIES`), which the family modules under `vidtag/families/` and the loaders point to,
+and `resolve_spec`, the one place a recipe is resolved: entry < checkpoint < the user's overrides.
 """
 
 from __future__ import annotations
@@ -19,6 +23,68 @@ import yaml
 from .errors import ConfigError
 
 TASKS = ("closed-set", "zero-shot")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+HALF = (0.5, 0.5, 0.5)
+KINETICS_MEAN = (0.45, 0.45, 0.45)  # the PySlowFast recipe (TimeSformer was trained with it)
+KINETICS_STD = (0.225, 0.225, 0.225)
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass(frozen=True)
+class Family:
+    """What vidtag knows about one model family.
+
+    `module`: the module under `vidtag.families` with its loader. `task` and `score`: what its outputs
+    mean. For families whose checkpoints are transformers folders: `model_type` (config.json's), the
+    transformers class, where config.json keeps the frames and the input size, and the published
+    preprocessing a folder without a preprocessor config gets (short side = crop x `resize_ratio`).
+    Zero-shot families name their default prompt templates.
+    """
+
+    module: str
+    task: str = "closed-set"
+    score: str = "softmax"
+    model_type: str | None = None
+    model_class: str | None = None
+    frames_key: str = "num_frames"
+    size_key: str = "image_size"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bilinear"
+    resize_ratio: float = 1.0
+    fixed_frames: bool = True  # the network takes only the checkpoint's frame count (learned time positions)
+    prompts: tuple[str, ...] = ()
+
+
+FAMILIES: dict[str, Family] = {
+    "efficientnet_lite": Family("efficientnet_lite"),
+    "x3d": Family("x3d"),
+    # transformers video classifiers (one loader); the family names the architecture it expects
+    "videomae": Family("hf_video", model_type="videomae", model_class="VideoMAEForVideoClassification"),
+    "timesformer": Family("hf_video", model_type="timesformer", model_class="TimesformerForVideoClassification",
+                          mean=KINETICS_MEAN, std=KINETICS_STD),
+    # ViViT (Scenic): short side 256, centre crop 224, pixels scaled to [-1, 1] and not normalised
+    "vivit": Family("hf_video", model_type="vivit", model_class="VivitForVideoClassification",
+                    mean=HALF, std=HALF, resize_ratio=256 / 224),
+    # V-JEPA 2 uses rotary positions: any number of frames; short side crop * 256 / 224
+    "vjepa2": Family("hf_video", model_type="vjepa2", model_class="VJEPA2ForVideoClassification",
+                     frames_key="frames_per_clip", size_key="crop_size", resize_ratio=256 / 224, fixed_frames=False),
+    "hf_video": Family("hf_video"),  # any other transformers *ForVideoClassification (through the auto class)
+    # zero-shot: X-CLIP was trained on bare class names; "a photo of {}." / "This is a photo of {}." are
+    # the usual CLIP / SigLIP templates. X-CLIP's published processor: ImageNet statistics, bilinear
+    "xclip": Family("zeroshot", "zero-shot", model_type="xclip", model_class="XCLIPModel", prompts=("{}",)),
+    "clip": Family("zeroshot", "zero-shot", model_type="clip", model_class="CLIPModel", mean=OPENAI_CLIP_MEAN,
+                   std=OPENAI_CLIP_STD, interpolation="bicubic", prompts=("a photo of {}.",)),
+    "siglip": Family("zeroshot", "zero-shot", "sigmoid", model_type="siglip", model_class="SiglipModel",
+                     mean=HALF, std=HALF, interpolation="bicubic", prompts=("This is a photo of {}.",)),
+}
+
+
+def family_for_model_type(model_type: str) -> str | None:
+    """The family whose checkpoints have this transformers `model_type`, if any."""
+    return next((name for name, f in FAMILIES.items() if f.model_type == model_type), None)
 REGISTRY_ENV = "VIDTAG_REGISTRY"
 MODEL_ENV = "VIDTAG_MODEL"
 
@@ -58,8 +124,15 @@ class ModelSpec:
     def zero_shot(self) -> bool:
         return self.task == "zero-shot"
 
+    @property
+    def facts(self) -> Family:
+        """The entry's family (validated on load, so always known)."""
+        return FAMILIES[self.family]
+
 
 _FIELDS = {f.name: f for f in dataclasses.fields(ModelSpec)}
+# the fields a checkpoint's own config may set, and an entry may pin against it (`options.pin`)
+RECIPE_FIELDS = ("frames", "resize", "crop", "mean", "std", "interpolation")
 _REQUIRED = ("family", "task", "weights")
 _INTERNAL = ("name", "source_file")
 
@@ -84,8 +157,11 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
     for key in ("mean", "std"):
         if key in raw and (not isinstance(raw[key], list) or len(raw[key]) != 3):
             raise ConfigError(f"{where}: model '{name}', key '{key}' must be a list of three numbers")
-    from .models import FAMILIES  # the family table lives with the loaders
-
+    pinned = (raw.get("options") or {}).get("pin") or []
+    unknown = sorted(set(pinned) - set(RECIPE_FIELDS)) if isinstance(pinned, list) else ["(not a list)"]
+    if unknown:
+        raise ConfigError(f"{where}: model '{name}', options.pin names unknown recipe field '{unknown[0]}' "
+                          f"(pin any of {', '.join(RECIPE_FIELDS)})")
     if raw["family"] not in FAMILIES:
         raise ConfigError(
             f"{where}: model '{name}', key 'family': unknown family '{raw['family']}' "
@@ -134,10 +210,14 @@ def default_model_name() -> str:
     return os.environ.get(MODEL_ENV) or "efficientnet-lite0"
 
 
-def resolve_spec(spec: ModelSpec, **overrides: Any) -> ModelSpec:
-    """A copy of `spec` with the given recipe fields replaced (None values are ignored)."""
-    changes = {k: v for k, v in overrides.items() if v is not None}
+def resolve_spec(entry: ModelSpec, checkpoint: dict[str, Any] | None = None, **overrides: Any) -> ModelSpec:
+    """The recipe a run uses, in one place: the registry entry's values, replaced by what the checkpoint
+    itself says (`checkpoint`: e.g. a preprocessor config; fields the entry pins with `options.pin` keep
+    the entry's value), replaced by the user's `overrides`. None values are ignored."""
+    pinned = set(entry.options.get("pin") or [])
+    changes = {k: v for k, v in (checkpoint or {}).items() if v is not None and k not in pinned}
+    changes.update({k: v for k, v in overrides.items() if v is not None})
     unknown = set(changes) - set(_FIELDS)
     if unknown:
         raise ConfigError(f"unknown recipe field(s): {', '.join(sorted(unknown))}")
-    return dataclasses.replace(spec, **changes)
+    return dataclasses.replace(entry, **changes)

@@ -1,4 +1,5 @@
-"""A whole run: records from a Job to a writer, with --resume, failure limits and a summary.
+"""A whole run: the job's files through an engine into the output, with --resume, failure limits and a
+summary; and `classify`, the Python API's way to run a job and get its records.
 
 What it promises (docs/reliability.md): every file of the job gets exactly one record in the output;
 resuming keeps the earlier records that still stand (same model and settings, same file size and
@@ -11,12 +12,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from .engine import Job
+from .engine import Engine, LocalEngine
 from .errors import ConfigError
+from .job import Job
+from .models import VideoModel
+from .paths import discover
 from .record import Record
+from .settings import Settings
 from .writers import format_for, get_writer, read_records, rewrite_jsonl
 
 log = logging.getLogger("vidtag")
@@ -64,7 +71,8 @@ def _key(path: str) -> str:
     return os.path.abspath(path)
 
 
-def previous_records(output: str, fmt: str | None, job: Job, retry_failed: bool) -> tuple[list[Record], set[str]]:
+def previous_records(output: str, fmt: str | None, job: Job, files: Sequence[str],
+                     retry_failed: bool) -> tuple[list[Record], set[str]]:
     """Earlier records to keep, one per path (the last one), and the set of this job's files they cover.
 
     Records of files outside this job are kept untouched; records of this job's files are kept only
@@ -73,46 +81,44 @@ def previous_records(output: str, fmt: str | None, job: Job, retry_failed: bool)
     latest: dict[str, Record] = {}
     for record in read_records(output, fmt):
         latest[_key(record.path)] = record  # a later record of the same file replaces an earlier one
-    wanted = {_key(f): f for f in job.files}
+    wanted = {_key(f): f for f in files}
     keep = [r for k, r in latest.items() if k not in wanted or job.is_done(r, retry_failed)]
     return keep, {wanted[_key(r.path)] for r in keep if _key(r.path) in wanted}
 
 
-def run(
-    job: Job,
-    output: str = "-",
-    fmt: str | None = None,
-    *,
-    resume: bool = False,
-    retry_failed: bool = False,
-    max_failures: int | None = None,
-    records: Callable[[set[str]], Iterator[Record]] | None = None,
-    on_record: Callable[[Record], None] | None = None,
-) -> Summary:
-    """Classify the job's files into `output`; stop after `max_failures` failed files.
+def make_engine(job: Job, model: VideoModel | None = None) -> Engine:
+    """The engine the job's settings name: this process ('local', with `model` if one is loaded) or Ray."""
+    if job.settings.engine == "ray":
+        if model is not None:
+            raise ConfigError("the Ray engine loads the model in its actors: pass a model name, not a loaded model")
+        from .ray_engine import RayEngine
 
-    `records` replaces the local engine (e.g. the Ray engine); it gets the set of files to skip and
-    must yield one record per other file. A KeyboardInterrupt ends the run cleanly (what finished is
-    in the output) and is reported in the summary.
+        return RayEngine(job)
+    return LocalEngine(job, model)
+
+
+def run(job: Job, engine: Engine, files: Sequence[str], *,
+        on_record: Callable[[Record], None] | None = None) -> Summary:
+    """Classify `files` with `engine` into the job's output; stop after `max_failures` failed files.
+
+    A KeyboardInterrupt ends the run cleanly (what finished is in the output) and is reported in the
+    summary.
     """
     began = time.perf_counter()
+    settings = job.settings
+    output, fmt, resume = settings.output, settings.format, settings.resume
     kind = format_for(output, fmt)
-    if resume and output == "-":
-        raise ConfigError("--resume needs an output file (-o FILE): standard output cannot be read back")
-    if retry_failed and not resume:
-        raise ConfigError("--retry-failed goes with --resume")
-    if max_failures is not None and max_failures < 1:
-        raise ConfigError("--max-failures must be at least 1")
-    summary = Summary(total=len(job.files))
+    summary = Summary(total=len(files))
     kept: list[Record] = []
     skip: set[str] = set()
     if resume:
-        kept, skip = previous_records(output, fmt, job, retry_failed)
+        kept, skip = previous_records(output, fmt, job, files, settings.retry_failed)
+    engine.start()  # the model loads (or fails) before the output is touched
     summary.skipped = len(skip)
     skipped_keys = {_key(p) for p in skip}
     summary.skipped_failed = sum(1 for r in kept if not r.ok and _key(r.path) in skipped_keys)
     # records of this job's files that stay go where an uninterrupted run would put them (JSON, CSV)
-    order = {_key(f): i for i, f in enumerate(job.files)}
+    order = {_key(f): i for i, f in enumerate(files)}
     earlier = sorted((r for r in kept if _key(r.path) in order), key=lambda r: order[_key(r.path)])
     if resume and kind == "jsonl":
         # rewrite what stands atomically (drops a torn last line, outdated and duplicate records),
@@ -132,7 +138,7 @@ def run(
     written: set[str] = set()
     stream = None
     try:
-        stream = (records or job.records)(skip)
+        stream = engine.records([f for f in files if f not in skip])
         try:
             for record in stream:
                 key = _key(record.path)
@@ -149,7 +155,7 @@ def run(
                     summary.failed += 1
                 if on_record:
                     on_record(record)
-                if max_failures is not None and summary.failed >= max_failures:
+                if settings.max_failures is not None and summary.failed >= settings.max_failures:
                     summary.stopped_early = summary.ok + summary.failed + summary.skipped < summary.total
                     break
         except KeyboardInterrupt:
@@ -175,3 +181,37 @@ def run(
     writer.close()
     summary.seconds = time.perf_counter() - began
     return summary
+
+
+def classify(paths: str | os.PathLike | Iterable[str | os.PathLike], model: str | VideoModel | Any = None,
+             **options: Any) -> Iterator[Record]:
+    """Tag videos: one Record per input file, in a deterministic order (see docs/output.md).
+
+    `paths`: a file or folder, or several (folders are walked recursively for `extensions`). `model`: a
+    registry name, a model folder, a Hub id, a ModelSpec, or a model from `load_model`. `options` are
+    those of `vidtag.Settings` (clips, window, stride, views, top_k, threshold, labels, prompts, device,
+    batch_size, workers, engine, ...); every one is checked before any file is read, and the model is
+    loaded before this returns.
+    """
+    loaded = model if isinstance(model, VideoModel) else None
+    if loaded is not None:
+        # a loaded model's text side is already computed: labels and prompts belong to load_model
+        labels = options.get("labels")
+        if isinstance(labels, str):
+            from .labels import parse_labels
+
+            labels = parse_labels(labels)
+        if (labels is not None and list(labels) != loaded.labels) or options.get("prompts") is not None:
+            raise ConfigError("the model is already loaded: pass labels and prompts to vidtag.load_model")
+        options.pop("labels", None)
+        settings = Settings(model=loaded.spec, **options)
+        job = Job(settings, loaded.spec, labels=loaded.labels if loaded.spec.zero_shot else None)
+    else:
+        settings = Settings(model=model, **options)
+        job = Job(settings)
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    files = discover([str(Path(p)) if isinstance(p, os.PathLike) else p for p in paths], settings.extensions)
+    engine = make_engine(job, loaded)
+    engine.start()
+    return engine.records(files)

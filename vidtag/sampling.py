@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ConfigError
-
 
 @dataclass(frozen=True)
 class Clip:
@@ -24,10 +22,11 @@ class Clip:
 
 def segments(duration: float, clips: int | None = None, window: float | None = None,
              stride: float | None = None) -> list[tuple[float, float]]:
-    """Cut [0, duration] into `clips` equal parts or into windows; the windows reach the end."""
+    """Cut [0, duration] into `clips` equal parts or into windows; the windows reach the end.
+
+    The values were checked with the run's settings (`vidtag.settings`): positive.
+    """
     if window is not None:
-        if window <= 0 or (stride is not None and stride <= 0):
-            raise ConfigError("--window and --stride must be positive numbers of seconds")
         stride = stride or window
         if duration <= window:
             return [(0.0, duration)]
@@ -39,8 +38,6 @@ def segments(duration: float, clips: int | None = None, window: float | None = N
         spans.append((duration - window, duration))  # the last window ends with the video
         return spans
     count = 1 if clips is None else clips
-    if count < 1:
-        raise ConfigError("--clips must be at least 1")
     step = duration / count
     return [(i * step, (i + 1) * step) for i in range(count)]
 

@@ -13,11 +13,20 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
 from .errors import ConfigError, FatalError
+
+
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def looks_like_hub_id(name: str) -> bool:
+    """'org/name' with the characters the Hugging Face Hub allows (and not '..' path tricks)."""
+    return bool(_HUB_ID.fullmatch(name)) and ".." not in name
 
 
 def cache_dir() -> Path:

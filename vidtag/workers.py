@@ -1,29 +1,28 @@
 """Worker processes: one function mapped over many inputs, in order, with bounded memory, and safe from
-files that crash or hang the decoder.
+inputs that crash or hang the process working on them.
 
 `WorkerPool.imap` gives each worker one task at a time, so it always knows which input a worker is on:
-a worker that dies (FFmpeg can segfault on some damaged streams) or makes no progress for the timeout
-is killed and replaced, and only that input gets a `WorkerFailure` saying so in plain words. Results
-come back in input order. A task function with an `emit` parameter may send parts of its result ahead
-(a file with many clips); they arrive as `Partial` values before the result.
+a worker that dies (native code can segfault) or makes no progress for the timeout is killed and
+replaced, and only that input gets a `WorkerFailure` saying what happened (the caller turns it into
+words of its own). Results come back in input order. With `sends_parts`, the task function gets a
+`send_part` keyword to send parts of its result ahead; they arrive as `Part` values before the result.
 
-Memory stays bounded however many inputs there are and however far the consumer lags: at most `window`
-inputs are in flight (sent to a worker and not yet taken by the consumer), and past `max_bytes` of
-results waiting in this process, what the workers send stays in their pipes (they wait) until the
-consumer catches up.
+Memory stays bounded however many inputs there are and however far the consumer lags: at most
+`max_in_flight` inputs are in flight (sent to a worker and not yet taken by the consumer), and past
+`max_bytes` of results waiting in this process, what the workers send stays in their pipes (they wait)
+until the consumer catches up.
 
 A background thread in the calling process feeds the workers and collects results while the caller
-is busy (running the model), so decoding overlaps inference. Workers are started with 'forkserver'
-where the platform has it (fast replacements, no inherited threads: torch and fork do not mix) and
-'spawn' elsewhere. They import only the target function's module (vidtag.pipeline: decoding and
-preprocessing, no model), use one thread each so the cores are not oversubscribed, ignore Ctrl-C (the
-main process stops them), and send their log records to the main process, which logs them as its own.
+is busy, so the work overlaps the caller's. Workers are started with 'forkserver' where the platform has
+it (fast replacements, no inherited threads: torch and fork do not mix) and 'spawn' elsewhere. They
+import only the target function's module, use one thread each so the cores are not oversubscribed,
+ignore Ctrl-C (the main process stops them), and send their log records to the main process, which
+logs them as its own.
 """
 
 from __future__ import annotations
 
 import importlib
-import inspect
 import io
 import logging
 import multiprocessing as mp
@@ -45,51 +44,47 @@ _POLL = 1.0  # seconds between checks while nothing happens (a dead worker is se
 
 
 @dataclass(frozen=True)
-class Partial:
-    """A part of a task's result, sent before the rest (see `emit`)."""
+class Part:
+    """A part of a task's result, sent before the rest (see `send_part`)."""
 
     value: Any
 
 
 @dataclass(frozen=True)
 class WorkerFailure:
-    """Why a worker gave no result for an input: it crashed, hung past the timeout, or raised."""
+    """Why a worker gave no result for an input: `kind` is 'crashed' (the process died: `exitcode`, None
+    when only its connection broke), 'timeout' (no progress within the pool's timeout) or 'raised' (the
+    task raised: `detail` is the exception's message)."""
 
-    reason: str
+    kind: str
+    exitcode: int | None = None
+    detail: str = ""
 
-
-def crash_reason(exitcode: int | None) -> str:
-    """Plain words for a worker that died while reading a file."""
-    if exitcode is not None and exitcode < 0:
-        try:
-            how = f"signal {signal.Signals(-exitcode).name}"
-        except ValueError:
-            how = f"signal {-exitcode}"
-    elif exitcode is None:
-        how = "its connection broken"
-    else:
-        how = f"status {exitcode}"
-    return f"the decoder crashed while reading this file (worker exited with {how})"
-
-
-def timeout_reason(timeout: float) -> str:
-    """Plain words for a file whose decoding ran past --timeout."""
-    return f"decoding took longer than {timeout:g} s (--timeout); the worker was stopped"
+    def how(self) -> str:
+        """How a crashed worker ended: 'signal SIGSEGV', 'status 3', 'its connection broken'."""
+        if self.exitcode is None:
+            return "its connection broken"
+        if self.exitcode < 0:
+            try:
+                return f"signal {signal.Signals(-self.exitcode).name}"
+            except ValueError:
+                return f"signal {-self.exitcode}"
+        return f"status {self.exitcode}"
 
 
-def default_context() -> mp.context.BaseContext:
-    """'forkserver' where available (Linux, macOS), else 'spawn'; the server preloads the pipeline."""
+def default_context(preload: tuple[str, ...] = ()) -> mp.context.BaseContext:
+    """'forkserver' where available (Linux, macOS), else 'spawn'; the server imports `preload` once."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["vidtag.pipeline"])
+        ctx.set_forkserver_preload(list(preload))
         return ctx
     return mp.get_context("spawn")
 
 
-def prestart(context: mp.context.BaseContext | None = None) -> None:
-    """Start the fork server now (it imports the pipeline in the background, while the caller loads
-    the model), so that the first workers start at once; nothing to do with 'spawn'."""
-    context = context or default_context()
+def prestart(preload: tuple[str, ...] = ()) -> None:
+    """Start the fork server now (it imports `preload` in the background while the caller does other
+    work), so that the first workers start at once; nothing to do with 'spawn'."""
+    context = default_context(preload)
     if context.get_start_method() == "forkserver":
         from multiprocessing import forkserver
 
@@ -143,9 +138,9 @@ class _LogToParent(logging.Handler):
             pass
 
 
-def _serve(conn: Connection, target: str, log_level: int, niceness: int = 0) -> None:
+def _serve(conn: Connection, target: str, log_level: int, niceness: int = 0, sends_parts: bool = False) -> None:
     """A worker's life: receive (index, args), call the target, send (index, 'done', result, CPU seconds);
-    a target with an `emit` parameter may send (index, 'part', value, ...) before, and log records go as
+    with `sends_parts` the target may send (index, 'part', value, ...) before, and log records go as
     (index, 'log', ...). None ends it."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     logger = logging.getLogger("vidtag")
@@ -153,7 +148,6 @@ def _serve(conn: Connection, target: str, log_level: int, niceness: int = 0) -> 
     logger.setLevel(log_level)
     logger.propagate = False
     func = resolve_task(target)
-    streams = "emit" in inspect.signature(func).parameters
     if niceness:
         try:
             os.nice(niceness)
@@ -174,15 +168,15 @@ def _serve(conn: Connection, target: str, log_level: int, niceness: int = 0) -> 
         handler.index = index
         began = time.process_time()
 
-        def emit(value, index=index):
+        def send_part(value, index=index):
             conn.send_bytes(_dumps((index, "part", value, 0.0)))
 
         try:
-            result = func(*args, emit=emit) if streams else func(*args)
+            result = func(*args, send_part=send_part) if sends_parts else func(*args)
         except (BrokenPipeError, ConnectionResetError):  # the main process is gone
             return
         except Exception as exc:  # noqa: BLE001 - the input's failure, not the worker's
-            result = WorkerFailure(f"unexpected error while reading the file: {exc}")
+            result = WorkerFailure("raised", detail=str(exc))
         try:
             conn.send_bytes(_dumps((index, "done", result, time.process_time() - began)))
         except (BrokenPipeError, OSError):
@@ -235,26 +229,29 @@ class WorkerPool:
     """`workers` processes running `target` ('module:function'), one task each at a time.
 
     `timeout`: seconds a task may run, or go between two parts, before its worker is killed (None: no
-    limit; time spent waiting for the consumer does not count). `window`: inputs in
-    flight at most (default 4 x workers, at least 8: enough that a slow file at the head of the order
-    does not leave the other workers idle). `max_bytes`: no new task starts while the results waiting
-    for the consumer take more than this (files with very many clips). `peak_in_flight` records the
+    limit; time spent waiting for the consumer does not count). `max_in_flight`: inputs in flight at
+    most (default 4 x workers, at least 8: enough that a slow input at the head of the order does not
+    leave the other workers idle). `max_bytes`: no new task starts while the results waiting
+    for the consumer take more than this (large results sent in parts). `peak_in_flight` records the
     most inputs that ever were in flight, for tests; `cpu_seconds` the CPU time the tasks took.
     `niceness`: how much lower than this process the workers run (os.nice; 0: the same priority).
+    `sends_parts`: the target takes a `send_part` keyword (see the module's docstring).
     """
 
-    def __init__(self, target: str, workers: int, *, timeout: float | None = None, window: int | None = None,
-                 max_bytes: int = 64 << 20, context: mp.context.BaseContext | None = None, niceness: int = 0):
+    def __init__(self, target: str, workers: int, *, timeout: float | None = None, max_in_flight: int | None = None,
+                 max_bytes: int = 64 << 20, context: mp.context.BaseContext | None = None, niceness: int = 0,
+                 sends_parts: bool = False):
         if workers < 1:
             raise ValueError("a worker pool needs at least one worker")
         self.target = target
         self.timeout = timeout if timeout and timeout > 0 else None
-        self.window = max(window or max(8, 4 * workers), workers)
+        self.max_in_flight = max(max_in_flight or max(8, 4 * workers), workers)
         self.max_bytes = max_bytes
         self.niceness = niceness
+        self.sends_parts = sends_parts
         self.cpu_seconds = 0.0  # CPU time of the tasks done
         self.peak_buffered = 0  # the most bytes of results ever waiting for the consumer
-        self.context = context or default_context()
+        self.context = context or default_context((target.partition(":")[0],))
         self.slots = [_Slot() for _ in range(workers)]
         self.peak_in_flight = 0
         self.restarts = 0
@@ -281,7 +278,9 @@ class WorkerPool:
             index = 0
             while True:
                 with self._cond:
-                    while not self._results.get(index) and not (self._done and index >= self._dispatched):
+                    # the feeding thread may end early (an error): then nothing more will come
+                    while not self._results.get(index) and not (
+                            self._done and (index >= self._dispatched or self._error is not None)):
                         self._cond.wait()
                     if self._error is not None:
                         raise RuntimeError(f"the worker pool failed: {self._error}") from self._error
@@ -293,7 +292,7 @@ class WorkerPool:
                         del self._results[index]
                         self._consumed = index + 1
                 self._wake()
-                yield result if final else Partial(result)
+                yield result if final else Part(result)
                 index += final
         finally:
             self.close()
@@ -326,8 +325,8 @@ class WorkerPool:
     def _start(self, slot: _Slot) -> None:
         ours, theirs = self.context.Pipe(duplex=True)
         process = self.context.Process(
-            target=_serve, args=(theirs, self.target, log.getEffectiveLevel(), self.niceness),
-            name="vidtag-decoder", daemon=True)
+            target=_serve, args=(theirs, self.target, log.getEffectiveLevel(), self.niceness, self.sends_parts),
+            name="vidtag-worker", daemon=True)
         process.start()
         theirs.close()
         slot.process, slot.conn = process, ours
@@ -352,14 +351,14 @@ class WorkerPool:
             self.peak_buffered = max(self.peak_buffered, self._buffered)
             self._cond.notify_all()
 
-    def _fail(self, slot: _Slot, reason: str | None) -> None:
-        """The worker died (reason None) or must be killed (reason given): its task gets the failure."""
+    def _fail(self, slot: _Slot, timed_out: bool = False) -> None:
+        """The worker died, or ran past the timeout and is killed: its task gets the failure."""
         index = slot.index
-        code = slot.stop(kill=reason is not None)
+        code = slot.stop(kill=timed_out)
         self.restarts += 1
-        reason = reason or crash_reason(code)
-        log.debug("task %d: %s", index, reason)
-        self._deliver(index, WorkerFailure(reason))
+        failure = WorkerFailure("timeout") if timed_out else WorkerFailure("crashed", code)
+        log.debug("task %d: %s", index, failure)
+        self._deliver(index, failure)
 
     def _feed(self, tasks: Iterator[tuple]) -> None:
         try:
@@ -378,7 +377,7 @@ class WorkerPool:
             with self._cond:
                 if self._closing:
                     return
-                room = self.window - (self._dispatched - self._consumed)
+                room = self.max_in_flight - (self._dispatched - self._consumed)
                 if self._buffered > self.max_bytes:
                     room = 0
             while room > 0 and not exhausted:
@@ -399,7 +398,7 @@ class WorkerPool:
             if exhausted and not busy:
                 return
             # over the byte budget, what the workers send stays in their pipes (they wait) unless the
-            # consumer has nothing left to take, so neither a long file nor a slow consumer fills the memory
+            # consumer has nothing left to take, so neither a large result nor a slow consumer fills the memory
             with self._cond:
                 full = self._buffered > self.max_bytes
                 starving = not self._results.get(self._consumed)
@@ -422,7 +421,7 @@ class WorkerPool:
                     try:
                         message = slot.conn.recv_bytes()
                     except (EOFError, OSError):
-                        self._fail(slot, None)
+                        self._fail(slot)
                         continue
                     index, kind, result, cpu = pickle.loads(message)
                     if kind == "log":  # a worker's log record: logged here, where the user sees the log
@@ -439,6 +438,6 @@ class WorkerPool:
                     slot.index = slot.args = None
                     self._deliver(index, result, len(message))
                 elif slot.process.sentinel in ready:
-                    self._fail(slot, None)
+                    self._fail(slot)
                 elif slot in listen and self.timeout is not None and now - slot.started >= self.timeout:
-                    self._fail(slot, timeout_reason(self.timeout))
+                    self._fail(slot, timed_out=True)

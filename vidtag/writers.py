@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import IO
 
-from .errors import ConfigError, FatalError
+from .errors import ConfigError, FatalError, OptionError
 from .record import Record
 
 FORMATS = ("jsonl", "json", "csv")
@@ -27,16 +27,21 @@ CSV_COLUMNS = ["path", "clip", "start", "end", "rank", "label", "score", "status
 
 
 def format_for(output: str, fmt: str | None) -> str:
-    """The output format: `fmt` when given, else the file extension, else JSONL."""
+    """The output format: `fmt` when given, else the file extension, else JSONL. A format that contradicts
+    the file's extension (`--format csv` with `out.json`) is a usage error."""
+    ext = Path(output).suffix.lower().lstrip(".") if output != "-" else ""
     if fmt:
         if fmt not in FORMATS:
-            raise ConfigError(f"unknown format '{fmt}' (use {', '.join(FORMATS)})")
+            raise OptionError(f"{{}} must be one of {', '.join(FORMATS)} (got '{fmt}')", "format")
+        if ext in FORMATS and ext != fmt:
+            raise OptionError(f"{{}} {fmt} contradicts the output's extension: {{}} {output} names a .{ext} file",
+                              "format", "output")
         return fmt
-    ext = Path(output).suffix.lower().lstrip(".")
-    if output == "-" or not ext:
+    if not ext:
         return "jsonl"
     if ext not in FORMATS:
-        raise ConfigError(f"cannot tell the format from '{output}': use a .json, .jsonl or .csv name, or --format")
+        raise OptionError(f"cannot tell the format from '{output}': use a .json, .jsonl or .csv name, or {{}}",
+                          "format")
     return ext
 
 

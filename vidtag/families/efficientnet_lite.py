@@ -8,11 +8,16 @@ names (`_conv_stem.weight`, `_blocks.N._depthwise_conv.weight`, `_fc.weight`, ..
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checkpoint import load_state_dict, load_strict
+from ..labels import spec_labels
+from ..registry import ModelSpec
+from .base import LoadedNet
 from .fusion import fold_batchnorm
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) of EfficientNet-B0/Lite0.
@@ -126,17 +131,9 @@ class FramePooling(nn.Module):
         return probs.view(batch, frames, -1).mean(1)
 
 
-def load(spec, weights, labels):
-    """Registry loader: the published Lite0 state dict, loaded strictly and safely."""
-    from ..checkpoint import load_state_dict
-    from ..errors import FatalError
-    from ..models import LoadedNet, spec_labels
-
+def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
+    """The published Lite0 state dict, loaded strictly and safely (a checkpoint that would run code is refused)."""
     names = spec_labels(spec)
     net = EfficientNetLite0(num_classes=len(names))
-    state = load_state_dict(weights)  # tensors only: a checkpoint that would run code is refused
-    try:
-        net.load_state_dict(state, strict=True)
-    except (RuntimeError, ValueError) as exc:
-        raise FatalError(f"cannot load EfficientNet-Lite0 weights from {weights}: {exc}") from None
+    load_strict(net, load_state_dict(weights), weights, arch="EfficientNet-Lite0")
     return LoadedNet(module=FramePooling(fuse_for_inference(net.eval())), labels=names)

@@ -1,4 +1,5 @@
-"""A Hugging Face `transformers` checkpoint folder's JSON files, and its preprocessor config as a vidtag recipe.
+"""Hugging Face `transformers` checkpoint folders: their JSON files, their preprocessor config as a vidtag
+recipe, and the one way the transformers-based families load a network from them.
 
 Shared by the families that load such folders (hf_video, zeroshot) and by the folder / Hub id resolver
 (hf_resolve). The checkpoint's own image and video processors are not used, because the fast ones need
@@ -8,15 +9,14 @@ recipe, which vidtag's shared torch preprocessing then applies.
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, FatalError
-
-IMAGENET_MEAN = [0.485, 0.456, 0.406]
-IMAGENET_STD = [0.229, 0.224, 0.225]
-HALF = [0.5, 0.5, 0.5]
+from ..registry import HALF, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 # where a checkpoint keeps its preprocessor settings, in the order transformers looks them up
 _PROCESSOR_FILES = ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json")
@@ -141,3 +141,75 @@ def preprocessor_recipe(folder: Path) -> dict[str, Any]:
     """The recipe fields an image-text checkpoint folder's processor config sets; {} when it has none."""
     proc = read_processor_config(Path(folder))
     return processor_recipe(proc) if proc is not None else {}
+
+
+def checkpoint_folder(spec: ModelSpec, weights: Path) -> tuple[Path, dict[str, Any]]:
+    """The checkpoint folder of a transformers-based entry and its config.json, or a FatalError saying
+    what a model folder must hold."""
+    folder = Path(weights)
+    what = ("a transformers model is a folder holding config.json, the weights (model.safetensors) and "
+            "its preprocessor or tokenizer files, as saved by save_pretrained")
+    if folder.is_file():
+        raise FatalError(f"model '{spec.name}': {folder} is a file; {what}")
+    config = read_json(folder / "config.json")
+    if config is None:
+        raise FatalError(f"model '{spec.name}': {folder} is not a transformers checkpoint folder (no config.json); {what}")
+    return folder, config
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[Any]:
+    """transformers, with its logging and progress bars silenced for the duration (what matters comes
+    back through the loader's own checks); yields the module."""
+    import transformers
+
+    verbosity, bars = transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled()
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        yield transformers
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.logging.enable_progress_bar()
+
+
+def load_pretrained(spec: ModelSpec, folder: Path, class_name: str | None, *, trust_remote_code: bool = False,
+                    auto_class: str = "AutoModel") -> Any:
+    """A transformers network from a local folder, the one way vidtag does it: local files only, pickled
+    `.bin` weights read with `weights_only`, code from the checkpoint only when the user trusts it, quiet,
+    failures as one FatalError. A network whose weights lack tensors (transformers would fill them with
+    random numbers) is refused. Returned in float32 and eval mode (inference applies the run's precision)."""
+    with quiet_transformers() as transformers:
+        if class_name is not None and not hasattr(transformers, class_name):
+            raise FatalError(f"model '{spec.name}' needs transformers with {class_name} "
+                             f"(installed: {transformers.__version__}): pip install -U transformers")
+        try:
+            config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True,
+                                                             trust_remote_code=trust_remote_code)
+            cls = getattr(transformers, class_name or auto_class)
+            model, info = cls.from_pretrained(folder, config=config, local_files_only=True, weights_only=True,
+                                              trust_remote_code=trust_remote_code, output_loading_info=True)
+        except (OSError, ValueError, KeyError, RuntimeError, TypeError) as exc:
+            hint = " (it asks to run its own code: pass --trust-remote-code if you trust it)" \
+                if "trust_remote_code" in str(exc) else ""
+            raise FatalError(f"cannot load model '{spec.name}' from {folder}: {exc}{hint}") from None
+    missing = list(info.get("missing_keys") or [])
+    if missing:
+        raise FatalError(
+            f"model '{spec.name}': the weights in {folder} lack {len(missing)} of the network's tensors "
+            f"(e.g. {missing[0]}): a pre-training checkpoint without its classifier head, or a mismatched file"
+        )
+    return model.float().eval()
+
+
+def load_tokenizer(spec: ModelSpec, folder: Path) -> Any:
+    """The tokenizer saved with a checkpoint (local files only), or a FatalError naming a missing package."""
+    with quiet_transformers() as transformers:
+        try:
+            return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        except ImportError as exc:  # e.g. a SentencePiece-only tokenizer (spiece.model) without `sentencepiece`
+            raise FatalError(f"model '{spec.name}': cannot load the tokenizer in {folder}: a package it needs "
+                             f"is missing: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any failure of the tokenizer files is the model's
+            raise FatalError(f"model '{spec.name}': cannot load the tokenizer in {folder}: {exc}") from None

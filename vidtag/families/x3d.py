@@ -29,8 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_state_dict
-from ..errors import ConfigError, FatalError
+from ..checkpoint import load_state_dict, load_strict
+from ..errors import ConfigError
+from ..labels import spec_labels
+from ..registry import ModelSpec
+from .base import LoadedNet
 from .fusion import fold_batchnorm
 
 _BN_EPS = 1e-5
@@ -313,45 +316,8 @@ def fuse_for_inference(net: X3D) -> X3D:
     return net
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """The state dict in a checkpoint file: `{"model_state": sd, ...}` (the official format) or a bare sd.
-
-    Read by vidtag's safe loader (`weights_only=True`): a pickle that would build objects or run code is
-    refused. Raises FatalError with the reason.
-    """
-    data = load_state_dict(path)
-    if not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise FatalError(
-            f"{path} holds no state dict: expected a dict of tensors, or one under the key 'model_state'"
-        )
-    return data
-
-
-def load_strict(net: nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
-    """Copy `state` into `net`, refusing any missing, unexpected or misshapen key (FatalError names them)."""
-    own = net.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    misshapen = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-                 for k, v in own.items() if k in state and state[k].shape != v.shape]
-    if missing or unexpected or misshapen:
-
-        def listing(what: str, keys: list[str]) -> str:
-            shown = ", ".join(keys[:10]) + (f", ... ({len(keys)} in all)" if len(keys) > 10 else "")
-            return f"{what}: {shown}"
-
-        parts = [listing(w, k) for w, k in (("missing keys", missing), ("unexpected keys", unexpected),
-                                             ("wrong shapes", misshapen)) if k]
-        variant = getattr(net, "variant", None)
-        arch = f"X3D-{variant.name}" if variant else type(net).__name__
-        raise FatalError(f"the checkpoint {source} does not fit {arch}: " + "; ".join(parts))
-    net.load_state_dict(state, strict=True)
-
-
-def load(spec, weights: Path, labels: list[str] | None):
-    """Registry loader: the entry's variant (`options: {variant: M}`), weights loaded strictly and safely."""
-    from ..models import LoadedNet, spec_labels  # here: vidtag.models imports the families lazily
-
+def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
+    """The entry's variant (`options: {variant: M}`), the official checkpoint loaded strictly and safely."""
     extra = sorted(set(spec.options) - {"variant"})
     if extra:
         raise ConfigError(f"model '{spec.name}': unknown X3D option '{extra[0]}' (known: variant)")
@@ -361,6 +327,6 @@ def load(spec, weights: Path, labels: list[str] | None):
     if names is None:
         raise ConfigError(f"model '{spec.name}': X3D entries need a label set (e.g. labels: kinetics400)")
     net = build_x3d(spec.options["variant"], num_classes=len(names))
-    load_strict(net, read_state_dict(Path(weights)), weights)
+    load_strict(net, load_state_dict(weights), weights, arch=f"X3D-{net.variant.name}")
     module = X3DClassifier(fuse_for_inference(net)).eval().to(memory_format=torch.channels_last_3d)
     return LoadedNet(module=module, labels=names)

@@ -25,65 +25,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, FatalError
+from ..errors import ConfigError
 from ..labels import check_labels, check_prompts, fill
 from ..registry import ModelSpec
-from .hf_common import preprocessor_recipe, read_json
-
-# a checkpoint folder's config.json `model_type` -> vidtag family (for `-m FOLDER` and Hub ids)
-MODEL_TYPES: dict[str, str] = {"xclip": "xclip", "clip": "clip", "siglip": "siglip"}
-
-# what each family's scores mean (Record.score)
-SCORES: dict[str, str] = {"xclip": "softmax", "clip": "softmax", "siglip": "sigmoid"}
-
-# prompt templates used when neither the registry entry nor the user names any: X-CLIP was trained
-# on bare class names; "a photo of {}." / "This is a photo of {}." are the usual CLIP / SigLIP ones
-DEFAULT_PROMPTS: dict[str, list[str]] = {
-    "xclip": ["{}"],
-    "clip": ["a photo of {}."],
-    "siglip": ["This is a photo of {}."],
-}
-
-_IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-_OPENAI_CLIP = ([0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711])
+from .base import LoadedNet
+from .hf_common import checkpoint_folder, load_pretrained, load_tokenizer, preprocessor_recipe
 
 _TEXT_CHUNK = 256  # labels x templates encoded per text-encoder call, to bound memory at load time
 _TOKEN_KEYS = ("input_ids", "attention_mask", "position_ids")
 
 
-def default_recipe(family: str, image_size: int = 224) -> dict[str, Any]:
-    """The published preprocessing of each family, used when a folder has no preprocessor_config.json."""
-    if family == "siglip":
-        return {"resize": [image_size, image_size], "crop": [image_size, image_size],
-                "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "interpolation": "bicubic"}
-    if family == "xclip":  # X-CLIP's own pipeline and its published processor: ImageNet statistics, bilinear
-        mean, std = _IMAGENET
-        return {"resize": image_size, "crop": image_size, "mean": mean, "std": std, "interpolation": "bilinear"}
-    mean, std = _OPENAI_CLIP
-    return {"resize": image_size, "crop": image_size, "mean": mean, "std": std, "interpolation": "bicubic"}
-
-
-def _folder_config(folder: Path) -> dict[str, Any] | None:
-    return read_json(folder / "config.json") if folder.is_dir() else None
-
-
-def spec_for_folder(path: str | Path) -> ModelSpec | None:
-    """A ModelSpec for a local X-CLIP / CLIP / SigLIP checkpoint folder, or None if it is not one."""
-    folder = Path(path).expanduser()
-    config = _folder_config(folder)
-    family = MODEL_TYPES.get(str((config or {}).get("model_type")))
-    if family is None:
-        return None
+def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
+    """The recipe a checkpoint folder defines: the family's published preprocessing at the vision tower's
+    input size, then what its preprocessor config sets; X-CLIP's frames (its frame embeddings are fixed)."""
+    folder, config = checkpoint_folder(spec, weights)
     vision = config.get("vision_config") or {}
-    recipe = default_recipe(family, int(vision.get("image_size", 224)))
+    size = int(vision.get("image_size", 224))
+    facts = spec.facts
+    square = spec.family == "siglip"  # SigLIP resizes to the exact square and does not crop
+    recipe: dict[str, Any] = {"resize": [size, size] if square else size, "crop": [size, size] if square else size,
+                              "mean": list(facts.mean), "std": list(facts.std), "interpolation": facts.interpolation}
     recipe.update(preprocessor_recipe(folder))
-    if family == "xclip":
+    if spec.family == "xclip":
         recipe["frames"] = int(vision.get("num_frames", 8))
-    return ModelSpec(
-        name=str(path), family=family, task="zero-shot", weights=str(folder), clips=1,
-        options={"prompts": list(DEFAULT_PROMPTS[family])},
-        description=f"zero-shot {family} checkpoint folder", **recipe,
-    )
+    return recipe
 
 
 def _unit(x: torch.Tensor) -> torch.Tensor:
@@ -138,16 +103,10 @@ class XCLIPVideoText(nn.Module):
         super().__init__()
         self.model = model
         self.register_buffer("text_embeds", text_embeds, persistent=False)
-        self.num_frames = int(model.config.vision_config.num_frames)
         self.image_size = int(model.config.vision_config.image_size)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         batch, frames, channels, height, width = clips.shape
-        if frames != self.num_frames:
-            raise ConfigError(
-                f"this X-CLIP checkpoint takes exactly {self.num_frames} frames per clip (got {frames}); "
-                "do not override --frames for it"
-            )
         m = self.model
         vision = m.vision_model(pixel_values=clips.reshape(-1, channels, height, width),
                                 interpolate_pos_encoding=(height, width) != (self.image_size, self.image_size))
@@ -165,13 +124,6 @@ class XCLIPVideoText(nn.Module):
             text = _unit(_unit(text.float()).view(batch, templates, labels, dim).mean(1))
             logits = torch.einsum("bd,bkd->bk", video, text) * m.logit_scale.float().exp()
             return logits.softmax(-1)
-
-
-def _model_class(family: str):
-    import transformers
-
-    return {"xclip": transformers.XCLIPModel, "clip": transformers.CLIPModel,
-            "siglip": transformers.SiglipModel}[family]
 
 
 def _tokens(tokenizer, texts: list[str], family: str, max_length: int) -> dict[str, torch.Tensor]:
@@ -213,54 +165,32 @@ def text_embeddings(model: nn.Module, tokenizer, family: str, labels: Sequence[s
     return _unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
 
 
-def load(spec: ModelSpec, weights: Path, labels: list[str] | None):
-    """Registry loader: a transformers checkpoint folder plus the user's labels -> a zero-shot LoadedNet."""
-    from ..models import LoadedNet
+def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
+    """A transformers image-text or video-text checkpoint folder plus the user's labels -> a zero-shot net.
 
-    family = spec.family
-    if family not in MODEL_TYPES.values():
+    The prompt templates are the resolved entry's (`options.prompts`); the text side is encoded here, once.
+    """
+    family, facts = spec.family, spec.facts
+    if facts.module != "zeroshot":
         raise ConfigError(f"model '{spec.name}': the zero-shot loader has no family '{family}'")
-    if not labels:
-        raise ConfigError(
-            f"model '{spec.name}' is zero-shot: give the labels to score with --labels \"a,b,c\" or --labels-file FILE"
-        )
-    labels = check_labels(labels)
-    prompts = spec.options.get("prompts") or DEFAULT_PROMPTS[family]
-    prompts = check_prompts([prompts] if isinstance(prompts, str) else prompts)
-    folder = Path(weights)
-    config = _folder_config(folder)
-    if config is None:
-        raise FatalError(
-            f"model '{spec.name}': {folder} is not a transformers checkpoint folder (no config.json); "
-            "zero-shot models load from a folder with config.json, the weights and the tokenizer"
-        )
-    found = MODEL_TYPES.get(str(config.get("model_type")))
-    if found != family:
+    labels = check_labels(labels or [])
+    prompts = check_prompts(list(spec.options.get("prompts") or facts.prompts))
+    folder, config = checkpoint_folder(spec, weights)
+    if config.get("model_type") != facts.model_type:
         raise ConfigError(
             f"model '{spec.name}': {folder} holds a '{config.get('model_type')}' checkpoint, "
             f"not one of the '{family}' family"
         )
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    except ImportError as exc:  # e.g. a SentencePiece-only tokenizer (spiece.model) without `sentencepiece`
-        raise FatalError(f"cannot load the tokenizer in {folder}: a package it needs is missing: {exc}") from None
-    except Exception as exc:
-        raise FatalError(f"cannot load the tokenizer in {folder}: {exc}") from None
-    try:
-        model = _model_class(family).from_pretrained(str(folder))
-    except Exception as exc:  # missing files, corrupt weights, an incompatible transformers version
-        raise FatalError(f"cannot load the {family} checkpoint from {folder}: {exc}") from None
-    model = model.float().eval()
+    tokenizer = load_tokenizer(spec, folder)
+    model = load_pretrained(spec, folder, facts.model_class, trust_remote_code=trust_remote_code)
     text = text_embeddings(model, tokenizer, family, labels, prompts)
     _drop_text_tower(model)
     if family == "xclip":
+        frames = int(model.config.vision_config.num_frames)
+        if spec.frames != frames:
+            raise ConfigError(f"this X-CLIP checkpoint takes exactly {frames} frames per clip (got {spec.frames}); "
+                              "do not override the frames for it")
         module: nn.Module = XCLIPVideoText(model, text)
     else:
-        module = ImageTextPooling(model, text, sigmoid=SCORES[family] == "sigmoid")
-    recipe: dict[str, Any] = preprocessor_recipe(folder)
-    if family == "xclip":
-        recipe["frames"] = int(model.config.vision_config.num_frames)  # its frame embeddings are fixed-size
-    recipe["options"] = {**spec.options, "prompts": prompts}  # the templates used, for the record's settings
-    return LoadedNet(module=module, labels=labels, score=SCORES[family], recipe=recipe)
+        module = ImageTextPooling(model, text, sigmoid=facts.score == "sigmoid")
+    return LoadedNet(module=module, labels=labels, score=facts.score)

@@ -1,10 +1,11 @@
 """Parity figures: vidtag vs the models' own forward passes on tiny checkpoints.
 
-Run from the repository root: PYTHONPATH=. python tests/zeroshot_parity.py
+Run from the repository root: python scripts/zeroshot_parity.py
 """
 import sys, tempfile
 from pathlib import Path
-sys.path.insert(0, "tests")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT)]  # the tests' tiny checkpoints and reference preprocessing
 import vidtag
 import test_zeroshot as t
 from _zeroshot_helpers import make_clip, make_siglip, make_xclip, picture, static_video, decoded_frames

@@ -1,4 +1,4 @@
-"""Print the parity figures behind tests/test_hf_video.py (run: python tests/hf_parity_figures.py).
+"""Print the parity figures behind tests/test_hf_video.py (run: python scripts/hf_parity_figures.py).
 
 For each transformers family, a tiny checkpoint and a static video: the largest difference between
 vidtag's top-5 scores and the model's own forward pass on the transformers processor's pixels, for
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # the tests' tiny checkpoints and reference preprocessing
+sys.path.insert(0, str(ROOT))
 
 import test_hf_video as t  # noqa: E402
 

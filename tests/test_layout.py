@@ -1,0 +1,93 @@
+"""The package's shape: no import circles (module-level and function-local imports alike), the library never
+imports its command line, and the front door (`import vidtag`, help, usage errors) does not import torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "vidtag"
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def import_graph() -> dict[str, set[str]]:
+    """vidtag module -> the vidtag modules it imports anywhere in its code (a package's __init__ is not
+    counted as imported by `from .pkg import mod`: Python imports it, but it holds no logic here)."""
+    modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join(anchor + ([base] if base else []))
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            edges |= {t for t in targets if t in modules and t != name}
+        graph[name] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle as a list of modules, or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := visit(start)):
+            return found
+    return None
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_circles():
+    graph = {k: {v for v in vs if v != "vidtag"} for k, vs in import_graph().items()}  # the lazy front door
+    assert find_cycle(graph) is None
+
+
+def test_the_library_never_imports_its_command_line():
+    for module, imports in import_graph().items():
+        if not module.startswith(("vidtag._cli", "vidtag.__main__")):
+            assert not {i for i in imports if i.startswith("vidtag._cli")}, module
+
+
+def test_no_signature_inspection():
+    # interfaces are declared (vidtag.families.base, the settings object), never guessed from signatures
+    for path in PACKAGE.rglob("*.py"):
+        assert "inspect.signature" not in path.read_text(encoding="utf-8"), path
+
+
+def test_front_door_does_not_import_torch():
+    code = ("import sys, vidtag; from vidtag.settings import Settings; from vidtag.errors import OptionError\n"
+            "try:\n    Settings(top_k=0)\nexcept OptionError:\n    pass\n"
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

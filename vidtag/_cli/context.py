@@ -1,0 +1,131 @@
+"""What every command shares: the run's settings made from the flags, messages in flag names, exit codes,
+logging on stderr, the progress display, and SIGTERM handled like Ctrl-C.
+
+Only this package knows about exit codes and terminals; the library raises `vidtag.errors` exceptions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from ..errors import ConfigError, OptionError, VidtagError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# settings whose command-line option has another name than the parameter
+_RENAMED = {"format": "fmt", "compile": "compile_model", "extensions": "ext", "registry_files": "registry",
+            "max_failures": "max_failures"}
+
+
+def flag_names(ctx: typer.Context | None) -> dict[str, str]:
+    """Each setting's flag in the running command: {'top_k': '--top-k', 'format': '--format', ...}."""
+    if ctx is None:
+        return {}
+    names = {p.name: max(p.opts, key=len) for p in ctx.command.params if p.opts and p.opts[0].startswith("-")}
+    for setting, param in _RENAMED.items():
+        if param in names:
+            names[setting] = names[param]
+    return names
+
+
+def fail(exc: VidtagError, ctx: typer.Context | None = None) -> typer.Exit:
+    """One plain line on stderr, in the command line's words (the flags of `ctx`'s command), and the exit
+    status for the error."""
+    code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL
+    text = exc.message(flag_names(ctx)) if isinstance(exc, OptionError) else str(exc)
+    err.print(f"vidtag: error: {text}", markup=False)
+    return typer.Exit(code)
+
+
+def split_paths(values: list[str] | None) -> tuple[str, ...]:
+    """Repeated options that may each hold several values separated by the path separator."""
+    return tuple(v for item in values or () for v in item.split(os.pathsep) if v)
+
+
+def labels_from(labels: str | None, labels_file: Path | None) -> list[str] | None:
+    """--labels and --labels-file together, checked."""
+    if labels is None and labels_file is None:
+        return None
+    from ..labels import check_labels, parse_labels, read_labels_file
+
+    out = parse_labels(labels) if labels is not None else []
+    if labels_file is not None:
+        out += read_labels_file(labels_file)
+    return check_labels(out, "--labels/--labels-file")
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is when a message comes (test runners swap it)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def setup_logging(verbose: bool) -> None:
+    """vidtag's own log on stderr: warnings, or everything (failed files' tracebacks) with --verbose."""
+    logger = logging.getLogger("vidtag")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("vidtag: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+
+
+class terminate_as_interrupt:
+    """SIGTERM (cron and CI time limits, `kill`) ends the run like Ctrl-C: the output is finished first."""
+
+    def __enter__(self) -> terminate_as_interrupt:
+        self.installed = threading.current_thread() is threading.main_thread()
+        if self.installed:
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        return self
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.installed:
+            signal.signal(signal.SIGTERM, self.previous if self.previous is not None else signal.SIG_DFL)
+
+
+class progress:
+    """A rich progress bar on a terminal (stderr), nothing otherwise; yields the per-record callback."""
+
+    def __init__(self, total: int, quiet: bool):
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.total = total
+
+    def __enter__(self) -> Any:
+        if not self.enabled:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=err, transient=True)
+        self.bar.start()
+        task = self.bar.add_task("tagging", total=self.total)
+        return lambda record: self.bar.update(task, advance=1, description=Path(record.path).name[:40])
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.enabled:
+            self.bar.stop()
