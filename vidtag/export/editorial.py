@@ -139,6 +139,6 @@ class EdlExporter(Exporter):
             for segment in markers.get(index, []):
                 lines.append(f"* LOC: {timecode(segment.start, fps)} {colour(segment.label):7} "
                              f"{_edl_text(segment.label)} {round(100 * segment.score)}% "
-                             f"UNTIL {timecode(segment.end, fps)}")
+                             f"until {timecode(segment.end, fps)}")
             lines.append("")
         return "\n".join(lines)

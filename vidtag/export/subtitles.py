@@ -40,6 +40,12 @@ def _vtt_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _srt_text(text: str) -> str:
+    # SubRip has no escapes, and players read '<...>' as a formatting tag (FFmpeg and VLC drop unknown
+    # ones): angle brackets become the single angle quotation marks, which show the same
+    return text.replace("<", "\u2039").replace(">", "\u203a")
+
+
 class SrtExporter(Exporter):
     """SubRip (every player): segment labels as cues, else the clips' labels."""
 
@@ -50,6 +56,6 @@ class SrtExporter(Exporter):
         out = []
         for number, (start, end, lines) in enumerate(_cues(record), 1):
             out += [str(number), f"{_clock(start, ',')} --> {_clock(end, ',')}"]
-            out += [line.replace("-->", "->") for line in lines]
+            out += [_srt_text(line) for line in lines]
             out.append("")
         return "\n".join(out) + ("\n" if out else "")
