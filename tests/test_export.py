@@ -241,7 +241,8 @@ def test_records_are_read_from_json_or_jsonl_tolerating_a_torn_last_line(tmp_pat
 def test_old_records_without_segments_get_them_from_their_clip_labels(tmp_path, video):
     record = shot_record(video)
     record.segments, record.shots = [], None
-    record.clips = [ClipResult(float(i), i + 1.0, [Label("dog", s)]) for i, s in enumerate([0, 0.5, 0.6, 0] * 2 + [0, 0])]
+    scores = [0, 0.5, 0.6, 0] * 2 + [0, 0]
+    record.clips = [ClipResult(float(i), i + 1.0, [Label("dog", s)]) for i, s in enumerate(scores)]
     cues = (export_one(tmp_path, record, "vtt")).read_text()
     assert "00:00:01.000 --> 00:00:03.000\ndog 55%" in cues and "00:00:05.000 --> 00:00:07.000\ndog 55%" in cues
 

@@ -100,11 +100,7 @@ def sidecar_names(paths: list[str], exporter: Exporter, out_dir: Path | None = N
             common = Path(os.path.commonpath([str(v.parent) for v in videos.values()])) if videos else None
         except ValueError:  # different drives: no shared folder
             common = None
-        folders = {}
-        for p, v in videos.items():
-            below = v.parent.relative_to(common) if common else Path(v.parent.anchor.strip(":\\/") or "root",
-                                                                      *v.parent.parts[1:])
-            folders[p] = Path(out_dir) / below
+        folders = {p: Path(out_dir) / _below(v.parent, common) for p, v in videos.items()}
     stems: dict[tuple[Path, str], int] = {}
     for p, v in videos.items():
         key = (folders[p], v.stem)
@@ -114,6 +110,14 @@ def sidecar_names(paths: list[str], exporter: Exporter, out_dir: Path | None = N
         keep = exporter.keep_extension or stems[(folders[p], v.stem)] > 1
         names[p] = folders[p] / ((v.name if keep else v.stem) + exporter.suffix)
     return names
+
+
+def _below(folder: Path, common: Path | None) -> Path:
+    """The part of a video's folder below the folder all videos share."""
+    if common is not None:
+        return folder.relative_to(common)
+    # videos on different drives share no folder: each drive gets a folder of its own under --out
+    return Path(folder.drive.strip(":\\/") or "root", *folder.parts[1:])
 
 
 def write_new(target: Path, text: str, overwrite: bool) -> None:
