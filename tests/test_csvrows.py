@@ -3,7 +3,7 @@
 import csv
 import io
 
-from vidtag.csvrows import CSV_COLUMNS, csv_rows
+from vidtag.writers import CSV_COLUMNS, csv_rows
 from vidtag.record import ClipResult, Label, Record, Segment
 
 

@@ -12,11 +12,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
 import vidtag
-from vidtag._cli.export import export as export_command
+from vidtag._cli.app import app
 from vidtag.errors import ConfigError
 from vidtag.export import FORMATS, export_records, read_any
 from vidtag.record import ClipResult, Label, Record, Segment
@@ -248,9 +247,6 @@ def test_old_records_without_segments_get_them_from_their_clip_labels(tmp_path, 
 
 
 def test_the_command_maps_outcomes_to_exit_codes(tmp_path, video):
-    app = typer.Typer()
-    app.command()(export_command)
-    app.command("other")(lambda: None)  # two commands: typer keeps the command name as in vidtag's app
     runner = CliRunner()
     records = write_jsonl(tmp_path / "tags.jsonl", [shot_record(video)])
     done = runner.invoke(app, ["export", str(records), "--to", "srt", "--out", str(tmp_path / "o")])

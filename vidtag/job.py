@@ -48,7 +48,7 @@ class Job:
                                           stride=settings.stride, crops=settings.crops, sampling=settings.sampling)
         self.record_settings: dict[str, Any] = {
             "model": self.spec.name, "weights": self.spec.weights, **self.inputs.settings(),
-            "top_k": settings.top_k, "threshold": settings.threshold,
+            "top_k": settings.top_k, "threshold": settings.threshold, "segments": settings.segment_params,
         }
         if self.spec.zero_shot:  # a zero-shot result depends on its labels and prompt templates
             self.record_settings["labels"] = digest(list(labels or settings.labels or []))
@@ -63,7 +63,8 @@ class Job:
             record.model = self.spec.name
         else:
             record = finish(item, probs, model=self.spec.name, labels=labels, score=score,
-                            crops=self.inputs.crops, top_k=self.settings.top_k, threshold=self.settings.threshold)
+                            crops=self.inputs.crops, top_k=self.settings.top_k, threshold=self.settings.threshold,
+                            segments=self.settings.segment_params)
         record.elapsed = round(seconds, 4)
         record.settings = {**self.record_settings, "file": file_key(record.path)}
         return record

@@ -22,6 +22,7 @@ from .probe import VideoInfo
 from .record import ClipResult, Record
 from .registry import ModelSpec
 from .sampling import Clip, plan_clips
+from .segments import cuts_from_shots, segments_from_spans
 
 log = logging.getLogger("vidtag")
 
@@ -182,14 +183,18 @@ def _plain(exc: BaseException) -> str:
 
 
 def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,
-           crops: int, top_k: int, threshold: float | None) -> Record:
-    """Clip x crop probabilities -> the file's record (clip labels, video labels aggregated from clips)."""
+           crops: int, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
+           shots: list[ClipResult] | None = None) -> Record:
+    """Clip x crop probabilities -> the file's record: labels per clip, the video's labels aggregated from
+    the clips, and the label segments (`segments`: their parameters; spans snap to the `shots`' cuts)."""
     per_clip = probs.view(len(prepared.clips), crops, -1).mean(1)
     clips = [
         ClipResult(round(c.start, 3), round(c.end, 3), ranked(p, labels, top_k, threshold))
         for c, p in zip(prepared.clips, per_clip)
     ]
     info = prepared.info
+    spans = segments_from_spans(per_clip, [c.start for c in prepared.clips], [c.end for c in prepared.clips],
+                                labels, duration=info.duration, cuts=cuts_from_shots(shots), **(segments or {}))
     width, height = (info.height, info.width) if prepared.rotation in (90, 270) else (info.width, info.height)
     return Record(
         path=prepared.path,
@@ -197,6 +202,8 @@ def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[
         duration=round(info.duration, 3),
         labels=ranked(aggregate(per_clip), labels, top_k, threshold),
         clips=clips,
+        shots=shots,
+        segments=spans,
         score=score,
         video={"width": width, "height": height, "fps": round(info.fps, 3) if info.fps else None,
                "frames": info.frames, "rotation": prepared.rotation, "codec": info.codec,

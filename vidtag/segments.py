@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import torch
-
-from .errors import ConfigError
+from .errors import OptionError
 from .record import ClipResult, Segment
+
+if TYPE_CHECKING:  # torch is imported where spans are computed: the settings check these values without it
+    import torch
 
 ENTER = 0.3  # a span needs one clip at least this sure (Video Intelligence's shot-label threshold)
 STAY = 0.15  # and lasts while its clips stay at least this sure
@@ -30,11 +32,12 @@ MAX_GAP = 1.0  # seconds: shorter holes between two spans of one label are close
 
 
 def check_params(enter: float, stay: float, min_duration: float, max_gap: float) -> None:
-    """Raise ConfigError for parameters that cannot make sense."""
+    """Raise OptionError (naming the settings `segment_*`) for parameters that cannot make sense."""
     if not 0.0 <= stay <= enter <= 1.0:
-        raise ConfigError(f"segment thresholds need 0 <= stay <= enter <= 1 (got enter {enter}, stay {stay})")
+        raise OptionError(f"segment thresholds need 0 <= stay <= enter <= 1 ({{}} {stay}, {{}} {enter})",
+                          "segment_stay", "segment_enter")
     if min_duration < 0 or max_gap < 0:
-        raise ConfigError("the segments' minimum duration and maximum gap must be zero or more seconds")
+        raise OptionError("{} and {} must be zero or more seconds", "segment_min_duration", "segment_max_gap")
 
 
 def cells(starts: Sequence[float], ends: Sequence[float], duration: float | None = None,
@@ -92,6 +95,8 @@ def segments_from_spans(probs: torch.Tensor, starts: Sequence[float], ends: Sequ
     the spans' `starts` and `ends` in seconds; `cuts` are the times where shots start (shot boundaries,
     when known); `duration` the video's length (default: the last end).
     """
+    import torch
+
     check_params(enter, stay, min_duration, max_gap)
     probs = torch.as_tensor(probs).detach().float().cpu()
     if probs.ndim != 2 or probs.shape[0] != len(starts) or probs.shape[1] != len(labels):
@@ -133,6 +138,8 @@ def segments_from_clips(clips: Sequence[ClipResult], *, duration: float | None =
     Only the top-k labels of each clip were kept: a label missing from a clip counts as probability 0
     there. With the default thresholds this is exact whenever every clip's k-th score is below `stay`.
     """
+    import torch
+
     names = sorted({x.label for c in clips for x in c.labels})
     if not clips or not names:
         return []

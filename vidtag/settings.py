@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
+from . import segments
 from .errors import OptionError
 
 if TYPE_CHECKING:
@@ -47,6 +48,11 @@ class Settings:
     # results
     top_k: int = 5
     threshold: float | None = None
+    # label segments (see docs/segments.md)
+    segment_enter: float = segments.ENTER
+    segment_stay: float = segments.STAY
+    segment_min_duration: float = segments.MIN_DURATION
+    segment_max_gap: float = segments.MAX_GAP
     # inference
     device: str = "auto"
     precision: str = "auto"
@@ -108,6 +114,7 @@ class Settings:
                                   "views", "clips", "window")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise OptionError("{} must be between 0 and 1", "threshold")
+        segments.check_params(**self.segment_params)
         _choice(self.sampling, SAMPLING_MODES, "sampling")
         _choice(self.worker_priority, WORKER_PRIORITIES, "worker_priority")
         _choice(self.precision, PRECISIONS, "precision")
@@ -146,6 +153,12 @@ class Settings:
             from .labels import check_prompts
 
             check_prompts(self.prompts)
+
+    @property
+    def segment_params(self) -> dict[str, float]:
+        """The label segments' parameters, as `vidtag.segments` names them."""
+        return {"enter": self.segment_enter, "stay": self.segment_stay, "min_duration": self.segment_min_duration,
+                "max_gap": self.segment_max_gap}
 
     @property
     def crops(self) -> int:

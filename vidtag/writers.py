@@ -20,10 +20,46 @@ from pathlib import Path
 from typing import IO
 
 from .errors import ConfigError, FatalError, OptionError
-from .record import Record
+from .record import ClipResult, Record
 
 FORMATS = ("jsonl", "json", "csv")
-CSV_COLUMNS = ["path", "clip", "start", "end", "rank", "label", "score", "status", "error", "model"]
+# CSV: one row per (file, thing, rank), the `kind` column saying which thing: the whole video (`video`),
+# each sampled clip (`clip`), each shot (`shot`, with shot detection), each label segment (`segment`)
+CSV_COLUMNS = ["path", "clip", "start", "end", "rank", "label", "score", "status", "error", "model", "kind"]
+
+
+def _ranked(base: list, index: int, span: ClipResult, tail: list, kind: str) -> list[list]:
+    return [base + [index, span.start, span.end, rank, x.label, x.score] + tail + [kind]
+            for rank, x in enumerate(span.labels, 1)]
+
+
+def csv_rows(record: Record) -> list[list]:
+    """The CSV rows of one record, in the columns of CSV_COLUMNS.
+
+    `video` rows leave `clip` empty and span 0 to the duration; `clip` and `shot` rows give the index
+    (0-based, in time order) in `clip`; `segment` rows give the segment's index in `clip`, its span, its
+    label and score, and no rank. A failed file is one `video` row with `status` = error. A video whose
+    labels all fell below the threshold still has one `video` row, with empty rank, label and score.
+    """
+    base = [record.path]
+    tail = [record.status, record.error or "", record.model]
+    if not record.ok:
+        return [base + ["", "", "", "", "", ""] + tail + ["video"]]
+    duration = record.duration if record.duration is not None else ""
+    rows = [base + ["", 0.0, duration, rank, x.label, x.score] + tail + ["video"]
+            for rank, x in enumerate(record.labels, 1)]
+    if not rows:  # nothing passed the threshold: still one row, so the file is accounted for
+        rows = [base + ["", 0.0, duration, "", "", ""] + tail + ["video"]]
+    for index, clip in enumerate(record.clips):
+        rows += _ranked(base, index, clip, tail, "clip")
+    for index, shot in enumerate(record.shots or []):
+        rows += _ranked(base, index, shot, tail, "shot")
+        if not shot.labels:  # a shot with no label above the threshold is still listed
+            rows.append(base + [index, shot.start, shot.end, "", "", ""] + tail + ["shot"])
+    for index, segment in enumerate(record.segments):
+        rows.append(base + [index, segment.start, segment.end, "", segment.label, segment.score] + tail
+                    + ["segment"])
+    return rows
 
 
 def format_for(output: str, fmt: str | None) -> str:
@@ -222,22 +258,6 @@ class JsonWriter(Writer):
 
     def _finish(self) -> None:
         self.stream.write("\n]\n" if self.count else "]\n")
-
-
-def csv_rows(record: Record) -> list[list]:
-    """The CSV rows of one record: video-level ranks (clip empty), then each clip's ranks."""
-    base = [record.path]
-    tail = [record.status, record.error or "", record.model]
-    if not record.ok:
-        return [base + ["", "", "", "", "", ""] + tail]
-    duration = record.duration if record.duration is not None else ""
-    rows = [base + ["", 0.0, duration, rank, x.label, x.score] + tail for rank, x in enumerate(record.labels, 1)]
-    if not rows:  # nothing passed the threshold: still one row, so the file is accounted for
-        rows = [base + ["", 0.0, duration, "", "", ""] + tail]
-    for index, clip in enumerate(record.clips):
-        rows += [base + [index, clip.start, clip.end, rank, x.label, x.score] + tail
-                 for rank, x in enumerate(clip.labels, 1)]
-    return rows
 
 
 class CsvWriter(Writer):

@@ -11,13 +11,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from ..errors import ConfigError, VidtagError
-
-EXIT_OK, EXIT_SKIPPED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
+from ..errors import VidtagError
+from .context import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, err, fail
 
 
 def export(
@@ -32,10 +28,9 @@ def export(
     try:
         summary = export_records(str(records), to, out, overwrite)
     except VidtagError as exc:
-        _err.print(f"vidtag: error: {exc}", markup=False)
-        raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL) from None
+        raise fail(exc) from None
     except KeyboardInterrupt:
-        _err.print("vidtag: interrupted; the files written so far are complete", markup=False)
+        err.print("vidtag: interrupted; the files written so far are complete", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    _err.print(f"vidtag: {summary.line()}", markup=False)
-    raise typer.Exit(EXIT_SKIPPED if summary.any_skipped else EXIT_OK)
+    err.print(f"vidtag: {summary.line()}", markup=False)
+    raise typer.Exit(EXIT_FAILED if summary.any_skipped else EXIT_OK)

@@ -12,14 +12,9 @@ from .base import Exporter
 from .chapters import ChaptersExporter
 from .editorial import EdlExporter, OtioExporter
 from .files import ExportSummary, export_records, read_any, sidecar_names
+from .formats import EXPORTERS, FORMATS
 from .subtitles import SrtExporter, VttExporter
 from .xmp import XmpExporter
-
-EXPORTERS: dict[str, type[Exporter]] = {
-    cls.name: cls
-    for cls in (VttExporter, SrtExporter, XmpExporter, OtioExporter, EdlExporter, ChaptersExporter)
-}
-FORMATS = tuple(EXPORTERS)
 
 __all__ = ["EXPORTERS", "FORMATS", "ChaptersExporter", "EdlExporter", "ExportSummary", "Exporter",
            "OtioExporter", "SrtExporter", "VttExporter", "XmpExporter", "export_records", "read_any",

@@ -20,6 +20,7 @@ from ..errors import ConfigError, FatalError, MediaError
 from ..record import Record
 from ..writers import sync_folder, temp_beside
 from .base import Exporter, with_segments
+from .formats import EXPORTERS
 
 
 @dataclass
@@ -156,8 +157,6 @@ def export_records(records_file: str | Path, to: str, out_dir: str | Path | None
     ConfigError says which. Raises ConfigError for an unknown format or unreadable records file,
     FatalError when a sidecar cannot be written.
     """
-    from . import EXPORTERS
-
     if to not in EXPORTERS:
         raise ConfigError(f"unknown export format '{to}' (use {', '.join(EXPORTERS)})")
     exporter = EXPORTERS[to]()
