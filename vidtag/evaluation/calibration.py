@@ -44,14 +44,39 @@ def rescale(probs: torch.Tensor, score: str, temperature: float) -> torch.Tensor
     """Probabilities (..., labels) of a softmax or sigmoid model as if its logits were divided by T."""
     if score not in SCORE_KINDS:
         raise ConfigError(f"calibration: unknown score kind '{score}' (softmax or sigmoid)")
+    x = _logits(probs, score) / temperature
+    return (torch.softmax(x, dim=-1) if score == "softmax" else torch.sigmoid(x)).to(probs.dtype)
+
+
+def _logits(probs: torch.Tensor, score: str) -> torch.Tensor:
     p = probs.double().clamp(FLOOR, 1 - FLOOR)
-    if score == "softmax":
-        return torch.softmax(p.log() / temperature, dim=-1).to(probs.dtype)
-    return torch.sigmoid(torch.logit(p) / temperature).to(probs.dtype)
+    return p.log() if score == "softmax" else torch.logit(p)
 
 
-def _video_probs(clips: Sequence[torch.Tensor], score: str, temperature: float) -> torch.Tensor:
-    return torch.stack([rescale(c, score, temperature).mean(0) for c in clips])
+class _Clips:
+    """Every video's clips in one tensor (logits, computed once), for evaluating many temperatures fast."""
+
+    def __init__(self, clips: Sequence[torch.Tensor], score: str):
+        self.score = score
+        self.logits = _logits(torch.cat([c.double() for c in clips]), score)
+        counts = torch.tensor([c.shape[0] for c in clips], dtype=torch.float64)
+        self.owner = torch.repeat_interleave(torch.arange(len(clips)), counts.long())
+        self.counts = counts[:, None]
+
+    def video_probs(self, temperature: float) -> torch.Tensor:
+        """(videos, labels): the mean over each video's clips of its re-scaled clip probabilities."""
+        x = self.logits / temperature
+        p = torch.softmax(x, -1) if self.score == "softmax" else torch.sigmoid(x)
+        out = torch.zeros(self.counts.shape[0], p.shape[1], dtype=p.dtype)
+        return out.index_add_(0, self.owner, p) / self.counts
+
+
+def _nll(clips: _Clips, positives: torch.Tensor, temperature: float) -> float:
+    p = clips.video_probs(temperature).clamp(1e-12, 1 - 1e-12)
+    if clips.score == "softmax":
+        return float(-(p * positives).sum(1).clamp_min(1e-12).log().mean())
+    pos = positives.double()
+    return float(-(pos * p.log() + (1 - pos) * (1 - p).log()).mean())
 
 
 def nll(clips: Sequence[torch.Tensor], positives: torch.Tensor, score: str, temperature: float) -> float:
@@ -60,35 +85,35 @@ def nll(clips: Sequence[torch.Tensor], positives: torch.Tensor, score: str, temp
     softmax: -log P(one of the video's truth labels); sigmoid: the binary cross-entropy over every label.
     `clips`: per video a (clips, labels) tensor; `positives`: (videos, labels) booleans.
     """
-    p = _video_probs(clips, score, temperature).double().clamp(1e-12, 1 - 1e-12)
-    if score == "softmax":
-        return float(-(p * positives).sum(1).clamp_min(1e-12).log().mean())
-    pos = positives.double()
-    return float(-(pos * p.log() + (1 - pos) * (1 - p).log()).mean())
+    return _nll(_Clips(clips, score), positives, temperature)
 
 
 def fit_temperature(clips: Sequence[torch.Tensor], positives: torch.Tensor, score: str) -> float:
     """The temperature in [0.05, 20] with the least NLL: a grid over log T, then golden-section search."""
     if not clips:
         raise ConfigError("calibration: no classified video to fit on")
-    clips = [c.double() for c in clips]
+    data = _Clips(clips, score)
+
+    def loss(log_t: float) -> float:
+        return _nll(data, positives, math.exp(log_t))
+
     lo, hi = math.log(T_RANGE[0]), math.log(T_RANGE[1])
     grid = [lo + (hi - lo) * i / 40 for i in range(41)]
-    losses = [nll(clips, positives, score, math.exp(x)) for x in grid]
+    losses = [loss(x) for x in grid]
     best = min(range(len(grid)), key=losses.__getitem__)
     a, b = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
     golden = (math.sqrt(5) - 1) / 2
     c, d = b - golden * (b - a), a + golden * (b - a)
-    fc, fd = nll(clips, positives, score, math.exp(c)), nll(clips, positives, score, math.exp(d))
-    for _ in range(40):  # the bracket shrinks to 0.618**40 of one grid step: far below any meaningful digit
+    fc, fd = loss(c), loss(d)
+    for _ in range(40):  # the bracket shrinks to 0.618**40 of two grid steps: far below any meaningful digit
         if fc < fd:
             b, d, fd = d, c, fc
             c = b - golden * (b - a)
-            fc = nll(clips, positives, score, math.exp(c))
+            fc = loss(c)
         else:
             a, c, fc = c, d, fd
             d = a + golden * (b - a)
-            fd = nll(clips, positives, score, math.exp(d))
+            fd = loss(d)
     return math.exp((a + b) / 2)
 
 
@@ -245,7 +270,8 @@ def fit_calibration(model: str, score: str, labels: Sequence[str], clips: Sequen
     if not 0 < target_precision <= 1:
         raise ConfigError("--target-precision must be a fraction in (0, 1], e.g. 0.9")
     temperature = fit_temperature(clips, positives, score)
-    before, after = _video_probs(clips, score, 1.0), _video_probs(clips, score, temperature)
+    data = _Clips(clips, score)
+    before, after = data.video_probs(1.0), data.video_probs(temperature)
     index = {x: i for i, x in enumerate(labels)}
     thresholds, unreachable, support = {}, [], {}
     for c in classes:
@@ -263,7 +289,7 @@ def fit_calibration(model: str, score: str, labels: Sequence[str], clips: Sequen
         return reliability(conf.tolist(), positives[torch.arange(len(top)), top].tolist())["ece"]
 
     fit = {"videos": len(clips), "labels": len(labels), "truth": truth_source,
-           "nll_before": nll(clips, positives, score, 1.0), "nll_after": nll(clips, positives, score, temperature),
+           "nll_before": _nll(data, positives, 1.0), "nll_after": _nll(data, positives, temperature),
            "ece_before": ece(before), "ece_after": ece(after)}
     return ModelCalibration(model=model, score=score, temperature=temperature, target_precision=target_precision,
                             thresholds=thresholds, unreachable=unreachable, support=support, fit=fit)
