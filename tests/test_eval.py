@@ -16,9 +16,10 @@ from vidtag import ConfigError
 from vidtag._cli.eval import eval_
 from vidtag.evaluation import (CalibrationProfile, ModelCalibration, evaluate, failed_gates, fit_calibration,
                                normalise_label, plot_svg, read_label_map, read_truth, rescale, select_labels)
-from vidtag.evaluation.calibration import fit_temperature, precision_threshold
+from vidtag.evaluation.calibration import clip_matrix, fit_temperature, precision_threshold
 from vidtag.evaluation.metrics import reliability
 from vidtag.evaluation.truth import Truth, TruthVideo, match_records
+from vidtag.models import builtin_labels
 from vidtag.record import ClipResult, Label, Record
 
 from _zeroshot_helpers import make_clip, picture, static_video
@@ -352,13 +353,11 @@ def test_outputs_json_file_and_svg_plot(scored, tmp_path):
 # --- real runs -----------------------------------------------------------------------------------------
 
 def test_default_model_on_the_example_videos(tmp_path):
-    """The two example videos with the ImageNet classes they show. bikes.mp4: a street; bicycles ridden and
-    parked (ImageNet's bicycle class is 'mountain bike'), a taxi in the traffic from 2.2 s to 3.2 s.
-    bigbuckbunny.mp4: the cartoon rabbit ('hare'). The frame tagger ranks 'mountain bike' 5th for bikes.mp4
-    and calls the rabbit an albatross: top-1 0, top-5 1/2."""
-    truth = write(tmp_path / "truth.csv", "path,label,start,end\n"
-                  f"{EXAMPLES / 'bikes.mp4'},Mountain_Bike,,\n{EXAMPLES / 'bigbuckbunny.mp4'},hare,,\n"
-                  f"{EXAMPLES / 'bikes.mp4'},cab,2.2,3.2\n{EXAMPLES / 'bikes.mp4'},mountain bike,3.2,10.0\n")
+    """examples/truth.csv: the two example videos with the ImageNet classes they show. bikes.mp4: a street;
+    bicycles ridden and parked ('mountain bike', ImageNet's bicycle class), a taxi in the traffic from 2.2 s
+    to 3.2 s. bigbuckbunny.mp4: the cartoon rabbit ('hare'). The frame tagger ranks 'mountain bike' 5th for
+    bikes.mp4 and calls the rabbit an albatross: top-1 0, top-5 1/2."""
+    truth = EXAMPLES / "truth.csv"
     saved = tmp_path / "records.jsonl"
     result = invoke(truth, "--save-records", saved, "--json", "--calibrate", tmp_path / "profile.json",
                     "--device", "cpu", "--workers", 0, "--min-top5", 0.5)
@@ -370,11 +369,20 @@ def test_default_model_on_the_example_videos(tmp_path):
     assert len(records["bikes.mp4"]["labels"]) == 1000  # every label kept for the figures and calibration
     ranks = [x["label"] for x in records["bikes.mp4"]["labels"]].index("mountain bike")
     assert ranks == 4
-    assert m["segments"]["spans"] == 2 and m["segments"]["unscored"] == 0
-    # a 1-second taxi among four 2.5-second clips is not the top label of its clip, but ranks high
+    # the bicycles' span (3.2-10 s) ranks 'mountain bike' 3rd; the 1-second taxi, diluted in the 2.5-second
+    # clips around it, ranks 'cab' 16th
+    assert m["segments"] == {"spans": 2, "unscored": 0, "top1": 0.0, "top5": 0.5}
     cal = CalibrationProfile.load(tmp_path / "profile.json").for_model("efficientnet-lite0")
     assert cal.score == "softmax" and set(cal.support) == {"mountain bike", "hare"}
     assert cal.fit["nll_after"] <= cal.fit["nll_before"]
+    # applied as classify applies it (clip probabilities re-scaled, then averaged; labels below their
+    # threshold dropped): each video keeps its own truth label, bikes.mp4 loses 'hare'
+    labels = builtin_labels("imagenet1k")
+    bikes = Record.from_dict(records["bikes.mp4"])
+    video = cal.apply(clip_matrix(bikes, labels).float(), "softmax").mean(0)
+    assert video.sum() == pytest.approx(1.0, abs=1e-4)
+    kept = [x.label for x in select_labels(video, labels, 1000, cal.threshold_vector(labels))]
+    assert "mountain bike" in kept and "hare" not in kept and kept[0] == "unicycle"
     # again from the saved records, nothing classified: the same figures, and a gate that fails
     again = invoke(truth, "--records", saved, "--json", "--min-top1", 0.5)
     assert again.exit_code == 1 and "top1 0.0000 is below the gate --min-top1 0.5" in again.stderr

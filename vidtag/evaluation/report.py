@@ -43,8 +43,9 @@ def print_report(metrics: dict[str, Any], console) -> None:
     """The figures as rich tables: summary, the weakest classes, the most confused pairs, failures."""
     from rich.table import Table
 
-    summary = Table(title=f"vidtag eval: {metrics.get('model') or 'model'} on {metrics.get('truth', '')}",
-                    show_header=False, title_justify="left")
+    console.print(f"vidtag eval: {metrics.get('model') or 'the model'} on {metrics.get('truth', '')}",
+                  markup=False, highlight=False)
+    summary = Table(show_header=False)
     summary.add_column("figure")
     summary.add_column("value", justify="right")
     rows = [("videos", str(metrics["videos"])), ("failed (counted as misses)", str(metrics["failed"])),
