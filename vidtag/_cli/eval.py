@@ -18,6 +18,7 @@ from rich.console import Console
 from ..errors import ConfigError, VidtagError
 
 EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+FEW_VIDEOS = 50  # below this many labelled videos a fitted calibration gets a warning
 
 
 def _split(values: list[str] | None) -> list[str] | None:
@@ -97,6 +98,9 @@ def eval_(
             metrics["calibration"] = {"profile": str(calibrate), "temperature": calibration.temperature,
                                       "thresholds": calibration.thresholds, "unreachable": calibration.unreachable,
                                       **calibration.fit}
+            if calibration.fit["videos"] < FEW_VIDEOS:
+                metrics["notes"].append(f"calibration: fitted on {calibration.fit['videos']} video(s), too few to "
+                                        f"trust; a few hundred labelled videos give a usable temperature and thresholds")
         if output is not None:
             write_text(output, metrics_json(metrics))
         if plot is not None:
@@ -115,7 +119,8 @@ def eval_(
             cal = metrics["calibration"]
             err.print(f"vidtag: calibration for {result.model} written to {calibrate}: temperature "
                       f"{cal['temperature']:.3f}, {len(cal['thresholds'])} threshold(s), "
-                      f"{len(cal['unreachable'])} label(s) never reach precision {target_precision:g}", markup=False)
+                      f"{len(cal['unreachable'])} label(s) never reach precision {target_precision:g}",
+                      markup=False)
     failures = failed_gates(metrics, minimums)
     for line in failures:
         err.print(f"vidtag: gate failed: {line}", markup=False)
