@@ -13,9 +13,9 @@ from typer.testing import CliRunner
 
 from vidtag import ConfigError
 from vidtag._cli.eval import eval_
-from vidtag.evaluation import (CalibrationProfile, evaluate, failed_gates, fit_calibration,
+from vidtag.evaluation import (CalibrationProfile, ModelCalibration, evaluate, failed_gates, fit_calibration,
                                normalise_label, plot_svg, read_label_map, read_truth, rescale, select_labels)
-from vidtag.evaluation.calibration import clip_matrix, fit_temperature, precision_threshold
+from vidtag.evaluation.calibration import apply_to_record, clip_matrix, fit_temperature, precision_threshold
 from vidtag.evaluation.metrics import reliability
 from vidtag.evaluation.truth import Truth, TruthVideo, match_records
 from vidtag.models import builtin_labels
@@ -287,6 +287,18 @@ def test_profile_round_trip_and_applying_it(tmp_path):
     # labels below their own threshold are dropped before the top-k is taken
     picked = select_labels(torch.tensor([0.5, 0.3, 0.2]), labels, 2, torch.tensor([0.6, 0.0, 0.0]))
     assert [x.label for x in picked] == ["b", "c"]
+    # a record re-scored as classify would score it: at T = 1 with no thresholds nothing changes
+    record = Record(path="/v/0.mp4", score="softmax", model="m", settings={"top_k": 10, "threshold": None},
+                    clips=[ClipResult(0.0, 1.0, [Label(x, float(p)) for x, p in zip(labels, c)]) for c in clips[0]],
+                    labels=[Label("a", 0.6), Label("b", 0.3), Label("c", 0.1)])
+    same = apply_to_record(record, ModelCalibration("m", "softmax", 1.0), labels)
+    assert [x.label for x in same.labels] == ["a", "b", "c"]
+    assert [x.score for x in same.labels] == pytest.approx([0.6, 0.3, 0.1], abs=1e-6)
+    assert same.settings["calibration"]["temperature"] == 1.0 and record.settings == {"top_k": 10, "threshold": None}
+    sharp = apply_to_record(record, ModelCalibration("m", "softmax", 0.5, thresholds={"b": 0.3}), labels)
+    expected = (clips[0] ** 2 / (clips[0] ** 2).sum(-1, keepdim=True)).mean(0)  # p**(1/T), renormalised
+    assert [x.label for x in sharp.labels] == ["a", "c"]  # 'b' (0.23 at T = 0.5) falls below its 0.3
+    assert sharp.labels[0].score == pytest.approx(float(expected[0]), abs=1e-6)
     write(tmp_path / "bad.json", '{"models": {}}')
     with pytest.raises(ConfigError, match="not a vidtag calibration profile"):
         CalibrationProfile.load(tmp_path / "bad.json")
@@ -382,6 +394,10 @@ def test_default_model_on_the_example_videos(tmp_path):
     assert video.sum() == pytest.approx(1.0, abs=1e-4)
     kept = [x.label for x in select_labels(video, labels, 1000, cal.threshold_vector(labels))]
     assert "mountain bike" in kept and "hare" not in kept and kept[0] == "unicycle"
+    # the profile applied to the saved records (as if classified with --calibration)
+    applied = invoke(truth, "--records", saved, "--calibration", tmp_path / "profile.json", "--json")
+    assert applied.exit_code == 0, applied.output
+    assert json.loads(applied.stdout)["calibration_applied"]["temperature"] == round(cal.temperature, 6)
     # again from the saved records, nothing classified: the same figures, and a gate that fails
     again = invoke(truth, "--records", saved, "--json", "--min-top1", 0.5)
     assert again.exit_code == 1 and "top1 0.0000 is below the gate --min-top1 0.5" in again.stderr

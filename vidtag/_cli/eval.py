@@ -49,6 +49,7 @@ def eval_(
     min_map: Annotated[Optional[float], typer.Option("--min-map", help="Exit 1 when mAP is below this fraction.")] = None,
     min_mean_class_accuracy: Annotated[Optional[float], typer.Option("--min-mean-class-accuracy", help="Exit 1 when the mean class accuracy is below this fraction.")] = None,
     calibrate: Annotated[Optional[Path], typer.Option("--calibrate", help="Fit a temperature and per-label thresholds; write (or update) this profile.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option("--calibration", help="Measure with this calibration profile applied (fitted on other videos).")] = None,
     target_precision: Annotated[float, typer.Option("--target-precision", help="With --calibrate: the precision each label's threshold aims for.")] = 0.9,
     json_out: Annotated[bool, typer.Option("--json", help="The figures as JSON on stdout instead of tables.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the figures as JSON to this file.")] = None,
@@ -69,6 +70,9 @@ def eval_(
         if records is not None and (model or weights or prompt or clips or window or save_records):
             raise ConfigError("--records evaluates an earlier run: the classify options (-m, --weights, --prompt, "
                               "--clips, --window, --save-records) apply only when eval classifies the videos itself")
+        if calibrate is not None and calibration is not None:
+            raise ConfigError("--calibrate fits a profile on uncalibrated scores: do not combine it with --calibration")
+        profile = CalibrationProfile.load(calibration) if calibration is not None else None
         if resume and save_records is None:
             raise ConfigError("--resume needs --save-records FILE (the records to reuse)")
         truth_set = read_truth(truth)
@@ -88,18 +92,19 @@ def eval_(
                     truth_set, model=model, label_map=mapping, prompts=prompt or None, save_records=save_records,
                     resume=resume, on_record=advance, **{k: v for k, v in options.items() if v is not None})
         result = evaluate(truth_set, predictions, label_map=mapping, model_labels=model_labels,
-                          threshold=threshold, registry_files=_split(registry))
+                          threshold=threshold, registry_files=_split(registry), calibration=profile)
         metrics = result.metrics
+        if profile is not None:
+            metrics["calibration_applied"] = profile.for_model(result.model).settings()
         if calibrate is not None:
-            calibration = fit(result, target_precision)
-            profile = CalibrationProfile.load(calibrate, missing_ok=True)
-            profile.models[calibration.model] = calibration
-            profile.save(calibrate)
-            metrics["calibration"] = {"profile": str(calibrate), "temperature": calibration.temperature,
-                                      "thresholds": calibration.thresholds, "unreachable": calibration.unreachable,
-                                      **calibration.fit}
-            if calibration.fit["videos"] < FEW_VIDEOS:
-                metrics["notes"].append(f"calibration: fitted on {calibration.fit['videos']} video(s), too few to "
+            fitted = fit(result, target_precision)
+            profiles = CalibrationProfile.load(calibrate, missing_ok=True)
+            profiles.models[fitted.model] = fitted
+            profiles.save(calibrate)
+            metrics["calibration"] = {"profile": str(calibrate), "temperature": fitted.temperature,
+                                      "thresholds": fitted.thresholds, "unreachable": fitted.unreachable, **fitted.fit}
+            if fitted.fit["videos"] < FEW_VIDEOS:
+                metrics["notes"].append(f"calibration: fitted on {fitted.fit['videos']} video(s), too few to "
                                         f"trust; a few hundred labelled videos give a usable temperature and thresholds")
         if output is not None:
             write_text(output, metrics_json(metrics))

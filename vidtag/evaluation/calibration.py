@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..record import Label, Record
+from ..record import ClipResult, Label, Record
 from .metrics import reliability
 
 FORMAT_VERSION = 1
@@ -259,6 +259,28 @@ def clip_matrix(record: Record, labels: Sequence[str]) -> torch.Tensor:
         for x in clip.labels:
             if x.label in index:
                 out[row, index[x.label]] = x.score
+    return out
+
+
+def apply_to_record(record: Record, calibration: ModelCalibration, labels: Sequence[str], *,
+                    top_k: int | None = None) -> Record:
+    """A copy of a record re-scored with a calibration, exactly as classify would have scored it: clip
+    probabilities re-scaled, the video's the mean of its clips', labels below their threshold dropped.
+
+    The record must keep every label of every clip (`labels`: the model's labels); an error record is
+    returned as it is. `top_k`: labels kept (default: as many as the record had).
+    """
+    if not record.ok:
+        return record
+    if record.score is None:
+        raise ConfigError(f"{record.path}: the record does not say its score kind (softmax or sigmoid)")
+    clips = calibration.apply(clip_matrix(record, labels), record.score)
+    limits = calibration.threshold_vector(labels)
+    k = top_k or len(record.labels)
+    out = Record.from_dict(record.to_dict())
+    out.labels = select_labels(clips.mean(0), labels, k, limits)
+    out.clips = [ClipResult(c.start, c.end, select_labels(p, labels, k, limits)) for c, p in zip(record.clips, clips)]
+    out.settings = {**(record.settings or {}), "calibration": calibration.settings()}
     return out
 
 

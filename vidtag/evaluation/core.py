@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ConfigError
 from ..record import Record
-from .calibration import ModelCalibration, clip_matrix, fit_calibration
+from .calibration import CalibrationProfile, ModelCalibration, apply_to_record, clip_matrix, fit_calibration
 from .metrics import Scored, compute_metrics, gather, known_depth
 from .truth import LabelMatcher, Truth, match_records, unknown_labels_error
 
@@ -71,11 +71,13 @@ def model_labels_of(records: Sequence[Record], registry_files: list[str] | None 
 
 def evaluate(truth: Truth, records: Iterable[Record], *, label_map: dict[str, str] | None = None,
              model_labels: Sequence[str] | None = None, threshold: float = 0.5,
-             registry_files: list[str] | None = None) -> Evaluation:
+             registry_files: list[str] | None = None,
+             calibration: CalibrationProfile | ModelCalibration | None = None) -> Evaluation:
     """Match records to the truth, check the labels, and compute the figures (see metrics.compute_metrics).
 
     Truth labels the model does not have are a ConfigError that lists them (when the model's labels are
-    known: `model_labels`, or found from the records, see model_labels_of).
+    known: `model_labels`, or found from the records, see model_labels_of). With `calibration`, the
+    records are first re-scored with it (calibration.apply_to_record), as classify would score them.
     """
     records = list(records)
     matched, _extra = match_records(truth, records)
@@ -83,6 +85,15 @@ def evaluate(truth: Truth, records: Iterable[Record], *, label_map: dict[str, st
     model = _records_model(used)
     if model_labels is None:
         model_labels = model_labels_of(used or records, registry_files)
+    if calibration is not None:  # a profile fitted elsewhere, measured on these videos
+        if isinstance(calibration, CalibrationProfile):
+            calibration = calibration.for_model(model)
+        if not model_labels or any(r.ok and r.clips and known_depth(r.clips[0].labels, r) != math.inf for r in used):
+            raise ConfigError("--calibration needs records that keep every label of every clip (let eval classify "
+                              "the videos, or classify with -k at least the model's label count)")
+        matched = [apply_to_record(r, calibration, model_labels, top_k=ALL_LABELS) if r is not None else None
+                   for r in matched]
+        used = [r for r in matched if r is not None]
     matcher = LabelMatcher(model_labels, label_map)
     unknown = matcher.unknown(truth.classes)
     if unknown:
