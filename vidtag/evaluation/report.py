@@ -62,8 +62,8 @@ def print_report(metrics: dict[str, Any], console) -> None:
     console.print(summary)
     per_class = metrics["per_class"]
     if per_class:
-        table = Table(title=f"per class (weakest {min(PER_CLASS_ROWS, len(per_class))} of {len(per_class)})",
-                      title_justify="left")
+        shown = f"weakest {PER_CLASS_ROWS} of {len(per_class)}" if len(per_class) > PER_CLASS_ROWS else "all"
+        table = Table(title=f"per class ({shown}, weakest first)", title_justify="left")
         for column in ("class", "videos", "accuracy", "precision", "recall", "F1", "AP"):
             table.add_column(column, justify="left" if column == "class" else "right")
         weakest = sorted(per_class.items(), key=lambda x: (x[1]["f1"], x[1]["ap"] or 0.0, x[0]))[:PER_CLASS_ROWS]
@@ -125,8 +125,10 @@ def plot_svg(metrics: dict[str, Any]) -> str:
     key = "ap" if multi else "accuracy"
     classes = sorted(metrics["per_class"].items(), key=lambda x: ((x[1][key] or 0.0), x[0]))[:PLOT_CLASSES]
     bx, row = x0 + size + 200, 16
-    out.append(_text(bx - 180, y0 - 20, f"per class {'AP' if multi else 'accuracy'} "
-                     f"(weakest {len(classes)} of {len(metrics['per_class'])})", 13, extra='font-weight="bold"'))
+    total = len(metrics["per_class"])
+    shown = f"weakest {len(classes)} of {total}" if len(classes) < total else f"{total} classes"
+    out.append(_text(bx - 180, y0 - 20, f"per class {'AP' if multi else 'accuracy'} ({shown})", 13,
+                     extra='font-weight="bold"'))
     for i, (name, v) in enumerate(classes):
         y = y0 + i * row
         value = v[key] or 0.0
