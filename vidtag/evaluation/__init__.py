@@ -8,7 +8,8 @@
 - core: the whole evaluation from records, or classifying the truth videos now
 """
 
-from .calibration import CalibrationProfile, ModelCalibration, fit_calibration, rescale, select_labels
+from .calibration import (CalibrationProfile, ModelCalibration, apply_to_record, fit_calibration, rescale,
+                          select_labels)
 from .core import Evaluation, calibrate, classify_truth, evaluate
 from .gates import GATES, failed_gates
 from .metrics import compute_metrics
@@ -16,7 +17,7 @@ from .report import metrics_json, plot_svg, print_report
 from .truth import Truth, TruthVideo, normalise_label, read_label_map, read_truth
 
 __all__ = [
-    "GATES", "CalibrationProfile", "Evaluation", "ModelCalibration", "Truth", "TruthVideo", "calibrate",
+    "GATES", "CalibrationProfile", "Evaluation", "ModelCalibration", "Truth", "TruthVideo", "apply_to_record", "calibrate",
     "classify_truth", "compute_metrics", "evaluate", "failed_gates", "fit_calibration", "metrics_json",
     "normalise_label", "plot_svg", "print_report", "read_label_map", "read_truth", "rescale", "select_labels",
 ]
