@@ -50,6 +50,12 @@ class Job:
             "model": self.spec.name, "weights": self.spec.weights, **self.inputs.settings(),
             "top_k": settings.top_k, "threshold": settings.threshold, "segments": settings.segment_params,
         }
+        self.calibration = None
+        if settings.calibration:  # scores re-scaled and per-label thresholds, as `vidtag eval --calibrate` fitted
+            from .evaluation.calibration import CalibrationProfile
+
+            self.calibration = CalibrationProfile.load(settings.calibration).for_model(self.spec.name)
+            self.record_settings["calibration"] = self.calibration.settings()
         if self.spec.zero_shot:  # a zero-shot result depends on its labels and prompt templates
             self.record_settings["labels"] = digest(list(labels or settings.labels or []))
             self.record_settings["prompts"] = list(self.spec.options.get("prompts") or [])
@@ -64,7 +70,7 @@ class Job:
         else:
             record = finish(item, probs, model=self.spec.name, labels=labels, score=score,
                             crops=self.inputs.crops, top_k=self.settings.top_k, threshold=self.settings.threshold,
-                            segments=self.settings.segment_params)
+                            segments=self.settings.segment_params, calibration=self.calibration)
         record.elapsed = round(seconds, 4)
         record.settings = {**self.record_settings, "file": file_key(record.path)}
         return record

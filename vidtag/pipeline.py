@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +23,9 @@ from .record import ClipResult, Record
 from .registry import ModelSpec
 from .sampling import Clip, plan_clips
 from .segments import cuts_from_shots, segments_from_spans
+
+if TYPE_CHECKING:
+    from .evaluation.calibration import ModelCalibration
 
 log = logging.getLogger("vidtag")
 
@@ -184,12 +187,18 @@ def _plain(exc: BaseException) -> str:
 
 def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,
            crops: int, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
-           shots: list[ClipResult] | None = None) -> Record:
+           shots: list[ClipResult] | None = None, calibration: ModelCalibration | None = None) -> Record:
     """Clip x crop probabilities -> the file's record: labels per clip, the video's labels aggregated from
-    the clips, and the label segments (`segments`: their parameters; spans snap to the `shots`' cuts)."""
+    the clips, and the label segments (`segments`: their parameters; spans snap to the `shots`' cuts).
+    With a `calibration`, the clips' probabilities are re-scaled first and each label must reach its own
+    threshold."""
     per_clip = probs.view(len(prepared.clips), crops, -1).mean(1)
+    limits = None
+    if calibration is not None:
+        per_clip = calibration.apply(per_clip, score)
+        limits = calibration.threshold_vector(labels)
     clips = [
-        ClipResult(round(c.start, 3), round(c.end, 3), ranked(p, labels, top_k, threshold))
+        ClipResult(round(c.start, 3), round(c.end, 3), ranked(p, labels, top_k, threshold, limits))
         for c, p in zip(prepared.clips, per_clip)
     ]
     info = prepared.info
@@ -200,7 +209,7 @@ def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[
         path=prepared.path,
         model=model,
         duration=round(info.duration, 3),
-        labels=ranked(aggregate(per_clip), labels, top_k, threshold),
+        labels=ranked(aggregate(per_clip), labels, top_k, threshold, limits),
         clips=clips,
         shots=shots,
         segments=spans,

@@ -7,9 +7,15 @@ import torch
 from .record import Label
 
 
-def ranked(probs: torch.Tensor, labels: list[str], top_k: int, threshold: float | None = None) -> list[Label]:
-    """The top-k labels of one probability vector, best first, dropping scores below `threshold`."""
-    k = min(top_k, probs.numel())
+def ranked(probs: torch.Tensor, labels: list[str], top_k: int, threshold: float | None = None,
+           thresholds: torch.Tensor | None = None) -> list[Label]:
+    """The top-k labels of one probability vector, best first, dropping scores below `threshold`; with
+    `thresholds` (one per label: a calibration profile's), the top-k among the labels that reach their own."""
+    if thresholds is not None:
+        keep = probs >= thresholds
+        probs, k = torch.where(keep, probs, torch.full_like(probs, -1.0)), min(top_k, int(keep.sum()))
+    else:
+        k = min(top_k, probs.numel())
     scores, indices = probs.topk(k) if k > 0 else (probs[:0], probs[:0].long())
     out = [Label(labels[int(i)], round(float(s), 6)) for s, i in zip(scores, indices)]
     return [x for x in out if threshold is None or x.score >= threshold]

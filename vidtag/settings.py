@@ -48,6 +48,7 @@ class Settings:
     # results
     top_k: int = 5
     threshold: float | None = None
+    calibration: str | None = None  # a profile from `vidtag eval --calibrate` (temperature, per-label thresholds)
     # label segments (see docs/segments.md)
     segment_enter: float = segments.ENTER
     segment_stay: float = segments.STAY

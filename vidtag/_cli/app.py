@@ -46,6 +46,7 @@ def classify(
     fmt: Annotated[Optional[str], typer.Option("--format", help="json, jsonl or csv, when the extension does not say.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels kept per video and per clip.")] = 5,
     threshold: Annotated[Optional[float], typer.Option(help="Drop labels scoring below this.")] = None,
+    calibration: Annotated[Optional[Path], typer.Option("--calibration", help="A profile from 'vidtag eval --calibrate': scores re-scaled, labels below their threshold dropped.")] = None,
     segment_enter: Annotated[float, typer.Option("--segment-enter", help="A label segment starts where a clip scores at least this (docs/segments.md).")] = 0.3,
     segment_stay: Annotated[float, typer.Option("--segment-stay", help="... and lasts while its clips score at least this.")] = 0.15,
     segment_min_duration: Annotated[float, typer.Option("--segment-min-duration", help="Seconds: shorter segments are dropped.")] = 1.0,
@@ -87,7 +88,7 @@ def classify(
                 model=model, weights=weights, labels=labels_from(labels, labels_file), prompts=prompt or None,
                 registry_files=split_paths(registry), trust_remote_code=trust_remote_code, clips=clips,
                 window=window, stride=stride, views=views, sampling=sampling, top_k=top_k, threshold=threshold,
-                segment_enter=segment_enter, segment_stay=segment_stay, segment_min_duration=segment_min_duration,
+                calibration=str(calibration) if calibration else None, segment_enter=segment_enter, segment_stay=segment_stay, segment_min_duration=segment_min_duration,
                 segment_max_gap=segment_max_gap, device=device, precision=precision, batch_size=batch_size, compile=compile_model, workers=workers,
                 timeout=timeout, worker_priority=worker_priority, extensions=split_paths(ext) or None,
                 engine=engine, ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus, output=output,
@@ -176,9 +177,11 @@ def main() -> None:
 
 def _register() -> None:
     """The commands that live in modules of their own."""
+    from .eval import eval_
     from .export import export
 
     app.command("export")(export)
+    app.command("eval")(eval_)
 
 
 _register()
