@@ -101,78 +101,91 @@ def unwrap(state: dict[str, Any]) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def inspect_state(state: dict[str, torch.Tensor], source: str | Path, heads: int | None = None) -> VitShape:
+def _named(source: str | Path | None) -> str:
+    return f"the checkpoint {source}" if source else "the checkpoint"
+
+
+def inspect_state(state: dict[str, torch.Tensor], source: str | Path | None, heads: int | None = None) -> VitShape:
     """The network a reference state dict describes; FatalError for what transformers' VideoMAE cannot run."""
     if "patch_embed.proj.weight" not in state or "head.weight" not in state:
         found = ", ".join(list(state)[:5]) or "no tensors"
         hint = " (a pre-training checkpoint? it has a decoder, not a classifier)" \
             if any(k.startswith(("encoder.", "decoder.", "encoder_to_decoder")) for k in state) else ""
-        raise FatalError(f"the checkpoint {source} is not a VideoMAE V2 classifier: no patch_embed.proj / head "
+        raise FatalError(f"{_named(source)} is not a VideoMAE V2 classifier: no patch_embed.proj / head "
                          f"weights (found {found}){hint}")
     if any(k.endswith("attn.scale") for k in state):
-        raise FatalError(f"the checkpoint {source} uses cosine attention (cos_attn, a learned attn.scale per head), "
+        raise FatalError(f"{_named(source)} uses cosine attention (cos_attn, a learned attn.scale per head), "
                          "which transformers' VideoMAE does not have: it cannot be run")
     if "fc_norm.weight" not in state:
-        raise FatalError(f"the checkpoint {source} reads out the first token through `norm` (use_mean_pooling="
+        raise FatalError(f"{_named(source)} reads out the first token through `norm` (use_mean_pooling="
                          "False); vidtag runs only the mean-pooled VideoMAE V2 classifiers (fc_norm)")
     width, channels, tubelet, patch, patch_w = state["patch_embed.proj.weight"].shape
     if channels != 3 or patch != patch_w:
-        raise FatalError(f"the checkpoint {source} has a {channels}-channel {patch}x{patch_w} patch embedding; "
+        raise FatalError(f"{_named(source)} has a {channels}-channel {patch}x{patch_w} patch embedding; "
                          "VideoMAE V2 classifiers take RGB through square patches")
     depth = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("blocks.")), default=-1)
     heads = heads or HEADS_BY_WIDTH.get(width)
     if depth == 0 or heads is None:
-        raise FatalError(f"the checkpoint {source} is a {width}-wide network with {depth} blocks: not one of "
+        raise FatalError(f"{_named(source)} is a {width}-wide network with {depth} blocks: not one of "
                          "the VideoMAE V2 ViTs (S, B, L, H, g)")
     qkv = state.get("blocks.0.attn.qkv.weight")
     if qkv is not None and tuple(qkv.shape) != (3 * width, width):
-        raise FatalError(f"the checkpoint {source} has attention {tuple(qkv.shape)} in a {width}-wide network "
+        raise FatalError(f"{_named(source)} has attention {tuple(qkv.shape)} in a {width}-wide network "
                          "(attn_head_dim other than width / heads), which transformers' VideoMAE cannot hold")
     fc1 = state.get("blocks.0.mlp.fc1.weight")
     return VitShape(width=int(width), depth=depth, heads=heads, intermediate=int(fc1.shape[0]) if fc1 is not None
                     else 4 * int(width), patch=int(patch), tubelet=int(tubelet),
-                    classes=int(state["head.weight"].shape[0]), qkv_bias="blocks.0.attn.q_bias" in state,
-                    layer_scale="blocks.0.gamma_1" in state)
+                    classes=int(state["head.weight"].shape[0]),
+                    # from any block, so that one block without them is reported missing, not unexpected
+                    qkv_bias=any(k.endswith(("attn.q_bias", "attn.v_bias")) for k in state),
+                    layer_scale=any(k.endswith(("gamma_1", "gamma_2")) for k in state))
 
 
 def sinusoid_table(positions: int, width: int) -> torch.Tensor:
     """The fixed position table of VideoMAE (both the reference and transformers), (1, positions, width)."""
     pos = torch.arange(positions, dtype=torch.float64)[:, None]
-    rates = torch.pow(10000.0, 2 * (torch.arange(width) // 2) / width).to(torch.float64)
+    rates = torch.pow(10000.0, 2 * (torch.arange(width, dtype=torch.float64) // 2) / width)
     table = pos / rates
     table[:, 0::2], table[:, 1::2] = table[:, 0::2].sin(), table[:, 1::2].cos()
     return table.float()[None]
 
 
-def reference_keys(shape: VitShape) -> list[str]:
-    """Every key of the reference's state dict for this network (mean pooling, sinusoid positions)."""
-    keys = ["patch_embed.proj.weight", "patch_embed.proj.bias"]
-    for i in range(shape.depth):
-        block = ["norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.proj.weight", "attn.proj.bias",
-                 "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"]
-        block += ["attn.q_bias", "attn.v_bias"] if shape.qkv_bias else []
-        block += ["gamma_1", "gamma_2"] if shape.layer_scale else []
-        keys += [f"blocks.{i}.{k}" for k in block]
-    return keys + ["fc_norm.weight", "fc_norm.bias", "head.weight", "head.bias"]
+def reference_layout(shape: VitShape) -> dict[str, tuple[int, ...]]:
+    """Every key and shape of the reference's state dict for this network (mean pooling, sinusoid positions),
+    in the reference's own order."""
+    w, i = shape.width, shape.intermediate
+    layout: dict[str, tuple[int, ...]] = {"patch_embed.proj.weight": (w, 3, shape.tubelet, shape.patch, shape.patch),
+                                          "patch_embed.proj.bias": (w,)}
+    for n in range(shape.depth):
+        block: dict[str, tuple[int, ...]] = {"gamma_1": (w,), "gamma_2": (w,)} if shape.layer_scale else {}
+        block.update({"norm1.weight": (w,), "norm1.bias": (w,)})
+        block.update({"attn.q_bias": (w,), "attn.v_bias": (w,)} if shape.qkv_bias else {})
+        block.update({"attn.qkv.weight": (3 * w, w), "attn.proj.weight": (w, w), "attn.proj.bias": (w,),
+                      "norm2.weight": (w,), "norm2.bias": (w,), "mlp.fc1.weight": (i, w), "mlp.fc1.bias": (i,),
+                      "mlp.fc2.weight": (w, i), "mlp.fc2.bias": (w,)})
+        layout.update({f"blocks.{n}.{k}": v for k, v in block.items()})
+    layout.update({"fc_norm.weight": (w,), "fc_norm.bias": (w,), "head.weight": (shape.classes, w),
+                   "head.bias": (shape.classes,)})
+    return layout
 
 
-def _check_positions(state: dict[str, torch.Tensor], shape: VitShape, tokens: int, source: str | Path) -> None:
+def _check_positions(state: dict[str, torch.Tensor], shape: VitShape, tokens: int, source: str | Path | None) -> None:
     """A stored `pos_embed` is accepted only when it is the sinusoid table transformers will use."""
     stored = state.get("pos_embed")
     if stored is None:
         return
     if tuple(stored.shape) != (1, tokens, shape.width):
-        raise FatalError(f"the checkpoint {source} has position embeddings for {stored.shape[-2]} tokens, the "
+        raise FatalError(f"{_named(source)} has position embeddings for {stored.shape[-2]} tokens, the "
                          f"clip it is run with has {tokens}: it was trained at another frame count or size")
     if not torch.allclose(stored.float(), sinusoid_table(tokens, shape.width), atol=1e-3):
-        raise FatalError(f"the checkpoint {source} has learned position embeddings (use_learnable_pos_emb); "
+        raise FatalError(f"{_named(source)} has learned position embeddings (use_learnable_pos_emb); "
                          "transformers' VideoMAE has only the fixed sinusoid table, so it cannot be run")
 
 
 def convert_state_dict(
     state: dict[str, torch.Tensor],
     *,
-    source: str | Path = "the checkpoint",
+    source: str | Path | None = None,
     frames: int = TRAIN_FRAMES,
     image_size: int = TRAIN_SIZE,
     heads: int | None = None,
@@ -188,13 +201,16 @@ def convert_state_dict(
     shape = inspect_state(state, source, heads)
     tokens = (frames // shape.tubelet) * (image_size // shape.patch) ** 2
     _check_positions(state, shape, tokens, source)
-    expected = reference_keys(shape)
+    expected = reference_layout(shape)
     missing = [k for k in expected if k not in state]
     unexpected = sorted(set(state) - set(expected) - {"pos_embed"})
-    if missing or unexpected:
+    misshapen = [f"{k} {tuple(state[k].shape)} (expected {v})" for k, v in expected.items()
+                 if k in state and tuple(state[k].shape) != v]
+    if missing or unexpected or misshapen:
         parts = [f"{what}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''} ({len(keys)})"
-                 for what, keys in (("missing", missing), ("unexpected", unexpected)) if keys]
-        raise FatalError(f"the checkpoint {source} does not fit a VideoMAE V2 {shape.variant}: " + "; ".join(parts))
+                 for what, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shapes", misshapen))
+                 if keys]
+        raise FatalError(f"{_named(source)} does not fit a VideoMAE V2 {shape.variant}: " + "; ".join(parts))
     s = {k: state[k].float() for k in expected}
     out = {"videomae.embeddings.patch_embeddings.projection.weight": s["patch_embed.proj.weight"],
            "videomae.embeddings.patch_embeddings.projection.bias": s["patch_embed.proj.bias"]}
@@ -250,9 +266,9 @@ def build_videomae(config_args: dict[str, Any], hf_state: dict[str, torch.Tensor
     model.load_state_dict(hf_state, strict=True, assign=True)
     # the reference's fc_norm eps (transformers builds it with torch's default 1e-5)
     model.fc_norm.eps = config.layer_norm_eps
-    # the position table is a plain tensor attribute, made on the meta device above: made again, on the CPU
     embeddings = model.videomae.embeddings
-    embeddings.position_embeddings = get_sinusoid_encoding_table(embeddings.num_patches, config.hidden_size)
+    if embeddings.position_embeddings.is_meta:  # a plain tensor attribute: made on the CPU (numpy) so far
+        embeddings.position_embeddings = get_sinusoid_encoding_table(embeddings.num_patches, config.hidden_size)
     return model.eval()
 
 
@@ -368,3 +384,47 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
     config, converted = convert_state_dict(state, source=weights, heads=heads, head_rows=rows)
     model = build_videomae(config, converted, names)
     return LoadedNet(module=HFVideoClassifier(model), labels=names, score="softmax")
+
+
+# what the reference's test loader does (dataset/datasets.py, mode 'test'): short side 224, bilinear,
+# 224 crops, ImageNet mean / std on 0..1 pixels; written in the VideoMAE image processor's terms
+PREPROCESSOR_CONFIG: dict[str, Any] = {
+    "image_processor_type": "VideoMAEImageProcessor", "do_resize": True, "size": {"shortest_edge": TRAIN_SIZE},
+    "resample": 2, "do_center_crop": True, "crop_size": {"height": TRAIN_SIZE, "width": TRAIN_SIZE},
+    "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
+    "image_mean": IMAGENET_MEAN, "image_std": IMAGENET_STD,
+}
+
+
+def convert(pth_path: str | Path, out_folder: str | Path, *, label_set: str | None = None,
+            variant: str | None = None) -> Path:
+    """Write an official VideoMAE V2 `.pth` as a transformers folder (config.json, model.safetensors,
+    preprocessor_config.json) that `load` (and transformers itself) reads without the conversion.
+
+    `label_set`: `kinetics400` keeps a Kinetics-710 head's K400 rows; default: the head's own classes
+    (710 -> kinetics710, 400 -> kinetics400). `variant` (S or B) refuses a checkpoint of another width.
+    Loaded by plain transformers, the folder's fc_norm runs with eps 1e-5 instead of the reference's 1e-6.
+    """
+    import json
+
+    source, out = Path(pth_path), Path(out_folder)
+    heads = HEADS_BY_WIDTH[VARIANTS[variant.upper()]] if variant else None
+    state = unwrap(load_state_dict(source))
+    shape = inspect_state(state, source, heads)
+    if variant and VARIANTS[variant.upper()] != shape.width:
+        raise FatalError(f"{source} holds a {shape.width}-wide network, not VideoMAE V2 ViT-{variant.upper()}")
+    names, rows = _label_plan(shape.classes, label_set, None, source.name)
+    config, converted = convert_state_dict(state, source=source, heads=heads, head_rows=rows)
+    model = build_videomae(config, converted, names)
+    out.mkdir(parents=True, exist_ok=True)
+    import transformers
+
+    bars = transformers.logging.is_progress_bar_enabled()
+    transformers.logging.disable_progress_bar()  # one small file: no "Writing model shards" bar
+    try:
+        model.save_pretrained(out, safe_serialization=True)
+    finally:
+        if bars:
+            transformers.logging.enable_progress_bar()
+    (out / "preprocessor_config.json").write_text(json.dumps(PREPROCESSOR_CONFIG, indent=2) + "\n")
+    return out
