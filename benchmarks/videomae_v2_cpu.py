@@ -76,7 +76,8 @@ def seconds_a_clip(model: VideoModel, repeat: int) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=["videomae-v2-s-k400", "videomae-v2-b-k400", "videomae-base-k400"])
+    parser.add_argument("--models", nargs="+",
+                        default=["videomae-v2-s-k400", "videomae-v2-b-k400", "videomae-base-k400"])
     parser.add_argument("--clips", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")

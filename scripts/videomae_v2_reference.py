@@ -67,7 +67,8 @@ def import_reference(repo: Path, stub_dir: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     sys.path.insert(0, str(stub_dir))
-    spec = importlib.util.spec_from_file_location("videomaev2_modeling_finetune", repo / "models" / "modeling_finetune.py")
+    path = repo / "models" / "modeling_finetune.py"
+    spec = importlib.util.spec_from_file_location("videomaev2_modeling_finetune", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

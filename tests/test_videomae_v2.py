@@ -218,9 +218,12 @@ def test_mismatched_checkpoint_or_recipe_is_refused(registry, official_s, tmp_pa
                 random_state(list(reference_layout(VIT_S).items()), seed=2).items()}, k400_path)
     with pytest.raises(ConfigError, match="400 outputs but 710 labels"):
         videomae_v2.load(registry["videomae-v2-s-k710"], k400_path, None)
-    # the position table fixes the clip
+    # an entry without a label set takes the head's own (400 classes: Kinetics-400)
     from vidtag.registry import resolve_spec
 
+    assert videomae_v2.load(resolve_spec(registry["videomae-v2-s-k710"], labels="config"), k400_path,
+                            None).labels == builtin_labels("kinetics400")
+    # the position table fixes the clip
     with pytest.raises(ConfigError, match="16 frames at 224x224.*not 8 frames"):
         videomae_v2.load(resolve_spec(registry["videomae-v2-s-k400"], frames=8), path, None)
     with pytest.raises(ConfigError, match="unknown VideoMAE V2 option 'size'"):

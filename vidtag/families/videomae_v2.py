@@ -64,6 +64,10 @@ HEADS_BY_WIDTH = {384: 6, 768: 12, 1024: 16, 1280: 16, 1408: 16}
 VARIANTS = {"S": 384, "B": 768}  # registry `options.variant` -> width
 KINETICS710 = "kinetics710"
 _PREFIX = "videomae.encoder.layer"
+# reference block tensor -> transformers layer tensor, where only the name changes
+_BLOCK_RENAMES = {"norm1.weight": "layernorm_before.weight", "norm1.bias": "layernorm_before.bias",
+                  "norm2.weight": "layernorm_after.weight", "norm2.bias": "layernorm_after.bias",
+                  "mlp.fc1.weight": "intermediate.dense.weight", "mlp.fc1.bias": "intermediate.dense.bias"}
 
 
 @dataclass(frozen=True)
@@ -223,16 +227,12 @@ def convert_state_dict(
             out[attn + "query.bias"], out[attn + "value.bias"] = s[ref + "attn.q_bias"], s[ref + "attn.v_bias"]
         gamma_1 = s[ref + "gamma_1"] if shape.layer_scale else torch.ones(shape.width)
         gamma_2 = s[ref + "gamma_2"] if shape.layer_scale else torch.ones(shape.width)
-        out.update({
-            hf + "layernorm_before.weight": s[ref + "norm1.weight"], hf + "layernorm_before.bias": s[ref + "norm1.bias"],
-            # layer scale folded into the projection it multiplies: gamma * (W a + b) = (gamma W) a + gamma b
-            hf + "attention.output.dense.weight": gamma_1[:, None] * s[ref + "attn.proj.weight"],
-            hf + "attention.output.dense.bias": gamma_1 * s[ref + "attn.proj.bias"],
-            hf + "layernorm_after.weight": s[ref + "norm2.weight"], hf + "layernorm_after.bias": s[ref + "norm2.bias"],
-            hf + "intermediate.dense.weight": s[ref + "mlp.fc1.weight"], hf + "intermediate.dense.bias": s[ref + "mlp.fc1.bias"],
-            hf + "output.dense.weight": gamma_2[:, None] * s[ref + "mlp.fc2.weight"],
-            hf + "output.dense.bias": gamma_2 * s[ref + "mlp.fc2.bias"],
-        })
+        out.update({hf + new: s[ref + old] for old, new in _BLOCK_RENAMES.items()})
+        # layer scale folded into the projection it multiplies: gamma * (W a + b) = (gamma W) a + gamma b
+        for part, target, gamma in (("attn.proj", "attention.output.dense", gamma_1),
+                                    ("mlp.fc2", "output.dense", gamma_2)):
+            out[f"{hf}{target}.weight"] = gamma[:, None] * s[f"{ref}{part}.weight"]
+            out[f"{hf}{target}.bias"] = gamma * s[f"{ref}{part}.bias"]
     weight, bias = s["head.weight"], s["head.bias"]
     if head_rows is not None:
         weight, bias = weight[head_rows], bias[head_rows]
@@ -379,7 +379,7 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
     shape = inspect_state(state, weights, heads)
     _check_variant(spec, shape.width, weights)
     _check_clip(spec, TRAIN_FRAMES, TRAIN_SIZE)
-    label_set = spec.labels if isinstance(spec.labels, str) else None
+    label_set = spec.labels if isinstance(spec.labels, str) and spec.labels != "config" else None
     names, rows = _label_plan(shape.classes, label_set, spec_labels(spec), spec.name)
     config, converted = convert_state_dict(state, source=weights, heads=heads, head_rows=rows)
     model = build_videomae(config, converted, names)
