@@ -39,7 +39,10 @@ WIDTHS = {"videomae-v2-s-k400": (384, 6), "videomae-v2-b-k400": (768, 12)}
 def v2_model(name: str, folder: Path) -> VideoModel:
     """A V2 entry on random weights in the published file format, through the family loader."""
     FAMILIES.setdefault("videomae_v2", "videomae_v2")  # until the lead merges the family table
-    spec = load_registry([str(ROOT / "vidtag" / "models_videomae_v2.yaml")])[name]
+    registry = load_registry()
+    if name not in registry:  # the fragment, until it is merged into models.yaml
+        registry = load_registry([str(ROOT / "vidtag" / "models_videomae_v2.yaml")])
+    spec = registry[name]
     width, heads = WIDTHS[name]
     shape = videomae_v2.VitShape(width=width, depth=12, heads=heads, intermediate=4 * width, patch=16, tubelet=2,
                                  classes=710, qkv_bias=True, layer_scale=False)
