@@ -26,7 +26,7 @@ import torch
 import vidtag
 from benchmarks.x3d_cpu import synthetic_video
 from vidtag.families import videomae_v2
-from vidtag.models import FAMILIES, VideoModel
+from vidtag.models import VideoModel
 from vidtag.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,11 +38,7 @@ WIDTHS = {"videomae-v2-s-k400": (384, 6), "videomae-v2-b-k400": (768, 12)}
 
 def v2_model(name: str, folder: Path) -> VideoModel:
     """A V2 entry on random weights in the published file format, through the family loader."""
-    FAMILIES.setdefault("videomae_v2", "videomae_v2")  # until the lead merges the family table
-    registry = load_registry()
-    if name not in registry:  # the fragment, until it is merged into models.yaml
-        registry = load_registry([str(ROOT / "vidtag" / "models_videomae_v2.yaml")])
-    spec = registry[name]
+    spec = load_registry()[name]
     width, heads = WIDTHS[name]
     shape = videomae_v2.VitShape(width=width, depth=12, heads=heads, intermediate=4 * width, patch=16, tubelet=2,
                                  classes=710, qkv_bias=True, layer_scale=False)

@@ -21,12 +21,12 @@ from vidtag.families import videomae_v2
 from vidtag.families.hf_common import processor_recipe
 from vidtag.families.videomae_v2 import (VitShape, build_videomae, convert, convert_state_dict, inspect_state,
                                          kinetics400_rows, reference_layout, sinusoid_table)
-from vidtag.models import FAMILIES, builtin_labels
+import vidtag
+from vidtag.labels import builtin_labels
 from vidtag.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = json.loads((ROOT / "tests" / "data" / "videomae_v2_reference.json").read_text())
-FRAGMENT = ROOT / "vidtag" / "models_videomae_v2.yaml"
 CASES = sorted(REFERENCE["cases"])
 VIT_S = VitShape(width=384, depth=12, heads=6, intermediate=1536, patch=16, tubelet=2, classes=710,
                  qkv_bias=True, layer_scale=False)
@@ -56,11 +56,8 @@ def clips() -> torch.Tensor:
 
 
 @pytest.fixture()
-def registry(monkeypatch) -> dict:
-    """The registry with this family's entries (from the fragment until it is merged into models.yaml)."""
-    monkeypatch.setitem(FAMILIES, "videomae_v2", "videomae_v2")
-    built_in = load_registry()
-    return built_in if "videomae-v2-s-k400" in built_in else load_registry([str(FRAGMENT)])
+def registry() -> dict:
+    return load_registry()
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -200,6 +197,10 @@ def test_load_official_file_and_its_kinetics400_head(registry, official_s, tmp_p
     assert all(torch.equal(v, theirs.state_dict()[k]) for k, v in ours.state_dict().items())
     assert theirs.fc_norm.eps == ours.fc_norm.eps == 1e-6  # the reference's, restored from config.json
     assert torch.equal(theirs.videomae.embeddings.position_embeddings, ours.videomae.embeddings.position_embeddings)
+    # the registry entry end to end through vidtag's model loading: the same probabilities
+    model = vidtag.load_model("videomae-v2-s-k400", weights=str(path), device="cpu", precision="fp32")
+    assert model.labels == k400.labels and (model.spec.frames, model.spec.crop) == (16, 224)
+    assert torch.allclose(model.predict(clip), p400, atol=1e-5)
 
 
 def test_mismatched_checkpoint_or_recipe_is_refused(registry, official_s, tmp_path):

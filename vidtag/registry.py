@@ -72,6 +72,8 @@ FAMILIES: dict[str, Family] = {
     "vjepa2": Family("hf_video", model_type="vjepa2", model_class="VJEPA2ForVideoClassification",
                      frames_key="frames_per_clip", size_key="crop_size", resize_ratio=256 / 224, fixed_frames=False),
     "hf_video": Family("hf_video"),  # any other transformers *ForVideoClassification (through the auto class)
+    # VideoMAE V2: OpenGVLab's checkpoints converted on load into transformers' VideoMAE classes
+    "videomae_v2": Family("videomae_v2"),
     # zero-shot: X-CLIP was trained on bare class names; "a photo of {}." / "This is a photo of {}." are
     # the usual CLIP / SigLIP templates. X-CLIP's published processor: ImageNet statistics, bilinear
     "xclip": Family("zeroshot", "zero-shot", model_type="xclip", model_class="XCLIPModel", prompts=("{}",)),

@@ -47,6 +47,7 @@ from torch import nn
 
 from ..checkpoint import load_state_dict
 from ..errors import ConfigError, FatalError
+from ..labels import spec_labels
 from .base import LoadedNet
 from .hf_common import IMAGENET_MEAN, IMAGENET_STD, read_json
 from .hf_video import HFVideoClassifier
@@ -367,7 +368,6 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
     against the checkpoint. `labels: kinetics400` on a Kinetics-710 checkpoint keeps the head's K400 rows.
     `trust_remote_code` is accepted for the loader interface and ignored: nothing from the checkpoint runs.
     """
-    from ..models import spec_labels  # here: vidtag.models imports the families lazily
 
     del trust_remote_code, labels  # closed-set: free-text labels are refused before a loader is called
     heads = _variant_heads(spec)
