@@ -335,7 +335,7 @@ class EmbeddingWriter:
             self.model, self.dtype, self.dim, self.shards, self.latest = model, dtype, None, [], {}
         self._remove_leftovers()
         self.next_number = 1 + max([self._number(s.name) for s in self.shards] + [-1])
-        self.buffer: list[tuple[FileEntry, np.ndarray | None]] = []
+        self.buffer: dict[str, tuple[FileEntry, np.ndarray | None]] = {}  # path -> entry, in adding order
         self.buffered_rows = 0
         self.oldest: float | None = None
         self.dead: dict[int, set[int]] = {}  # shard position -> entries replaced by files in the buffer
@@ -407,9 +407,9 @@ class EmbeddingWriter:
             duration=record.duration, score=record.score, video=record.video, settings=dict(record.settings or {}),
             clips=[[c.start, c.end] for c in record.clips] if record.ok else [], crops=crops, row=0,
             rows=0 if vectors is None else vectors.shape[0], digest=settings_digest(record.settings))
-        self.buffer = [(e, v) for e, v in self.buffer if e.path != entry.path]  # the same file twice in a run
-        self.buffer.append((entry, vectors))
-        self.buffered_rows = sum(e.rows for e, _ in self.buffer)
+        earlier = self.buffer.pop(entry.path, None)  # the same file twice in one run: the later one counts
+        self.buffered_rows += entry.rows - (earlier[0].rows if earlier else 0)
+        self.buffer[entry.path] = (entry, vectors)
         self.oldest = self.oldest or time.monotonic()
         if self.buffered_rows >= self.shard_rows or time.monotonic() - self.oldest >= self.max_age:
             self.flush()
@@ -420,7 +420,7 @@ class EmbeddingWriter:
             return
         name = f"shard-{self.next_number:06d}"
         rows, parts, entries = 0, [], []
-        for entry, vectors in self.buffer:
+        for entry, vectors in self.buffer.values():
             entry.row = rows
             rows += entry.rows
             entries.append(asdict(entry))
@@ -430,7 +430,7 @@ class EmbeddingWriter:
         array = np.concatenate(parts).astype(self.dtype) if parts else np.zeros((0, dim), self.dtype)
         index = {"format": f"{FORMAT}-shard", "version": VERSION, "rows": rows, "dim": dim, "files": entries}
         dead = {s: set(self.shards[s].dead) for s in range(len(self.shards))}
-        for entry, _ in self.buffer:
+        for entry, _ in self.buffer.values():
             if entry.path in self.latest:
                 s, i, _, _ = self.latest[entry.path]
                 if s < len(self.shards):
@@ -446,10 +446,10 @@ class EmbeddingWriter:
             raise FatalError(f"cannot write the embeddings store {self.folder}: {exc.strerror or exc}") from None
         self.shards = shards
         position = len(shards) - 1
-        for i, (entry, _) in enumerate(self.buffer):
+        for i, (entry, _) in enumerate(self.buffer.values()):
             self.latest[entry.path] = (position, i, entry.digest, entry.settings.get("file") or {})
         self.next_number += 1
-        self.buffer, self.buffered_rows, self.oldest = [], 0, None
+        self.buffer, self.buffered_rows, self.oldest = {}, 0, None
 
     def _write_manifest(self, shards: Sequence[ShardInfo]) -> None:
         manifest = {"format": FORMAT, "version": VERSION, "model": asdict(self.model), "dtype": self.dtype,
