@@ -35,7 +35,8 @@ class WithEmbeddings(nn.Module):
         model = self.pooling.model
         size = int(model.config.vision_config.image_size)
         pixels = clips.flatten(0, 1)
-        out = model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=tuple(pixels.shape[-2:]) != (size, size))
+        resized = tuple(pixels.shape[-2:]) != (size, size)
+        out = model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=resized)
         frame = out if isinstance(out, torch.Tensor) else out.pooler_output
         video = _unit(_unit(frame.float()).view(batch, frames, -1).mean(1))
         return torch.cat([probs.float(), video], 1)

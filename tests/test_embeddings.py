@@ -422,3 +422,14 @@ def test_search_command_outputs(folders, videos, tmp_path):
                              ["a dog"]))
     table = console.export_text()
     assert "a dog" in table and ":" in table and (".mp4" in table) and "score" in table
+
+
+def test_open_writer_refuses_models_it_cannot_rescore(folders, tmp_path):
+    from vidtag.embeddings import open_writer
+
+    with pytest.raises(ConfigError, match="depend on each clip's frames"):
+        open_writer(tmp_path / "a", model_name="x", family="xclip", weights=str(folders["xclip"]))
+    with pytest.raises(ConfigError, match="not a zero-shot image-text model"):
+        open_writer(tmp_path / "b", model_name="efficientnet-lite0", family="efficientnet_lite", weights="x")
+    with open_writer(tmp_path / "c", model_name="tiny", family="siglip", weights=str(folders["siglip"])) as writer:
+        assert writer.model.fingerprint == fingerprint(folders["siglip"])

@@ -474,6 +474,22 @@ class EmbeddingWriter:
         self.close()
 
 
+def open_writer(folder: str | Path, *, model_name: str, family: str, weights: str, dtype: str = "float32",
+                **options: Any) -> EmbeddingWriter:
+    """The writer `classify --embeddings DIR` uses: refuses a model whose embeddings cannot be rescored,
+    identifies the model by its weights (`weights`: the run's source, e.g. `hf:ID` or a folder)."""
+    from .textside import TEXT_SIDE_FAMILIES
+    from .weights import require_weights
+
+    if family not in TEXT_SIDE_FAMILIES:
+        why = ("X-CLIP's text embeddings depend on each clip's frames (its prompt generator), so its scores "
+               "cannot be computed from kept embeddings" if family == "xclip" else
+               f"'{model_name}' is not a zero-shot image-text model")
+        raise ConfigError(f"--embeddings keeps the video embeddings of CLIP and SigLIP models: {why}")
+    identity = ModelIdentity.of(model_name, weights, require_weights(weights, model_name))
+    return EmbeddingWriter(folder, identity, dtype=dtype, **options)
+
+
 def _ours(name: str) -> bool:
     """A file a store's writer makes (a crash before the first manifest may leave some behind)."""
     return bool(_SHARD.match(name)) or name == ".lock" or (name.startswith(".") and name.endswith(".tmp"))

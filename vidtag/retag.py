@@ -54,7 +54,8 @@ def _record(entry: FileEntry, probs: torch.Tensor | None, labels: list[str], top
         return Record(path=entry.path, status=entry.status, error=entry.error, model=entry.model,
                       duration=entry.duration, score=entry.score, video=entry.video, settings=settings)
     per_clip = probs.view(len(entry.clips), entry.crops, -1).mean(1)
-    clips = [ClipResult(start, end, ranked(p, labels, top_k, threshold)) for (start, end), p in zip(entry.clips, per_clip)]
+    clips = [ClipResult(start, end, ranked(p, labels, top_k, threshold))
+             for (start, end), p in zip(entry.clips, per_clip)]
     return Record(path=entry.path, model=entry.model, duration=entry.duration,
                   labels=ranked(aggregate(per_clip), labels, top_k, threshold), clips=clips, score=entry.score,
                   video=entry.video, settings=settings)
@@ -115,7 +116,8 @@ class Hit:
                 "score": self.score}
 
 
-def _targets(entries: list[FileEntry], videos: bool) -> tuple[np.ndarray, np.ndarray, list[FileEntry], np.ndarray, np.ndarray]:
+def _targets(entries: list[FileEntry], videos: bool
+             ) -> tuple[np.ndarray, np.ndarray, list[FileEntry], np.ndarray, np.ndarray]:
     """What search ranks in a shard: per target its first row, rows averaged (crops), entry and clip index."""
     entries = [e for e in entries if e.ok]
     if videos:

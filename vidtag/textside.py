@@ -28,6 +28,7 @@ ScoreKind = Literal["softmax", "sigmoid"]
 
 TEXT_CHUNK = 256  # labels x templates per text-encoder call: bounds memory for large vocabularies
 DEFAULT_PROMPTS = {"clip": ["a photo of {}."], "siglip": ["This is a photo of {}."]}
+TEXT_SIDE_FAMILIES = frozenset(DEFAULT_PROMPTS)  # families whose kept embeddings retag and search can score
 _TOKEN_KEYS = ("input_ids", "attention_mask", "position_ids")
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from ..errors import ConfigError, VidtagError
+from ..errors import ConfigError, FatalError, VidtagError
 
 EXIT_OK, EXIT_USAGE, EXIT_FATAL = 0, 2, 3
 SEARCH_FORMATS = ("jsonl", "json", "csv")
@@ -55,7 +55,11 @@ def _open(store_dir: Path, model: str | None):
 
     store = EmbeddingStore(store_dir)
     if model is None:
-        side = load_text_side(store.model.weights, name=store.model.name, weights=store.model.weights)
+        try:
+            side = load_text_side(store.model.weights, name=store.model.name, weights=store.model.weights)
+        except FatalError as exc:
+            raise FatalError(f"{exc} (the store's model was loaded from {store.model.weights}; "
+                             "--model FOLDER points at it where it is now)") from None
     else:
         side = load_text_side(model)
     store.check_model(side.identity)
@@ -193,8 +197,6 @@ def search(
             try:
                 write_atomic(Path(output), lambda f: f.write(data))
             except OSError as exc:
-                from ..errors import FatalError
-
                 raise FatalError(f"cannot write the output file {output}: {exc.strerror or exc}") from None
     except VidtagError as exc:
         raise _fail(exc) from None
