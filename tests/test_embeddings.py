@@ -433,3 +433,16 @@ def test_open_writer_refuses_models_it_cannot_rescore(folders, tmp_path):
         open_writer(tmp_path / "b", model_name="efficientnet-lite0", family="efficientnet_lite", weights="x")
     with open_writer(tmp_path / "c", model_name="tiny", family="siglip", weights=str(folders["siglip"])) as writer:
         assert writer.model.fingerprint == fingerprint(folders["siglip"])
+
+
+def test_hits_table_shows_paths_and_queries_as_written():
+    from rich.console import Console
+
+    from vidtag.retag import Hit
+
+    console = Console(record=True, width=120)
+    console.print(hits_table([Hit("a [red] car", 1, "arch/[2019]/a.mp4", 3725.5, 3727.5, 0.31234)],
+                             ["a [red] car", "nothing"]))
+    text = console.export_text()
+    assert "arch/[2019]/a.mp4" in text and "a [red] car" in text and "1:02:05.50" in text
+    assert "0.312" in text and "nothing  (no match)" in text

@@ -152,6 +152,7 @@ def _clock(seconds: float) -> str:
 def hits_table(hits, queries: list[str]):
     """A rich table of the hits, one section per query."""
     from rich.table import Table
+    from rich.text import Text  # plain text: brackets in paths and queries are not markup
 
     table = Table(show_lines=False)
     for column, justify in (("#", "right"), ("score", "right"), ("start", "right"), ("end", "right"), ("path", "left")):
@@ -159,9 +160,9 @@ def hits_table(hits, queries: list[str]):
     for query in queries:
         mine = [h for h in hits if h.query == query]
         table.add_section()
-        table.add_row("", "", "", "", f"[bold]{query}[/bold]" + ("" if mine else "  (no match)"))
+        table.add_row("", "", "", "", Text(query + ("" if mine else "  (no match)"), style="bold"))
         for h in mine:
-            table.add_row(str(h.rank), f"{h.score:.3f}", _clock(h.start), _clock(h.end), h.path)
+            table.add_row(str(h.rank), f"{h.score:.3f}", _clock(h.start), _clock(h.end), Text(h.path))
     return table
 
 
