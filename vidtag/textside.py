@@ -1,0 +1,201 @@
+"""A zero-shot model's text side on its own: labels -> unit text embeddings, and video embeddings -> scores.
+
+`retag` and `search` score kept video embeddings (vidtag.embeddings) with this alone: the text tower and
+tokenizer are loaded from the checkpoint folder, the vision tower never is. What every zero-shot family
+whose text embeddings do not depend on the video must provide is the `TextSide` protocol; `score` is the
+one scoring function, the same math as the families' forward passes (vidtag.families.zeroshot).
+
+X-CLIP is refused: its prompt generator conditions the text embeddings on each clip's frame patches,
+so its scores cannot be computed from a video embedding alone (keeping the patches would take ~50x the
+space of the embedding and a cross-attention pass per clip and label).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, Protocol
+
+import torch
+from torch import nn
+
+from .embeddings import ModelIdentity
+from .errors import ConfigError, FatalError
+from .labels import check_labels, check_prompts, fill
+
+ScoreKind = Literal["softmax", "sigmoid"]
+
+TEXT_CHUNK = 256  # labels x templates per text-encoder call: bounds memory for large vocabularies
+DEFAULT_PROMPTS = {"clip": ["a photo of {}."], "siglip": ["This is a photo of {}."]}
+TEXT_SIDE_FAMILIES = frozenset(DEFAULT_PROMPTS)  # families whose kept embeddings retag and search can score
+_TOKEN_KEYS = ("input_ids", "attention_mask", "position_ids")
+
+
+class TextSide(Protocol):
+    """What retag and search need from a zero-shot model, with no vision tower loaded."""
+
+    identity: ModelIdentity  # the checkpoint: must match the store's (vidtag.embeddings.check_same_model)
+    family: str
+    score_kind: ScoreKind  # softmax: the labels compete; sigmoid: each label on its own
+    logit_scale: torch.Tensor  # the learned log-temperature (scores use its exp)
+    logit_bias: torch.Tensor | None  # SigLIP's bias, else None
+    default_prompts: list[str]
+
+    def encode(self, labels: Sequence[str], prompts: Sequence[str]) -> torch.Tensor:
+        """(labels, dim) float32 unit text embeddings; several templates are averaged per label."""
+
+
+def score(video: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, logit_bias: torch.Tensor | None,
+          kind: ScoreKind) -> torch.Tensor:
+    """(rows, dim) unit video embeddings x (labels, dim) unit text embeddings -> (rows, labels) probabilities.
+
+    Float32 throughout, as in the families' forward passes: the logits are scaled by up to ~100.
+    """
+    logits = video.float() @ text.float().T * logit_scale.float().exp()
+    if kind == "sigmoid":
+        return (logits + logit_bias.float()).sigmoid()
+    return logits.softmax(-1)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(p=2, dim=-1, keepdim=True)
+
+
+def _read_config(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FatalError(f"{folder} is not a transformers checkpoint folder (no config.json)") from None
+    except (OSError, ValueError) as exc:
+        raise FatalError(f"cannot read {folder / 'config.json'}: {exc}") from None
+
+
+def _tensors(folder: Path, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors whose names start with `prefixes` (only those are read from safetensors)."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        files = sorted({f for k, f in weight_map.items() if k.startswith(prefixes)})
+    else:
+        files = ["model.safetensors"] if (folder / "model.safetensors").is_file() else []
+    if files:
+        from safetensors import SafetensorError, safe_open
+
+        out = {}
+        try:
+            for name in files:
+                with safe_open(str(folder / name), framework="pt") as f:
+                    out.update({k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)})
+        except (SafetensorError, OSError) as exc:
+            raise FatalError(f"cannot read the checkpoint in {folder}: {exc}") from None
+        return out
+    if (folder / "pytorch_model.bin").is_file():
+        from .checkpoint import load_state_dict
+
+        state = load_state_dict(folder / "pytorch_model.bin")
+        return {k: v for k, v in state.items() if k.startswith(prefixes)}
+    raise FatalError(f"no weights in {folder} (model.safetensors or pytorch_model.bin)")
+
+
+def _load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, folder: Path) -> None:
+    """Load `state` into `module`, with or without the full model's `prefix` (transformers 4 vs 5 layouts)."""
+    wanted = set(module.state_dict())
+    stripped = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+    for candidate in (state, stripped):
+        if set(candidate) == wanted:
+            module.load_state_dict(candidate, strict=True)
+            return
+    missing = sorted(wanted - set(state) - set(stripped))[:3]
+    raise FatalError(f"the text tower in {folder} does not match its config (missing {missing})")
+
+
+class ImageTextTextSide:
+    """CLIP and SigLIP: the text tower, tokenizer, logit scale (and SigLIP's bias) of a checkpoint folder."""
+
+    def __init__(self, folder: str | Path, *, name: str | None = None, weights: str | None = None):
+        from transformers import AutoTokenizer
+
+        folder = Path(folder)
+        config = _read_config(folder)
+        family = str(config.get("model_type"))
+        if family == "xclip":
+            raise ConfigError(
+                "X-CLIP's text embeddings depend on each clip's frames (its prompt generator), so its scores "
+                "cannot be computed from kept embeddings: use a CLIP or SigLIP model for --embeddings, retag "
+                "and search")
+        if family not in DEFAULT_PROMPTS:
+            raise ConfigError(f"{folder} holds a '{family}' checkpoint: retag and search support clip and siglip")
+        self.family = family
+        self.score_kind: ScoreKind = "sigmoid" if family == "siglip" else "softmax"
+        self.default_prompts = list(DEFAULT_PROMPTS[family])
+        self.identity = ModelIdentity.of(name or str(folder), weights or str(folder), folder)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        except ImportError as exc:
+            raise FatalError(f"cannot load the tokenizer in {folder}: a package it needs is missing: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - any tokenizer failure is "the model is unusable"
+            raise FatalError(f"cannot load the tokenizer in {folder}: {exc}") from None
+        self.model = self._text_tower(folder, family)
+        self.max_length = int(self.model.config.max_position_embeddings)
+
+    def _text_tower(self, folder: Path, family: str) -> nn.Module:
+        import transformers
+
+        if family == "clip":
+            config = transformers.CLIPConfig.from_pretrained(str(folder))
+            text_config = config.text_config
+            text_config.projection_dim = config.projection_dim  # kept on the outer config
+            model = transformers.CLIPTextModelWithProjection(text_config)
+            state = _tensors(folder, ("text_model.", "text_projection.", "logit_scale"))
+            _load_into(model, {k: v for k, v in state.items() if not k.startswith("logit")}, "", folder)
+            self.logit_bias = None
+        else:
+            config = transformers.SiglipConfig.from_pretrained(str(folder))
+            model = transformers.SiglipTextModel(config.text_config)
+            state = _tensors(folder, ("text_model.", "logit_scale", "logit_bias"))
+            _load_into(model, {k: v for k, v in state.items() if not k.startswith("logit")}, "text_model.", folder)
+            self.logit_bias = state["logit_bias"].float().reshape(())
+        self.logit_scale = state["logit_scale"].float().reshape(())
+        return model.float().eval()
+
+    def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        # SigLIP was trained on text padded to its full length and pools the last position; CLIP pools
+        # the end-of-text token and ignores padding (as in vidtag.families.zeroshot)
+        padding = "max_length" if self.family == "siglip" else True
+        batch = self.tokenizer(texts, padding=padding, truncation=True, max_length=self.max_length,
+                               return_tensors="pt")
+        return {k: v for k, v in batch.items() if k in _TOKEN_KEYS}
+
+    def _embed(self, texts: list[str]) -> torch.Tensor:
+        parts = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), TEXT_CHUNK):
+                out = self.model(**self._tokens(texts[start:start + TEXT_CHUNK]))
+                parts.append(_unit(out.text_embeds if self.family == "clip" else out.pooler_output))
+        return torch.cat(parts).float()
+
+    def encode(self, labels: Sequence[str], prompts: Sequence[str]) -> torch.Tensor:
+        labels, prompts = check_labels(labels), check_prompts(prompts)
+        texts = [fill(template, label) for template in prompts for label in labels]
+        embeds = self._embed(texts).view(len(prompts), len(labels), -1)
+        return _unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
+
+
+def load_text_side(model: str | Path, *, name: str | None = None, weights: str | None = None,
+                   registry_files: list[str] | None = None) -> TextSide:
+    """The text side of a model folder, registry name, Hub id (cached) or `hf:ID` / registry weights source."""
+    from .weights import require_weights
+
+    text = str(model)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        folder = path
+    elif text.startswith(("hf:", "https://", "http://", "pypi:")):
+        folder = require_weights(text, name or text)
+    else:
+        from .models import find_spec
+
+        spec = find_spec(text, registry_files)
+        folder, weights = require_weights(spec.weights, spec.name), weights or spec.weights
+    return ImageTextTextSide(folder, name=name or text, weights=weights or text)
