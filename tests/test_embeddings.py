@@ -24,10 +24,11 @@ from vidtag import ConfigError, FatalError
 from vidtag._cli.embeddings import hits_table, retag as retag_command, search as search_command
 from vidtag.embeddings import EmbeddingStore, EmbeddingWriter, ModelIdentity, fingerprint
 from vidtag.families import zeroshot
+from vidtag.job import digest
 from vidtag.retag import retag, search
 from vidtag.textside import ImageTextTextSide, load_text_side
 
-from _embeddings_helpers import classify_keeping, cosine_angle, synthetic_record, unit_rows
+from _embeddings_helpers import cosine_angle, synthetic_record, unit_rows
 from _zeroshot_helpers import make_clip, make_siglip, make_xclip, picture
 from media import make_video
 
@@ -81,11 +82,9 @@ def assert_same_records(got, expected):
 
 
 def keep(folder, paths, store_dir, *, dtype="float32", prompts=None, **options):
-    """A classify run of the OLD vocabulary that keeps the embeddings in `store_dir`."""
-    model = vidtag.load_model(str(folder), labels=OLD, prompts=prompts, device="cpu")
-    identity = ModelIdentity.of(model.name, model.spec.weights, folder)
-    with EmbeddingWriter(store_dir, identity, dtype=dtype) as writer:
-        return classify_keeping(paths, model, writer, workers=0, **options)
+    """A classify run of the OLD vocabulary that keeps the embeddings in `store_dir` (--embeddings)."""
+    return list(vidtag.classify(paths, model=str(folder), labels=OLD, prompts=prompts, device="cpu", workers=0,
+                                embeddings=str(store_dir), embeddings_dtype=dtype, **options))
 
 
 @pytest.mark.parametrize("family", ["clip", "siglip"])
@@ -102,7 +101,7 @@ def test_retag_equals_a_fresh_classify(family, folders, videos, tmp_path):
     got = list(retag(store, side, NEW, top_k=4, threshold=0.05))  # prompts: the classify run's
     assert_same_records(got, fresh)
     assert got[1].error == fresh[1].error and not got[1].ok
-    assert got[0].settings["labels"] == NEW and got[0].settings == fresh[0].settings
+    assert got[0].settings["labels"] == digest(NEW) and got[0].settings == fresh[0].settings
 
 
 @pytest.mark.parametrize("family", ["clip", "siglip"])

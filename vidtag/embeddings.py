@@ -478,10 +478,10 @@ def open_writer(folder: str | Path, *, model_name: str, family: str, weights: st
                 **options: Any) -> EmbeddingWriter:
     """The writer `classify --embeddings DIR` uses: refuses a model whose embeddings cannot be rescored,
     identifies the model by its weights (`weights`: the run's source, e.g. `hf:ID` or a folder)."""
-    from .textside import TEXT_SIDE_FAMILIES
+    from .registry import FAMILIES
     from .weights import require_weights
 
-    if family not in TEXT_SIDE_FAMILIES:
+    if family not in FAMILIES or not FAMILIES[family].rescorable:
         why = ("X-CLIP's text embeddings depend on each clip's frames (its prompt generator), so its scores "
                "cannot be computed from kept embeddings" if family == "xclip" else
                f"'{model_name}' is not a zero-shot image-text model")

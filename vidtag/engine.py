@@ -16,7 +16,7 @@ import dataclasses
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
@@ -26,6 +26,9 @@ from .models import VideoModel, build_model
 from .pipeline import ClipPart, InputSpec, Prepared
 from .record import Record
 from .workers import Part, WorkerFailure, WorkerPool, prestart, resolve_task
+
+if TYPE_CHECKING:
+    from .embeddings import EmbeddingWriter
 
 # the unit of work, as 'module:function' so that worker processes import it by name (tests swap it)
 PREPARE = "vidtag.pipeline:prepare_or_error"
@@ -39,6 +42,9 @@ class Engine(Protocol):
 
     def records(self, files: Sequence[str]) -> Iterator[Record]:
         """One record per file, in the order of `files`."""
+
+    def keeps(self, record: Record) -> bool:
+        """Whether an earlier record still stands as far as the engine is concerned (for --resume)."""
 
 
 def failure_reason(failure: WorkerFailure, timeout: float | None) -> str:
@@ -166,16 +172,28 @@ class LocalEngine:
         self.max_in_flight: int | None = None  # files in flight at most (default: the pool's)
         self.pool: WorkerPool | None = None  # the running pool, for inspection (tests, benchmarks)
         self.batch_size = 0
+        self.store: EmbeddingWriter | None = None  # with `embeddings`: where each clip's embedding is kept
 
     def start(self) -> None:
         if self.model is not None and self.batch_size:
             return
+        settings, spec = self.job.settings, self.job.spec
         if self.workers:
             prestart(("vidtag.pipeline",))  # the workers' imports overlap the model's loading
         if self.model is None:
-            self.model = build_model(self.job.spec, self.job.settings)
-        size = self.job.settings.batch_size
+            self.model = build_model(spec, settings)
+        size = settings.batch_size
         self.batch_size = size if isinstance(size, int) else self.model.auto_batch_size(self.inputs)
+        if settings.embeddings:
+            from .embeddings import open_writer
+
+            self.store = open_writer(settings.embeddings, model_name=spec.name, family=spec.family,
+                                     weights=spec.weights, dtype=settings.embeddings_dtype)
+            self.model._eager.keep_embeddings = True  # the module gives the clips' embeddings too
+
+    def keeps(self, record: Record) -> bool:
+        """With `embeddings`, a record stands only if its file's embeddings were kept too."""
+        return self.store is None or self.store.covers(record.path, record.settings or {})
 
     @property
     def worker_niceness(self) -> int:
@@ -200,11 +218,18 @@ class LocalEngine:
         if self.workers and model.device.type == "cpu" and files:
             meter = CpuMeter(lambda: self.pool.cpu_seconds if self.pool else 0.0)
             balancer = ThreadBalancer(meter, available_cores())
+        count = len(model.labels)
         try:
-            for item, probs, seconds in batched_inference(items, model, self.batch_size,
-                                                          balancer.after_batch if balancer else None):
-                yield self.job.make_record(item, probs, seconds, model.labels, model.score)
+            for item, out, seconds in batched_inference(items, model, self.batch_size,
+                                                        balancer.after_batch if balancer else None):
+                probs, vectors = (out[:, :count], out[:, count:]) if out is not None else (None, None)
+                record = self.job.make_record(item, probs, seconds, model.labels, model.score)
+                if self.store is not None:
+                    self.store.add(record, vectors)
+                yield record
         finally:
             items.close()
             if balancer is not None:
                 balancer.restore()
+            if self.store is not None:
+                self.store.close()  # what is buffered is written, also on Ctrl-C

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from .errors import ConfigError
 from .models import resolve_model
 from .pipeline import InputSpec, Prepared, finish
 from .record import Record
@@ -50,6 +51,9 @@ class Job:
             "model": self.spec.name, "weights": self.spec.weights, **self.inputs.settings(),
             "top_k": settings.top_k, "threshold": settings.threshold, "segments": settings.segment_params,
         }
+        if settings.embeddings and not self.spec.facts.rescorable:
+            raise ConfigError(f"--embeddings keeps the video embeddings of zero-shot image-text models (CLIP, SigLIP), "
+                              f"whose labels can be scored again from them; '{self.spec.name}' is not one")
         self.calibration = None
         if settings.calibration:  # scores re-scaled and per-label thresholds, as `vidtag eval --calibrate` fitted
             from .evaluation.calibration import CalibrationProfile

@@ -19,7 +19,7 @@ from .errors import MediaError
 from .postprocess import aggregate, ranked
 from .preprocess import preprocess_frames
 from .probe import VideoInfo
-from .record import ClipResult, Record
+from .record import ClipResult, Label, Record, Segment
 from .registry import ModelSpec
 from .sampling import Clip, plan_clips
 from .segments import cuts_from_shots, segments_from_spans
@@ -185,34 +185,44 @@ def _plain(exc: BaseException) -> str:
     return " ".join(str(text).split())[:300]
 
 
-def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,
-           crops: int, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
-           shots: list[ClipResult] | None = None, calibration: ModelCalibration | None = None) -> Record:
-    """Clip x crop probabilities -> the file's record: labels per clip, the video's labels aggregated from
-    the clips, and the label segments (`segments`: their parameters; spans snap to the `shots`' cuts).
-    With a `calibration`, the clips' probabilities are re-scaled first and each label must reach its own
-    threshold."""
-    per_clip = probs.view(len(prepared.clips), crops, -1).mean(1)
+def label_results(per_clip: torch.Tensor, spans: list[tuple[float, float]], labels: list[str], *, score: str,
+                  duration: float, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
+                  shots: list[ClipResult] | None = None, calibration: ModelCalibration | None = None,
+                  ) -> tuple[list[Label], list[ClipResult], list[Segment]]:
+    """A file's clip probabilities (clips x labels, their `spans` in seconds) -> its ranked video labels
+    (the mean over the clips), each clip's ranked labels, and the label segments (`segments`: their
+    parameters; spans snap to the `shots`' cuts). With a `calibration`, the clips' probabilities are
+    re-scaled first and each label must reach its own threshold. Every record is made this way (classify,
+    and retag from kept embeddings)."""
     limits = None
     if calibration is not None:
         per_clip = calibration.apply(per_clip, score)
         limits = calibration.threshold_vector(labels)
-    clips = [
-        ClipResult(round(c.start, 3), round(c.end, 3), ranked(p, labels, top_k, threshold, limits))
-        for c, p in zip(prepared.clips, per_clip)
-    ]
+    clips = [ClipResult(round(a, 3), round(b, 3), ranked(p, labels, top_k, threshold, limits))
+             for (a, b), p in zip(spans, per_clip)]
+    found = segments_from_spans(per_clip, [a for a, _ in spans], [b for _, b in spans], labels, duration=duration,
+                                cuts=cuts_from_shots(shots), **(segments or {}))
+    return ranked(aggregate(per_clip), labels, top_k, threshold, limits), clips, found
+
+
+def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,
+           crops: int, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
+           shots: list[ClipResult] | None = None, calibration: ModelCalibration | None = None) -> Record:
+    """Clip x crop probabilities -> the file's record (see `label_results`)."""
+    per_clip = probs.view(len(prepared.clips), crops, -1).mean(1)
     info = prepared.info
-    spans = segments_from_spans(per_clip, [c.start for c in prepared.clips], [c.end for c in prepared.clips],
-                                labels, duration=info.duration, cuts=cuts_from_shots(shots), **(segments or {}))
+    video_labels, clips, found = label_results(
+        per_clip, [(c.start, c.end) for c in prepared.clips], labels, score=score, duration=info.duration,
+        top_k=top_k, threshold=threshold, segments=segments, shots=shots, calibration=calibration)
     width, height = (info.height, info.width) if prepared.rotation in (90, 270) else (info.width, info.height)
     return Record(
         path=prepared.path,
         model=model,
         duration=round(info.duration, 3),
-        labels=ranked(aggregate(per_clip), labels, top_k, threshold, limits),
+        labels=video_labels,
         clips=clips,
         shots=shots,
-        segments=spans,
+        segments=found,
         score=score,
         video={"width": width, "height": height, "fps": round(info.fps, 3) if info.fps else None,
                "frames": info.frames, "rotation": prepared.rotation, "codec": info.codec,

@@ -147,6 +147,9 @@ class RayEngine:
     def start(self) -> None:
         """Nothing to load here: each actor loads the model (the driver never does)."""
 
+    def keeps(self, record: Record) -> bool:
+        return True
+
     def _connect(self) -> bool:
         """Join or start Ray; True when this engine did (and so shuts it down afterwards)."""
         ray = self.ray

@@ -56,6 +56,7 @@ class Family:
     resize_ratio: float = 1.0
     fixed_frames: bool = True  # the network takes only the checkpoint's frame count (learned time positions)
     prompts: tuple[str, ...] = ()
+    rescorable: bool = False  # its text side alone scores kept video embeddings (--embeddings, retag, search)
 
 
 FAMILIES: dict[str, Family] = {
@@ -78,9 +79,10 @@ FAMILIES: dict[str, Family] = {
     # the usual CLIP / SigLIP templates. X-CLIP's published processor: ImageNet statistics, bilinear
     "xclip": Family("zeroshot", "zero-shot", model_type="xclip", model_class="XCLIPModel", prompts=("{}",)),
     "clip": Family("zeroshot", "zero-shot", model_type="clip", model_class="CLIPModel", mean=OPENAI_CLIP_MEAN,
-                   std=OPENAI_CLIP_STD, interpolation="bicubic", prompts=("a photo of {}.",)),
+                   std=OPENAI_CLIP_STD, interpolation="bicubic", prompts=("a photo of {}.",), rescorable=True),
     "siglip": Family("zeroshot", "zero-shot", "sigmoid", model_type="siglip", model_class="SiglipModel",
-                     mean=HALF, std=HALF, interpolation="bicubic", prompts=("This is a photo of {}.",)),
+                     mean=HALF, std=HALF, interpolation="bicubic", prompts=("This is a photo of {}.",),
+                     rescorable=True),
 }
 
 

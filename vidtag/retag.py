@@ -16,10 +16,11 @@ import numpy as np
 import torch
 
 from .embeddings import EmbeddingStore, FileEntry, ShardInfo
-from .errors import ConfigError
+from .errors import ConfigError, OptionError
 from .labels import check_labels, check_prompts
-from .postprocess import aggregate, ranked
-from .record import ClipResult, Record
+from .job import digest
+from .pipeline import label_results
+from .record import Record
 from .textside import TextSide, score
 
 BLOCK_ROWS = 8192  # rows read and scored at a time
@@ -54,11 +55,11 @@ def _record(entry: FileEntry, probs: torch.Tensor | None, labels: list[str], top
         return Record(path=entry.path, status=entry.status, error=entry.error, model=entry.model,
                       duration=entry.duration, score=entry.score, video=entry.video, settings=settings)
     per_clip = probs.view(len(entry.clips), entry.crops, -1).mean(1)
-    clips = [ClipResult(start, end, ranked(p, labels, top_k, threshold))
-             for (start, end), p in zip(entry.clips, per_clip)]
-    return Record(path=entry.path, model=entry.model, duration=entry.duration,
-                  labels=ranked(aggregate(per_clip), labels, top_k, threshold), clips=clips, score=entry.score,
-                  video=entry.video, settings=settings)
+    video_labels, clips, found = label_results(
+        per_clip, [(a, b) for a, b in entry.clips], labels, score=entry.score, duration=entry.duration,
+        top_k=top_k, threshold=threshold, segments=settings.get("segments"))
+    return Record(path=entry.path, model=entry.model, duration=entry.duration, labels=video_labels, clips=clips,
+                  segments=found, score=entry.score, video=entry.video, settings=settings)
 
 
 def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str], prompts: Sequence[str] | None = None,
@@ -71,13 +72,13 @@ def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str], pro
     """
     store.check_model(text_side.identity)
     if top_k < 1:
-        raise ConfigError("--top-k must be at least 1")
+        raise OptionError("{} must be at least 1", "top_k")
     if threshold is not None and not 0 <= threshold <= 1:
-        raise ConfigError("--threshold must be between 0 and 1")
+        raise OptionError("{} must be between 0 and 1", "threshold")
     labels = check_labels(labels)
     prompts = check_prompts(prompts) if prompts else default_prompts(store, text_side)
     text = text_side.encode(labels, prompts)
-    vocabulary = {"top_k": top_k, "threshold": threshold, "labels": list(labels), "prompts": list(prompts)}
+    vocabulary = {"top_k": top_k, "threshold": threshold, "labels": digest(labels), "prompts": list(prompts)}
     for shard in store.shards:
         reader = store.open_rows(shard) if shard.rows else None
         try:

@@ -71,7 +71,7 @@ def _key(path: str) -> str:
     return os.path.abspath(path)
 
 
-def previous_records(output: str, fmt: str | None, job: Job, files: Sequence[str],
+def previous_records(output: str, fmt: str | None, job: Job, engine: Engine, files: Sequence[str],
                      retry_failed: bool) -> tuple[list[Record], set[str]]:
     """Earlier records to keep, one per path (the last one), and the set of this job's files they cover.
 
@@ -82,7 +82,8 @@ def previous_records(output: str, fmt: str | None, job: Job, files: Sequence[str
     for record in read_records(output, fmt):
         latest[_key(record.path)] = record  # a later record of the same file replaces an earlier one
     wanted = {_key(f): f for f in files}
-    keep = [r for k, r in latest.items() if k not in wanted or job.is_done(r, retry_failed)]
+    keep = [r for k, r in latest.items()
+            if k not in wanted or (job.is_done(r, retry_failed) and engine.keeps(r))]
     return keep, {wanted[_key(r.path)] for r in keep if _key(r.path) in wanted}
 
 
@@ -111,9 +112,9 @@ def run(job: Job, engine: Engine, files: Sequence[str], *,
     summary = Summary(total=len(files))
     kept: list[Record] = []
     skip: set[str] = set()
-    if resume:
-        kept, skip = previous_records(output, fmt, job, files, settings.retry_failed)
     engine.start()  # the model loads (or fails) before the output is touched
+    if resume:
+        kept, skip = previous_records(output, fmt, job, engine, files, settings.retry_failed)
     summary.skipped = len(skip)
     skipped_keys = {_key(p) for p in skip}
     summary.skipped_failed = sum(1 for r in kept if not r.ok and _key(r.path) in skipped_keys)

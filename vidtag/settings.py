@@ -48,6 +48,8 @@ class Settings:
     # results
     top_k: int = 5
     threshold: float | None = None
+    embeddings: str | None = None  # a folder keeping each clip's video embedding (zero-shot image-text models)
+    embeddings_dtype: str = "float32"
     calibration: str | None = None  # a profile from `vidtag eval --calibrate` (temperature, per-label thresholds)
     # label segments (see docs/segments.md)
     segment_enter: float = segments.ENTER
@@ -122,6 +124,10 @@ class Settings:
         if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
             raise OptionError(f"{{}} must be auto, cpu, cuda, cuda:N or mps (got {self.device!r})", "device")
         _choice(self.engine, ENGINES, "engine")
+        _choice(self.embeddings_dtype, ("float32", "float16"), "embeddings_dtype")
+        if self.embeddings and self.engine == "ray":
+            raise OptionError("{} keeps the embeddings with the local engine only (not with {} ray)",
+                              "embeddings", "engine")
         from .writers import format_for
 
         format_for(self.output, self.format)

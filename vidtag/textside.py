@@ -27,8 +27,6 @@ from .labels import check_labels, check_prompts, fill
 ScoreKind = Literal["softmax", "sigmoid"]
 
 TEXT_CHUNK = 256  # labels x templates per text-encoder call: bounds memory for large vocabularies
-DEFAULT_PROMPTS = {"clip": ["a photo of {}."], "siglip": ["This is a photo of {}."]}
-TEXT_SIDE_FAMILIES = frozenset(DEFAULT_PROMPTS)  # families whose kept embeddings retag and search can score
 _TOKEN_KEYS = ("input_ids", "attention_mask", "position_ids")
 
 
@@ -58,17 +56,18 @@ def score(video: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, lo
     return logits.softmax(-1)
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
+def unit(x: torch.Tensor) -> torch.Tensor:
+    """Rows scaled to unit length."""
     return x / x.norm(p=2, dim=-1, keepdim=True)
 
 
-def _read_config(folder: Path) -> dict:
-    try:
-        return json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise FatalError(f"{folder} is not a transformers checkpoint folder (no config.json)") from None
-    except (OSError, ValueError) as exc:
-        raise FatalError(f"cannot read {folder / 'config.json'}: {exc}") from None
+def tokens(tokenizer, texts: list[str], family: str, max_length: int) -> dict[str, torch.Tensor]:
+    """The text tower's inputs for `texts`. SigLIP was trained on text padded to its full length and pools
+    the last position, so it is padded to max_length; CLIP-style towers pool the end-of-text token and
+    ignore the padding."""
+    padding = "max_length" if family == "siglip" else True
+    batch = tokenizer(texts, padding=padding, truncation=True, max_length=max_length, return_tensors="pt")
+    return {k: v for k, v in batch.items() if k in _TOKEN_KEYS}
 
 
 def _tensors(folder: Path, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -114,28 +113,27 @@ class ImageTextTextSide:
     """CLIP and SigLIP: the text tower, tokenizer, logit scale (and SigLIP's bias) of a checkpoint folder."""
 
     def __init__(self, folder: str | Path, *, name: str | None = None, weights: str | None = None):
-        from transformers import AutoTokenizer
+        from .families.hf_common import load_tokenizer, read_json
+        from .registry import FAMILIES, family_for_model_type
 
         folder = Path(folder)
-        config = _read_config(folder)
-        family = str(config.get("model_type"))
+        config = read_json(folder / "config.json")
+        if config is None:
+            raise FatalError(f"{folder} is not a transformers checkpoint folder (no config.json)")
+        family = family_for_model_type(str(config.get("model_type"))) or str(config.get("model_type"))
         if family == "xclip":
             raise ConfigError(
                 "X-CLIP's text embeddings depend on each clip's frames (its prompt generator), so its scores "
                 "cannot be computed from kept embeddings: use a CLIP or SigLIP model for --embeddings, retag "
                 "and search")
-        if family not in DEFAULT_PROMPTS:
+        if family not in FAMILIES or not FAMILIES[family].rescorable:
             raise ConfigError(f"{folder} holds a '{family}' checkpoint: retag and search support clip and siglip")
+        facts = FAMILIES[family]
         self.family = family
-        self.score_kind: ScoreKind = "sigmoid" if family == "siglip" else "softmax"
-        self.default_prompts = list(DEFAULT_PROMPTS[family])
+        self.score_kind: ScoreKind = facts.score
+        self.default_prompts = list(facts.prompts)
         self.identity = ModelIdentity.of(name or str(folder), weights or str(folder), folder)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(folder))
-        except ImportError as exc:
-            raise FatalError(f"cannot load the tokenizer in {folder}: a package it needs is missing: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - any tokenizer failure is "the model is unusable"
-            raise FatalError(f"cannot load the tokenizer in {folder}: {exc}") from None
+        self.tokenizer = load_tokenizer(name or str(folder), folder)
         self.model = self._text_tower(folder, family)
         self.max_length = int(self.model.config.max_position_embeddings)
 
@@ -159,27 +157,20 @@ class ImageTextTextSide:
         self.logit_scale = state["logit_scale"].float().reshape(())
         return model.float().eval()
 
-    def _tokens(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        # SigLIP was trained on text padded to its full length and pools the last position; CLIP pools
-        # the end-of-text token and ignores padding (as in vidtag.families.zeroshot)
-        padding = "max_length" if self.family == "siglip" else True
-        batch = self.tokenizer(texts, padding=padding, truncation=True, max_length=self.max_length,
-                               return_tensors="pt")
-        return {k: v for k, v in batch.items() if k in _TOKEN_KEYS}
-
     def _embed(self, texts: list[str]) -> torch.Tensor:
         parts = []
         with torch.inference_mode():
             for start in range(0, len(texts), TEXT_CHUNK):
-                out = self.model(**self._tokens(texts[start:start + TEXT_CHUNK]))
-                parts.append(_unit(out.text_embeds if self.family == "clip" else out.pooler_output))
+                out = self.model(**tokens(self.tokenizer, texts[start:start + TEXT_CHUNK], self.family,
+                                          self.max_length))
+                parts.append(unit(out.text_embeds if self.family == "clip" else out.pooler_output))
         return torch.cat(parts).float()
 
     def encode(self, labels: Sequence[str], prompts: Sequence[str]) -> torch.Tensor:
         labels, prompts = check_labels(labels), check_prompts(prompts)
         texts = [fill(template, label) for template in prompts for label in labels]
         embeds = self._embed(texts).view(len(prompts), len(labels), -1)
-        return _unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
+        return unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
 
 
 def load_text_side(model: str | Path, *, name: str | None = None, weights: str | None = None,

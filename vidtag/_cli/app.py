@@ -46,6 +46,8 @@ def classify(
     fmt: Annotated[Optional[str], typer.Option("--format", help="json, jsonl or csv, when the extension does not say.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels kept per video and per clip.")] = 5,
     threshold: Annotated[Optional[float], typer.Option(help="Drop labels scoring below this.")] = None,
+    embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Keep each clip's video embedding in this folder (CLIP and SigLIP models), for 'vidtag retag' and 'vidtag search'.")] = None,
+    embeddings_dtype: Annotated[str, typer.Option("--embeddings-dtype", help="float32 (retag equals classify) or float16 (half the space, scores within about 1e-3).")] = "float32",
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="A profile from 'vidtag eval --calibrate': scores re-scaled, labels below their threshold dropped.")] = None,
     segment_enter: Annotated[float, typer.Option("--segment-enter", help="A label segment starts where a clip scores at least this (docs/segments.md).")] = 0.3,
     segment_stay: Annotated[float, typer.Option("--segment-stay", help="... and lasts while its clips score at least this.")] = 0.15,
@@ -88,6 +90,7 @@ def classify(
                 model=model, weights=weights, labels=labels_from(labels, labels_file), prompts=prompt or None,
                 registry_files=split_paths(registry), trust_remote_code=trust_remote_code, clips=clips,
                 window=window, stride=stride, views=views, sampling=sampling, top_k=top_k, threshold=threshold,
+                embeddings=str(embeddings) if embeddings else None, embeddings_dtype=embeddings_dtype,
                 calibration=str(calibration) if calibration else None, segment_enter=segment_enter, segment_stay=segment_stay, segment_min_duration=segment_min_duration,
                 segment_max_gap=segment_max_gap, device=device, precision=precision, batch_size=batch_size, compile=compile_model, workers=workers,
                 timeout=timeout, worker_priority=worker_priority, extensions=split_paths(ext) or None,
@@ -177,10 +180,13 @@ def main() -> None:
 
 def _register() -> None:
     """The commands that live in modules of their own."""
+    from .embeddings import retag, search
     from .eval import eval_
     from .export import export
 
     app.command("export")(export)
+    app.command("retag")(retag)
+    app.command("search")(search)
     app.command("eval")(eval_)
 
 

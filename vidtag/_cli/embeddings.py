@@ -20,32 +20,15 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError, FatalError, VidtagError
+from .context import EXIT_OK, err, fail, labels_from
 
-EXIT_OK, EXIT_USAGE, EXIT_FATAL = 0, 2, 3
 SEARCH_FORMATS = ("jsonl", "json", "csv")
 SEARCH_COLUMNS = ["query", "rank", "path", "start", "end", "score"]
-err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 StoreArg = Annotated[Path, typer.Argument(help="An embeddings folder made by 'vidtag classify ... --embeddings DIR'.")]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Where the model's text side is, when not where the classify run found it "
                           "(folder, registry name or Hub id; it must be the same model).")]
-
-
-def _fail(exc: VidtagError) -> typer.Exit:
-    err.print(f"vidtag: error: {exc}", markup=False)
-    return typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL)
-
-
-def _labels(labels: str | None, labels_file: Path | None) -> list[str]:
-    from ..labels import check_labels, parse_labels, read_labels_file
-
-    if labels is None and labels_file is None:
-        raise ConfigError("retag needs the new vocabulary: --labels \"a,b,c\" or --labels-file FILE")
-    out = parse_labels(labels) if labels is not None else []
-    if labels_file is not None:
-        out += read_labels_file(labels_file)
-    return check_labels(out, "--labels/--labels-file")
 
 
 def _open(store_dir: Path, model: str | None):
@@ -92,7 +75,9 @@ def retag(
     began = time.perf_counter()
     count = failed = 0
     try:
-        vocabulary = _labels(labels, labels_file)
+        vocabulary = labels_from(labels, labels_file)
+        if vocabulary is None:
+            raise ConfigError("retag needs the new vocabulary: --labels \"a,b,c\" or --labels-file FILE")
         format_for(output, fmt)  # a bad format before any work
         _refuse_overwrite(output, overwrite)
         store, side = _open(store_dir, model)
@@ -109,7 +94,7 @@ def retag(
             raise
         writer.close()
     except VidtagError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     if not quiet:
         note = f" ({failed} failed in the classify run)" if failed else ""
         err.print(f"vidtag: retagged {count} file(s){note} with {len(vocabulary)} labels in "
@@ -200,5 +185,5 @@ def search(
             except OSError as exc:
                 raise FatalError(f"cannot write the output file {output}: {exc.strerror or exc}") from None
     except VidtagError as exc:
-        raise _fail(exc) from None
+        raise fail(exc) from None
     raise typer.Exit(EXIT_OK)

@@ -203,13 +203,14 @@ def load_pretrained(spec: ModelSpec, folder: Path, class_name: str | None, *, tr
     return model.float().eval()
 
 
-def load_tokenizer(spec: ModelSpec, folder: Path) -> Any:
-    """The tokenizer saved with a checkpoint (local files only), or a FatalError naming a missing package."""
+def load_tokenizer(name: str, folder: Path) -> Any:
+    """The tokenizer saved with model `name`'s checkpoint (local files only), or a FatalError naming a
+    missing package."""
     with quiet_transformers() as transformers:
         try:
             return transformers.AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         except ImportError as exc:  # e.g. a SentencePiece-only tokenizer (spiece.model) without `sentencepiece`
-            raise FatalError(f"model '{spec.name}': cannot load the tokenizer in {folder}: a package it needs "
+            raise FatalError(f"model '{name}': cannot load the tokenizer in {folder}: a package it needs "
                              f"is missing: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - any failure of the tokenizer files is the model's
-            raise FatalError(f"model '{spec.name}': cannot load the tokenizer in {folder}: {exc}") from None
+            raise FatalError(f"model '{name}': cannot load the tokenizer in {folder}: {exc}") from None

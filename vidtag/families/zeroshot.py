@@ -28,11 +28,10 @@ from torch import nn
 from ..errors import ConfigError
 from ..labels import check_labels, check_prompts, fill
 from ..registry import ModelSpec
+from ..textside import TEXT_CHUNK, score, tokens, unit
 from .base import LoadedNet
 from .hf_common import checkpoint_folder, load_pretrained, load_tokenizer, preprocessor_recipe
 
-_TEXT_CHUNK = 256  # labels x templates encoded per text-encoder call, to bound memory at load time
-_TOKEN_KEYS = ("input_ids", "attention_mask", "position_ids")
 
 
 def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
@@ -51,10 +50,6 @@ def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
     return recipe
 
 
-def _unit(x: torch.Tensor) -> torch.Tensor:
-    return x / x.norm(p=2, dim=-1, keepdim=True)
-
-
 def _pooled(output: Any) -> torch.Tensor:
     """`get_*_features` returns a tensor in transformers 4 and an output object in 5."""
     return output if isinstance(output, torch.Tensor) else output.pooler_output
@@ -68,27 +63,33 @@ def _no_autocast(device: torch.device):
 class ImageTextPooling(nn.Module):
     """CLIP / SigLIP on a clip: frame embeddings averaged over time, scored against cached text embeddings.
 
-    (batch, frames, 3, H, W) normalised clips -> (batch, labels) probabilities.
+    (batch, frames, 3, H, W) normalised clips -> (batch, labels) probabilities; with `keep_embeddings`,
+    (batch, labels + dim): the clips' unit video embeddings follow the probabilities (`--embeddings`).
     """
 
-    def __init__(self, model: nn.Module, text_embeds: torch.Tensor, sigmoid: bool):
+    def __init__(self, model: nn.Module, text_embeds: torch.Tensor, kind: str):
         super().__init__()
         self.model = model
         self.register_buffer("text_embeds", text_embeds, persistent=False)  # (labels, dim), unit length
-        self.sigmoid = sigmoid
+        self.kind = kind
         self.image_size = int(model.config.vision_config.image_size)
+        self.keep_embeddings = False
 
-    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        """(batch, dim) float32 unit video embeddings: the mean of the frames' unit embeddings, renormalised."""
         batch, frames = clips.shape[:2]
         pixels = clips.flatten(0, 1)
         resized = tuple(pixels.shape[-2:]) != (self.image_size, self.image_size)
         frame_embeds = _pooled(self.model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=resized))
         with _no_autocast(clips.device):
-            video = _unit(_unit(frame_embeds.float()).view(batch, frames, -1).mean(1))
-            logits = video @ self.text_embeds.float().T * self.model.logit_scale.float().exp()
-            if self.sigmoid:
-                return (logits + self.model.logit_bias.float()).sigmoid()
-            return logits.softmax(-1)
+            return unit(unit(frame_embeds.float()).view(batch, frames, -1).mean(1))
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        video = self.embed(clips)
+        with _no_autocast(clips.device):
+            bias = self.model.logit_bias if self.kind == "sigmoid" else None
+            probs = score(video, self.text_embeds, self.model.logit_scale, bias, self.kind)
+        return torch.cat([probs, video], 1) if self.keep_embeddings else probs
 
 
 class XCLIPVideoText(nn.Module):
@@ -120,18 +121,10 @@ class XCLIPVideoText(nn.Module):
         # and labels go through it together
         text = text + m.prompts_generator(text, patches)
         with _no_autocast(clips.device):
-            video = _unit(video.float())
-            text = _unit(_unit(text.float()).view(batch, templates, labels, dim).mean(1))
+            video = unit(video.float())
+            text = unit(unit(text.float()).view(batch, templates, labels, dim).mean(1))
             logits = torch.einsum("bd,bkd->bk", video, text) * m.logit_scale.float().exp()
             return logits.softmax(-1)
-
-
-def _tokens(tokenizer, texts: list[str], family: str, max_length: int) -> dict[str, torch.Tensor]:
-    # SigLIP was trained on text padded to its full length and pools the last position, so it must be
-    # padded to max_length; CLIP-style text towers pool the end-of-text token and ignore the padding
-    padding = "max_length" if family == "siglip" else True
-    batch = tokenizer(texts, padding=padding, truncation=True, max_length=max_length, return_tensors="pt")
-    return {k: v for k, v in batch.items() if k in _TOKEN_KEYS}
 
 
 def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> torch.Tensor:
@@ -139,12 +132,12 @@ def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> 
     max_length = int(model.config.text_config.max_position_embeddings)
     parts = []
     with torch.no_grad():
-        for start in range(0, len(texts), _TEXT_CHUNK):
-            tokens = _tokens(tokenizer, texts[start:start + _TEXT_CHUNK], family, max_length)
+        for start in range(0, len(texts), TEXT_CHUNK):
+            batch = tokens(tokenizer, texts[start:start + TEXT_CHUNK], family, max_length)
             if family == "xclip":
-                parts.append(model.text_projection(model.text_model(**tokens)[1]))
+                parts.append(model.text_projection(model.text_model(**batch)[1]))
             else:
-                parts.append(_unit(_pooled(model.get_text_features(**tokens))))
+                parts.append(unit(_pooled(model.get_text_features(**batch))))
     return torch.cat(parts).float()
 
 
@@ -162,7 +155,7 @@ def text_embeddings(model: nn.Module, tokenizer, family: str, labels: Sequence[s
     embeds = encode_texts(model, tokenizer, texts, family).view(len(prompts), len(labels), -1)
     if family == "xclip":
         return embeds
-    return _unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
+    return unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
 
 
 def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
@@ -181,7 +174,7 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
             f"model '{spec.name}': {folder} holds a '{config.get('model_type')}' checkpoint, "
             f"not one of the '{family}' family"
         )
-    tokenizer = load_tokenizer(spec, folder)
+    tokenizer = load_tokenizer(spec.name, folder)
     model = load_pretrained(spec, folder, facts.model_class, trust_remote_code=trust_remote_code)
     text = text_embeddings(model, tokenizer, family, labels, prompts)
     _drop_text_tower(model)
@@ -192,5 +185,5 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
                               "do not override the frames for it")
         module: nn.Module = XCLIPVideoText(model, text)
     else:
-        module = ImageTextPooling(model, text, sigmoid=facts.score == "sigmoid")
+        module = ImageTextPooling(model, text, facts.score)
     return LoadedNet(module=module, labels=labels, score=facts.score)
