@@ -17,13 +17,13 @@ LOGITS_FILE = DATA / "slowfast_reference_logits.json"
 
 # case -> (variant, clip (batch, frames, 3, height, width), seeds of weights and clip) the reference logits
 # are recorded for: R50 8x8 at its recipe (32 frames, 256 px: the head's 7x7 pool slides over 8x8 features,
-# 2x2 positions), and each variant on small clips (16 frames, 96 px: features below the training size, the
+# 2x2 positions), and each variant on small clips (8 frames, 64 px: features below the training size, the
 # reference built with head pool kernels = feature size, i.e. global pooling), cheap enough for unit tests
 PARITY_CASES = {
     "R50_8X8-recipe": ("R50_8X8", (1, 32, 3, 256, 256), 11, 21),
-    "R50_8X8-small": ("R50_8X8", (2, 16, 3, 96, 96), 12, 22),
-    "R50_4X16-small": ("R50_4X16", (2, 16, 3, 96, 96), 13, 23),
-    "R101_8X8-small": ("R101_8X8", (2, 16, 3, 96, 96), 14, 24),
+    "R50_8X8-small": ("R50_8X8", (2, 8, 3, 64, 64), 12, 22),
+    "R50_4X16-small": ("R50_4X16", (2, 8, 3, 64, 64), 13, 23),
+    "R101_8X8-small": ("R101_8X8", (2, 8, 3, 64, 64), 14, 24),
 }
 
 
