@@ -34,9 +34,12 @@ from _slowfast_helpers import (  # noqa: E402
 # slowfast_r101) and PySlowFast's configs/Kinetics/pytorchvideo/SLOWFAST_*.yaml through its PTVSlowFast
 # (fusion stride = alpha; head pool = the training clip's features: 32 / alpha x 7 x 7 and 32 x 7 x 7)
 VARIANTS = {
-    "R50_8X8": dict(model_depth=50, slowfast_fusion_conv_kernel_size=(7, 1, 1), slowfast_fusion_conv_stride=(4, 1, 1)),
-    "R50_4X16": dict(model_depth=50, slowfast_fusion_conv_kernel_size=(5, 1, 1), slowfast_fusion_conv_stride=(8, 1, 1)),
-    "R101_8X8": dict(model_depth=101, slowfast_fusion_conv_kernel_size=(5, 1, 1), slowfast_fusion_conv_stride=(4, 1, 1)),
+    "R50_8X8": dict(model_depth=50, slowfast_fusion_conv_kernel_size=(7, 1, 1),
+                    slowfast_fusion_conv_stride=(4, 1, 1)),
+    "R50_4X16": dict(model_depth=50, slowfast_fusion_conv_kernel_size=(5, 1, 1),
+                     slowfast_fusion_conv_stride=(8, 1, 1)),
+    "R101_8X8": dict(model_depth=101, slowfast_fusion_conv_kernel_size=(5, 1, 1),
+                     slowfast_fusion_conv_stride=(4, 1, 1)),
 }
 ALPHA = {"R50_8X8": 4, "R50_4X16": 8, "R101_8X8": 4}
 TRAIN_FRAMES, TRAIN_FEATURE = 32, 7  # the training clip: 32 frames, 224 px -> 7 x 7 features
@@ -46,7 +49,8 @@ def head_kernels(alpha: int, frames: int, side: int) -> tuple[tuple[int, int, in
     """The published head pool kernels, or the feature size where the clip is smaller (global pooling)."""
     feature = math.ceil(side / 32)
     spatial = min(TRAIN_FEATURE, feature)
-    return ((min(TRAIN_FRAMES // alpha, frames // alpha), spatial, spatial), (min(TRAIN_FRAMES, frames), spatial, spatial))
+    slow = (min(TRAIN_FRAMES // alpha, frames // alpha), spatial, spatial)
+    return slow, (min(TRAIN_FRAMES, frames), spatial, spatial)
 
 
 def pack(frames: torch.Tensor, alpha: int) -> list[torch.Tensor]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +38,9 @@ from .base import LoadedNet
 from .fusion import fold_batchnorm
 # TODO(lead): import these from vidtag.checkpoint once load_strict moves there
 from .x3d import load_strict, read_state_dict
+
+if TYPE_CHECKING:
+    from ..registry import ModelSpec
 
 _BN_EPS = 1e-5
 _STEM_WIDTH = 64  # slow pathway; the fast one has 1/beta of every width
@@ -284,9 +288,9 @@ class SlowFastClassifier(nn.Module):
     """vidtag's view of SlowFast: (B, T, 3, H, W) normalised clips (the fast pathway's frames) -> (B, classes)
     softmax probabilities; the slow pathway's frames are picked here.
 
-    On the CPU, a batch runs in chunks of about `cpu_voxels` input frame pixels (T x H x W), as for X3D: a
-    chunk whose activations stay small runs no slower per clip than a big batch, and memory stays bounded.
-    GPUs take the batch whole.
+    On the CPU, a batch runs in chunks of about `cpu_voxels` input frame pixels (T x H x W), as for X3D: one
+    32 x 256 x 256 clip by default, which bounds the memory a batch takes (whether bigger chunks are faster
+    on an idle machine is not measured yet: docs/models.md, SlowFast speed). GPUs take the batch whole.
     """
 
     def __init__(self, net: SlowFast, cpu_voxels: int = 2_200_000):
@@ -336,7 +340,7 @@ def fuse_for_inference(net: SlowFast) -> SlowFast:
     return net
 
 
-def load(spec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
+def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
     """Registry loader: the entry's variant (`options: {variant: R50_8x8}`), weights loaded strictly and safely.
 
     `labels` and `trust_remote_code` are unused: the label set is the entry's, and no remote code exists here.
