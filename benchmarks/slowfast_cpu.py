@@ -23,17 +23,10 @@ import torch
 
 import vidtag
 from benchmarks.x3d_cpu import synthetic_video
-from vidtag.pipeline import Recipe, prepare
-
-FRAGMENT = Path(vidtag.__file__).parent / "models_slowfast.yaml"
-
+from vidtag.pipeline import InputSpec, prepare
 
 def registry() -> dict:
-    from vidtag import models
-
-    models.FAMILIES.setdefault("slowfast", "slowfast")
-    builtin = vidtag.load_registry()
-    return builtin if "slowfast-r50" in builtin else vidtag.load_registry([str(FRAGMENT)])
+    return vidtag.load_registry()
 
 
 def random_checkpoint(spec, folder: Path) -> Path:
@@ -77,10 +70,10 @@ def main() -> None:
             module = family.load(spec, random_checkpoint(spec, Path(tmp)), None).module
             print(f"{name}: {spec.frames}x{spec.frame_stride} frames, {spec.crop} px")
             with torch.inference_mode():
-                module(prepare(video, Recipe.from_spec(spec, clips=1)).tensor)  # warm-up
+                module(prepare(video, InputSpec.from_spec(spec, clips=1)).tensor)  # warm-up
                 for clips in args.clips:
-                    recipe = Recipe.from_spec(spec, clips=clips)
-                    prep_wall, prep_cpu, prepared = best(lambda: prepare(video, recipe), args.repeat)
+                    inputs = InputSpec.from_spec(spec, clips=clips)
+                    prep_wall, prep_cpu, prepared = best(lambda: prepare(video, inputs), args.repeat)
                     run_wall, run_cpu, _ = best(lambda: module(prepared.tensor), args.repeat)
                     print(f"  {clips:2d} clip(s): inference {clips / run_wall:5.2f} clips/s wall, "
                           f"{run_cpu / clips:5.2f} CPU s a clip; per 10 s video {prep_wall + run_wall:6.2f} s wall, "

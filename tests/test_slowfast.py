@@ -31,24 +31,17 @@ from vidtag.families.slowfast import (
     pack_pathways,
     slow_indices,
 )
-from vidtag.models import builtin_labels
+from vidtag.labels import builtin_labels
 
 REFERENCE = layout()
 LOGITS = json.loads(LOGITS_FILE.read_text())
 VARIANTS = ["R50_8X8", "R50_4X16", "R101_8X8"]
-FRAGMENT = Path(vidtag.__file__).parent / "models_slowfast.yaml"
 EPS = 1e-5
 
 
 @pytest.fixture
-def registry(monkeypatch):
-    """The registry with the SlowFast entries: built in once merged, until then from models_slowfast.yaml."""
-    from vidtag import models
-
-    if "slowfast" not in models.FAMILIES:
-        monkeypatch.setitem(models.FAMILIES, "slowfast", "slowfast")
-    builtin = vidtag.load_registry()
-    return builtin if "slowfast-r50" in builtin else vidtag.load_registry([str(FRAGMENT)])
+def registry():
+    return vidtag.load_registry()
 
 
 @functools.lru_cache(maxsize=4)

@@ -47,3 +47,20 @@ class CheckpointRecipe(Protocol):
     """The optional `checkpoint_recipe` function of a family module."""
 
     def __call__(self, spec: ModelSpec, weights: Path) -> dict[str, Any]: ...
+
+
+def variant_and_labels(spec: ModelSpec, family: str, variants: str) -> tuple[str, list[str]]:
+    """A native family's entry: its `options: {variant: ...}` (the only option) and its label set, or a
+    ConfigError saying what the entry lacks. `variants` lists the known ones for the message ('XS|S|M|L')."""
+    from ..errors import ConfigError
+    from ..labels import spec_labels
+
+    extra = sorted(set(spec.options) - {"variant"})
+    if extra:
+        raise ConfigError(f"model '{spec.name}': unknown {family} option '{extra[0]}' (known: variant)")
+    if "variant" not in spec.options:
+        raise ConfigError(f"model '{spec.name}': {family} entries need options: {{variant: {variants}}}")
+    names = spec_labels(spec)
+    if names is None:
+        raise ConfigError(f"model '{spec.name}': {family} entries need a label set (e.g. labels: kinetics400)")
+    return str(spec.options["variant"]), names

@@ -34,10 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from .base import LoadedNet
+from ..checkpoint import load_state_dict, load_strict
+from .base import LoadedNet, variant_and_labels
 from .fusion import fold_batchnorm
-# TODO(lead): import these from vidtag.checkpoint once load_strict moves there
-from .x3d import load_strict, read_state_dict
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
@@ -346,18 +345,9 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
 
     `labels` and `trust_remote_code` are unused: the label set is the entry's, and no remote code exists here.
     """
-    from ..models import spec_labels  # here: vidtag.models imports the families lazily
-
-    extra = sorted(set(spec.options) - {"variant"})
-    if extra:
-        raise ConfigError(f"model '{spec.name}': unknown SlowFast option '{extra[0]}' (known: variant)")
-    if "variant" not in spec.options:
-        raise ConfigError(f"model '{spec.name}': SlowFast entries need options: {{variant: R50_8x8|R50_4x16|R101_8x8}}")
-    names = spec_labels(spec)
-    if names is None:
-        raise ConfigError(f"model '{spec.name}': SlowFast entries need a label set (e.g. labels: kinetics400)")
-    net = build_slowfast(spec.options["variant"], num_classes=len(names))
+    variant, names = variant_and_labels(spec, "SlowFast", "R50_8x8|R50_4x16|R101_8x8")
+    net = build_slowfast(variant, num_classes=len(names))
     check_frames(int(spec.frames), net.config)
-    load_strict(net, read_state_dict(Path(weights)), weights)
+    load_strict(net, load_state_dict(weights), weights, arch="SlowFast")
     module = SlowFastClassifier(fuse_for_inference(net)).eval().to(memory_format=torch.channels_last_3d)
     return LoadedNet(module=module, labels=names)

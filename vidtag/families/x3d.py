@@ -31,9 +31,8 @@ from torch import nn
 
 from ..checkpoint import load_state_dict, load_strict
 from ..errors import ConfigError
-from ..labels import spec_labels
 from ..registry import ModelSpec
-from .base import LoadedNet
+from .base import LoadedNet, variant_and_labels
 from .fusion import fold_batchnorm
 
 _BN_EPS = 1e-5
@@ -318,15 +317,8 @@ def fuse_for_inference(net: X3D) -> X3D:
 
 def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
     """The entry's variant (`options: {variant: M}`), the official checkpoint loaded strictly and safely."""
-    extra = sorted(set(spec.options) - {"variant"})
-    if extra:
-        raise ConfigError(f"model '{spec.name}': unknown X3D option '{extra[0]}' (known: variant)")
-    if "variant" not in spec.options:
-        raise ConfigError(f"model '{spec.name}': X3D entries need options: {{variant: XS|S|M|L}}")
-    names = spec_labels(spec)
-    if names is None:
-        raise ConfigError(f"model '{spec.name}': X3D entries need a label set (e.g. labels: kinetics400)")
-    net = build_x3d(spec.options["variant"], num_classes=len(names))
+    variant, names = variant_and_labels(spec, "X3D", "XS|S|M|L")
+    net = build_x3d(variant, num_classes=len(names))
     load_strict(net, load_state_dict(weights), weights, arch=f"X3D-{net.variant.name}")
     module = X3DClassifier(fuse_for_inference(net)).eval().to(memory_format=torch.channels_last_3d)
     return LoadedNet(module=module, labels=names)
