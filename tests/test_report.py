@@ -33,7 +33,7 @@ def record(path, **extra) -> dict:
             "labels": [{"label": "cat", "score": 0.7}, {"label": "dog", "score": 0.2}],
             "clips": [{"start": 0.0, "end": 1.0, "labels": [{"label": "cat", "score": 0.8}]},
                       {"start": 1.0, "end": 2.0, "labels": [{"label": "dog", "score": 0.6}]}],
-            "settings": {"model": "tiny", "clips": 2, "size": 1}}
+            "settings": {"model": "tiny", "clips": 2, "file": {"size": 1, "mtime": 0.0}}}
     base.update(extra)
     return base
 
@@ -147,12 +147,12 @@ def test_bad_records_files_are_usage_errors(tmp_path, content, message):
 
 def test_overview_counts_labels_settings_and_failures(tmp_path):
     items = [record("a.mp4"), record("b.mp4", labels=[{"label": "cat", "score": 0.4}],
-                                     settings={"model": "tiny", "clips": 4, "size": 2}),
+                                     settings={"model": "tiny", "clips": 4, "file": {"size": 2, "mtime": 1.0}}),
              record("c.mp4", status="error", error="the file is empty (0 bytes)", labels=[], clips=[])]
     info = overview(write_jsonl(tmp_path / "r.jsonl", items))
     assert (info.files, info.ok, info.failed) == (3, 2, 1)
     assert info.labels.most_common() == [("cat", 2), ("dog", 1)]
-    assert info.settings == {"model": "tiny"} and info.varying == ["clips"]  # size is per file
+    assert info.settings == {"model": "tiny"} and info.varying == ["clips"]  # file size and mtime are per file
     assert info.failures == [("c.mp4", "the file is empty (0 bytes)")]
 
 

@@ -141,6 +141,14 @@ def all_labels(record: Record) -> list[str]:
     return list(names)
 
 
+def file_size(record: Record) -> int | None:
+    """The file's size as the run saw it (settings.file.size), if the record says."""
+    settings = record.settings or {}
+    known = settings.get("file") if isinstance(settings.get("file"), dict) else settings
+    size = known.get("size")
+    return size if isinstance(size, int) else None
+
+
 def _label_list(labels: list[Label], css: str = "labels") -> str:
     items = "".join(f'<li><span class="label">{escape(x.label)}</span> <span class="score">{x.score:.3f}</span></li>'
                     for x in labels)
@@ -157,7 +165,7 @@ def render_video(index: int, record: Record, units: tuple[str, list[Unit], int],
     kind, shown, total = units
     video = record.video or {}
     duration = record.duration if record.duration is not None else (thumbs.duration if thumbs else None)
-    size = (record.settings or {}).get("size") or (thumbs.size if thumbs else None)
+    size = file_size(record) or (thumbs.size if thumbs else None)
     codec = video.get("codec") or (thumbs.codec if thumbs else None)
     facts = [f"{clock(duration)}" if duration is not None else "duration unknown", human_size(size)]
     if codec:
@@ -257,11 +265,15 @@ def render_overview(info: Overview, source: str, top: int = 30) -> str:
     models = ", ".join(f"{escape(m)} ({n})" for m, n in info.models.most_common()) or "none"
     rows = [("records", escape(source)), ("files", str(info.files)), ("classified", str(info.ok)),
             ("failed", str(info.failed)), ("model", models)]
-    rows += [(escape(k), escape(json.dumps(v, ensure_ascii=False, default=str))) for k, v in info.settings.items()
-             if k != "model"]
-    if info.varying:
-        rows.append(("differ between files", escape(", ".join(info.varying))))
     table = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    shared = [(escape(k), escape(json.dumps(v, ensure_ascii=False, default=str)))
+              for k, v in info.settings.items() if k != "model" and v is not None]
+    if info.varying:
+        shared.append(("differ between files", escape(", ".join(info.varying))))
+    if shared:
+        cells = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in shared)
+        table += (f'<tr><th>settings</th><td><details><summary>{len(info.settings)} shared by every file'
+                  f'</summary><table class="facts">{cells}</table></details></td></tr>')
     chips = "".join(f'<li><button type="button" class="chip" data-query="{escape(label)}">{escape(label)} '
                     f'<span class="count">{n}</span></button></li>' for label, n in info.labels.most_common(top))
     labels = (f'<h3>Most frequent labels <small>(videos)</small></h3><ul class="chips">{chips}</ul>' if chips else "")

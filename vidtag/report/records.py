@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import ConfigError, FatalError
 from ..record import Record
 
-PER_FILE_SETTINGS = ("size", "mtime")  # settings that describe the file, not the run
+PER_FILE_SETTINGS = ("file", "size", "mtime")  # settings that describe the file, not the run
 
 
 def _record(data: Any, source: Path, where: str) -> Record:
@@ -95,7 +95,7 @@ class Overview:
             self.failures.append((record.path, record.error or "no reason given"))
             return
         self.ok += 1
-        self.labels.update({x.label for x in record.labels})
+        self.labels.update(dict.fromkeys(x.label for x in record.labels))  # each once, in rank order
         settings = {k: v for k, v in (record.settings or {}).items() if k not in PER_FILE_SETTINGS}
         if self.ok == 1:
             self.settings = settings
