@@ -95,7 +95,7 @@ class Overview:
             self.failures.append((record.path, record.error or "no reason given"))
             return
         self.ok += 1
-        self.labels.update(dict.fromkeys(x.label for x in record.labels))  # each once, in rank order
+        self.labels.update(list(dict.fromkeys(x.label for x in record.labels)))  # each once, in rank order
         settings = {k: v for k, v in (record.settings or {}).items() if k not in PER_FILE_SETTINGS}
         if self.ok == 1:
             self.settings = settings
