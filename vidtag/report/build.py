@@ -57,6 +57,12 @@ def default_workers(videos: int) -> int:
     return 0 if videos <= SMALL_RUN else max(1, min(4, os.cpu_count() or 1))
 
 
+def _workers(asked: int | None, videos: int) -> int:
+    if asked is None:
+        asked = default_workers(videos)
+    return min(asked, videos)  # no idle processes for a short run
+
+
 def locate(path: str, records_file: Path) -> Path:
     """The video a record names: as given (from the current folder), else beside the records file."""
     given = Path(path)
@@ -257,7 +263,7 @@ def make_report(records_file: Path, output: Path, *, per_page: int = 100, worker
         pages = _Pages(temp, output, folder, per_page, info, str(records_file), records_file)
         done = 0
         for record, video, units, thumbs in _thumbnails(iter_records(records_file), records_file,
-                                                        default_workers(info.ok) if workers is None else workers,
+                                                        _workers(workers, info.ok),
                                                         timeout, max_thumbnails):
             pages.add(record, video, units, thumbs)
             done += 1

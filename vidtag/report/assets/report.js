@@ -6,8 +6,16 @@
   var count = document.getElementById("count");
   var main = document.getElementById("videos");
 
+  // each element's labels, lower-cased, parsed once
+  var parsed = new WeakMap();
   function labelsOf(el) {
-    try { return JSON.parse(el.getAttribute("data-labels") || "[]"); } catch (e) { return []; }
+    var labels = parsed.get(el);
+    if (!labels) {
+      try { labels = JSON.parse(el.getAttribute("data-labels") || "[]"); } catch (e) { labels = []; }
+      labels = labels.map(function (l) { return String(l).toLowerCase(); });
+      parsed.set(el, labels);
+    }
+    return labels;
   }
 
   // "dog" finds every label containing dog; "\"hot dog\"" (in quotes) only that label
@@ -17,10 +25,7 @@
     if (exact) { q = q.slice(1, -1); }
     if (!q) { return null; }
     return function (labels) {
-      return labels.some(function (l) {
-        l = String(l).toLowerCase();
-        return exact ? l === q : l.indexOf(q) >= 0;
-      });
+      return labels.some(function (l) { return exact ? l === q : l.indexOf(q) >= 0; });
     };
   }
 
@@ -30,11 +35,12 @@
     var shown = 0;
     Array.prototype.forEach.call(items, function (item) {
       var ok = !match || match(labelsOf(item));
-      item.hidden = !ok;
+      if (item.hidden !== !ok) { item.hidden = !ok; }
       if (ok) { shown += 1; }
       // inside a shown video, only the shots and timeline rows that carry the label
       Array.prototype.forEach.call(item.querySelectorAll(".shot, .row"), function (part) {
-        part.hidden = Boolean(match) && !match(labelsOf(part));
+        var hide = Boolean(match) && !match(labelsOf(part));
+        if (part.hidden !== hide) { part.hidden = hide; }
       });
     });
     if (count) {
