@@ -6,6 +6,7 @@ Exit status as for the other commands: 0 written; 2 usage (bad records file, an 
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -42,6 +43,10 @@ def report(
     except KeyboardInterrupt:
         err.print("vidtag: interrupted; no report was written", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except Exception as exc:  # a bug or an unforeseen library failure: one line, the traceback in the log
+        logging.getLogger("vidtag").debug("unexpected failure", exc_info=True)
+        err.print(f"vidtag: error: unexpected failure: {exc or type(exc).__name__}", markup=False)
+        raise typer.Exit(EXIT_FATAL) from None
     if not quiet:
         where = f"{summary.pages} pages in {output}/" if summary.pages > 1 else str(output)
         unreadable = f", {summary.unreadable} without thumbnails" if summary.unreadable else ""
