@@ -222,3 +222,16 @@ def test_cli_exit_codes(tmp_path, video):
     nowhere = runner.invoke(app, [str(records), "-o", str(tmp_path / "no" / "such" / "x.html")])
     assert nowhere.exit_code == 3 and "cannot write the report" in nowhere.output
     assert runner.invoke(app, [str(records), "-o", str(tmp_path / "d"), "--per-page", "0"]).exit_code == 2
+
+
+def test_an_interrupted_report_leaves_nothing(tmp_path, video):
+    records = write_jsonl(tmp_path / "r.jsonl", [record(video, duration=4.0)] * 3)
+
+    def interrupt(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    for output in (tmp_path / "r.html", tmp_path / "rep"):
+        with pytest.raises(KeyboardInterrupt):
+            make_report(records, output, workers=0, progress=interrupt)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["r.jsonl"]

@@ -15,6 +15,7 @@ import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -257,25 +258,27 @@ def make_report(records_file: Path, output: Path, *, per_page: int = 100, worker
     _check_output(output, folder, overwrite)
     info = overview(records_file)
     temp = output.parent / f".{output.name}.tmp-{os.getpid()}"
+    pages = None
     try:
         if folder:
             temp.mkdir()
         pages = _Pages(temp, output, folder, per_page, info, str(records_file), records_file)
         done = 0
-        for record, video, units, thumbs in _thumbnails(iter_records(records_file), records_file,
-                                                        _workers(workers, info.ok),
-                                                        timeout, max_thumbnails):
-            pages.add(record, video, units, thumbs)
-            done += 1
-            if progress is not None:
-                progress(done, info.ok)
+        # closing: an interruption stops the workers at once, not when the generator is collected
+        with closing(_thumbnails(iter_records(records_file), records_file, _workers(workers, info.ok),
+                                 timeout, max_thumbnails)) as cards:
+            for record, video, units, thumbs in cards:
+                pages.add(record, video, units, thumbs)
+                done += 1
+                if progress is not None:
+                    progress(done, info.ok)
         pages.finish()
         _replace(temp, output)
     except OSError as exc:
-        _remove(temp)
+        _abandon(pages, temp)
         raise FatalError(f"cannot write the report to {output}: {exc.strerror or exc}") from None
     except BaseException:
-        _remove(temp)
+        _abandon(pages, temp)
         raise
     return ReportSummary(output=output, files=info.files, ok=info.ok, failed=info.failed,
                          pages=len(pages.pages) if folder else 1, thumbnails=pages.images,
@@ -295,6 +298,12 @@ def _replace(temp: Path, output: Path) -> None:
     os.replace(output, old)
     os.replace(temp, output)
     _remove(old)
+
+
+def _abandon(pages: _Pages | None, temp: Path) -> None:
+    if pages is not None and pages.handle is not None:
+        pages.handle.close()
+    _remove(temp)
 
 
 def _remove(path: Path) -> None:
