@@ -1,7 +1,7 @@
 """vidtag report: time and peak memory for 1,000 records (thumbnails included), and how the page's size
 and its load time in headless Chromium grow with the number of videos.
 
-    python benchmarks/report.py              # about 10 minutes on 2 cores, plus about 1 minute to encode
+    python benchmarks/report.py              # about 4 minutes on 2 idle cores, plus about 1 minute to encode
     python benchmarks/report.py --records 200 --workers 4
 
 The corpus: 20 H.264 files of 6 s at 640x360 (benchmarks/corpus.py: a keyframe every 250 frames, so a
@@ -82,14 +82,6 @@ def _pss(pid: int) -> int:
     return 0
 
 
-def _cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
 def timed_report(records_file: Path, output: Path, workers: int, per_page: int) -> dict:
     """Run make_report in a fresh process; its wall time and the peak PSS of its process tree."""
     code = ("import sys, json; from pathlib import Path; from vidtag.report import make_report\n"
@@ -103,17 +95,26 @@ def timed_report(records_file: Path, output: Path, workers: int, per_page: int) 
     child = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, cwd=ROOT,
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     peak = 0
-    cpu: dict[int, float] = {}  # the last CPU time seen per process of the tree
     while child.poll() is None:
-        tree = _descendants(child.pid)
-        peak = max(peak, sum(_pss(p) for p in tree))
-        cpu.update({p: _cpu_seconds(p) for p in tree})
+        peak = max(peak, sum(_pss(p) for p in _descendants(child.pid)))
         time.sleep(0.02)
     elapsed = time.perf_counter() - began
     if child.returncode:
         raise SystemExit(f"the report run failed (exit {child.returncode})")
     result = json.loads(child.stdout.read())
-    return {**result, "seconds": elapsed, "peak_mib": peak / 2**20, "cpu": sum(cpu.values())}
+    return {**result, "seconds": elapsed, "peak_mib": peak / 2**20}
+
+
+def thumbnail_cpu(videos: list[str]) -> float:
+    """CPU milliseconds per thumbnail, in this process (4 per file, as in the records): what the
+    workers spend, independent of how busy the machine is."""
+    from vidtag.report.thumbs import make_thumbnails
+
+    make_thumbnails(videos[0], [0.75])  # warm-up: imports, codec set-up
+    began = time.process_time()
+    for path in videos:
+        assert not make_thumbnails(path, [0.75, 2.25, 3.75, 5.25]).error
+    return (time.process_time() - began) * 1000 / (4 * len(videos))
 
 
 def load_times(urls: list[str]) -> list[dict]:
@@ -156,27 +157,28 @@ def main() -> None:
           f"Python {sys.version.split()[0]}; work folder {work}", flush=True)
 
     sizes = sorted({n for n in (10, 100, args.records) if n <= args.records})
-    timings, pages = {}, []
+    runs, pages = [], []
     for n in sizes:
         source = work / f"records-{n}.jsonl"
         source.write_text("".join(json.dumps(r) + "\n" for r in records(videos, n)))
         single = timed_report(source, work / f"single-{n}.html", args.workers, args.per_page)
+        runs.append((n, "one file", single))
         pages.append((n, "one file", work / f"single-{n}.html", single["bytes"]))
         if n == args.records:
-            timings["one file"] = single
             folder = timed_report(source, work / f"folder-{n}", args.workers, args.per_page)
-            timings[f"folder, {args.per_page} per page"] = folder
-            first = work / f"folder-{n}" / "page-0001.html"
-            pages.append((n, "folder: index.html", work / f"folder-{n}" / "index.html",
-                          (work / f"folder-{n}" / "index.html").stat().st_size))
+            runs.append((n, f"folder, {args.per_page} per page", folder))
+            index, first = work / f"folder-{n}" / "index.html", work / f"folder-{n}" / "page-0001.html"
+            pages.append((n, "folder: index.html", index, index.stat().st_size))
             pages.append((min(n, args.per_page), "folder: one page", first, first.stat().st_size))
         print(f"  {n} records: one file {single['seconds']:.1f} s", flush=True)
+    cpu = thumbnail_cpu(videos)
 
-    print(f"\n{args.records} records, {args.workers} workers (load average {os.getloadavg()[0]:.1f} at the end):\n")
-    print("| output | wall time | CPU time (all processes) | peak memory (PSS, all processes) | thumbnails | written |")
+    print(f"\n{args.workers} workers; load average {os.getloadavg()[0]:.1f} at the end; "
+          f"one thumbnail costs {cpu:.1f} ms of CPU (decoding to the middle of a shot, scaling, WebP):\n")
+    print("| records | output | wall time | peak memory (PSS, all processes) | thumbnails | written |")
     print("|---|---|---|---|---|---|")
-    for name, t in timings.items():
-        print(f"| {name} | {t['seconds']:.1f} s | {t['cpu']:.1f} s | {t['peak_mib']:.0f} MiB | {t['thumbnails']} | "
+    for n, name, t in runs:
+        print(f"| {n} | {name} | {t['seconds']:.1f} s | {t['peak_mib']:.0f} MiB | {t['thumbnails']} | "
               f"{t['bytes'] / 2**20:.1f} MiB |")
     loads = load_times([p.as_uri() for _, _, p, _ in pages])
     print("\n| videos on the page | page | size | load in Chromium | filter (hide and show all) |")
