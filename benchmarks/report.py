@@ -45,10 +45,12 @@ def records(videos: list[str], n: int, seed: int = 0) -> list[dict]:
         spans = list(zip(cuts, cuts[1:]))
         names = rng.sample(LABELS, 5)
         ranked = [{"label": x, "score": round(0.6 / (k + 1), 3)} for k, x in enumerate(names)]
-        parts = [{"start": s, "end": e, "labels": [ranked[j % 5], ranked[(j + 1) % 5]]} for j, (s, e) in enumerate(spans)]
+        parts = [{"start": s, "end": e, "labels": [ranked[j % 5], ranked[(j + 1) % 5]]}
+                 for j, (s, e) in enumerate(spans)]
         out.append({"path": path, "status": "ok", "model": "bench", "duration": duration, "labels": ranked,
                     "clips": parts, "shots": parts,
-                    "segments": [{"label": names[j % 5], "start": s, "end": e, "score": 0.5} for j, (s, e) in enumerate(spans)],
+                    "segments": [{"label": names[j % 5], "start": s, "end": e, "score": 0.5}
+                                 for j, (s, e) in enumerate(spans)],
                     "video": {"width": 640, "height": 360, "fps": 25.0, "codec": "h264"},
                     "settings": {"model": "bench", "clips": 4, "file": {"size": os.path.getsize(path), "mtime": 0}}})
     return out

@@ -94,7 +94,8 @@ def test_many_shots_are_thinned_evenly_first_and_last_kept():
 def test_timeline_rows_follow_the_video_ranking():
     rec = Record.from_dict(record("a.mp4", labels=[{"label": "dog", "score": 0.5}], segments=[
         {"label": "cat", "start": 0, "end": 1.5, "score": 0.8}, {"label": "dog", "start": 1, "end": 2, "score": 0.6},
-        {"label": "bird", "start": 0, "end": 0.5, "score": 0.3}, {"label": "cat", "start": 1.8, "end": 2, "score": 0.4}]))
+        {"label": "bird", "start": 0, "end": 0.5, "score": 0.3},
+        {"label": "cat", "start": 1.8, "end": 2, "score": 0.4}]))
     rows = timeline_rows(rec)
     assert [label for label, _ in rows] == ["dog", "cat", "bird"]  # ranked first, then by time covered
     assert rows[1][1] == [(0, 1.5, 0.8), (1.8, 2, 0.4)]

@@ -241,8 +241,9 @@ def make_report(records_file: Path, output: Path, *, per_page: int = 100, worker
     `output` named *.html is one self-contained file (thumbnails embedded); any other name is a folder
     with index.html (summary, failures, the pages) and pages of `per_page` videos, their thumbnails in
     img/ beside them. `workers`: thumbnail processes (0: in this process; default one per core, at
-    most 4, none for up to 16 videos); `timeout`: seconds a video's thumbnails may take; `max_thumbnails`: per video (evenly
-    spread past it); `overwrite`: replace an existing report; `progress(done, total)`: after each video.
+    most 4, none for up to 16 videos); `timeout`: seconds a video's thumbnails may take;
+    `max_thumbnails`: per video (evenly spread past it); `overwrite`: replace an existing report;
+    `progress(done, total)`: called after each video.
     Raises ConfigError (bad arguments, unreadable records, an output in the way) or FatalError (the
     output cannot be written).
     """

@@ -65,7 +65,8 @@ def iter_records(source: Path) -> Iterator[Record]:
             except (json.JSONDecodeError, UnicodeDecodeError):
                 if not line.endswith(b"\n"):
                     return  # the last line, which a killed run was writing
-                raise ConfigError(f"line {number} of {source} is not JSON (is this the output of vidtag classify?)") from None
+                raise ConfigError(f"line {number} of {source} is not JSON "
+                                  "(is this the output of vidtag classify?)") from None
             yield _record(data, source, f"line {number}")
 
 
