@@ -1,7 +1,7 @@
 """vidtag report: time and peak memory for 1,000 records (thumbnails included), and how the page's size
 and its load time in headless Chromium grow with the number of videos.
 
-    python benchmarks/report.py              # about 4 minutes on 2 idle cores, plus about 1 minute to encode
+    python benchmarks/report.py              # about 5 minutes on 2 idle cores, plus about 1 minute to encode
     python benchmarks/report.py --records 200 --workers 4
 
 The corpus: 20 H.264 files of 6 s at 640x360 (benchmarks/corpus.py: a keyframe every 250 frames, so a
@@ -9,7 +9,9 @@ thumbnail costs decoding from the start of the file, as in camera footage with l
 1,000 records in turn, each with 4 shots (so 4 thumbnails), 4 label segments and 4 clips, labels drawn
 from 200 names. Every run is a fresh process: its time includes starting Python, importing vidtag and
 starting the worker processes. Peak memory is the largest total PSS (shared pages counted once) of the
-report process and all its descendants (fork server, workers), sampled every 20 ms.
+report process and all its descendants (fork server, workers), sampled every 20 ms. The last part
+writes a folder report of 50,000 records naming files that are no longer there (no thumbnails) to show
+what the pages and the index cost at archive scale.
 """
 
 from __future__ import annotations
@@ -147,11 +149,38 @@ def load_times(urls: list[str]) -> list[dict]:
     return out
 
 
+def archive_scale(work: Path, n: int, per_page: int) -> None:
+    """A folder report of `n` records (a 1,000-label vocabulary, 5 labels and 4 shots each) that name
+    files no longer there, so no thumbnail is decoded: what the pages and the index cost at that scale."""
+    from vidtag.report import make_report
+
+    rng = random.Random(1)
+    vocabulary = [f"label {i:04d}" for i in range(1000)]
+    source = work / f"archive-{n}.jsonl"
+    with open(source, "w") as out:
+        for i in range(n):
+            names = rng.sample(vocabulary, 9)
+            shots = [{"start": 1.5 * k, "end": 1.5 * k + 1.5, "labels": [{"label": names[5 + k], "score": 0.4}]}
+                     for k in range(4)]
+            out.write(json.dumps({"path": f"gone/{i}.mp4", "status": "ok", "model": "bench", "duration": 6.0,
+                                  "labels": [{"label": x, "score": 0.1} for x in names[:5]], "clips": [],
+                                  "shots": shots}) + "\n")
+    began = time.perf_counter()
+    summary = make_report(source, work / f"archive-{n}", per_page=per_page, workers=0)
+    elapsed = time.perf_counter() - began
+    index, middle = work / f"archive-{n}" / "index.html", work / f"archive-{n}" / f"page-{summary.pages // 2:04d}.html"
+    loads = load_times([index.as_uri(), middle.as_uri()])
+    print(f"\n{n} records without thumbnails: {summary.pages} pages written in {elapsed:.1f} s; index.html "
+          f"{index.stat().st_size / 2**20:.1f} MiB, loads in {loads[0]['load_ms']:.0f} ms, filters in "
+          f"{loads[0]['filter_ms']:.0f} ms; a page loads in {loads[1]['load_ms']:.0f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--records", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--per-page", type=int, default=100)
+    parser.add_argument("--archive", type=int, default=50000, help="records of the archive-scale part (0: skip it)")
     args = parser.parse_args()
     videos = build([VideoSpec(f"report{i}", 6, 640, 360, seed=200 + i) for i in range(20)])
     work = Path(tempfile.mkdtemp(prefix="vidtag-report-bench-"))
@@ -187,6 +216,8 @@ def main() -> None:
     print("|---|---|---|---|---|")
     for (n, kind, _, size), t in zip(pages, loads):
         print(f"| {n} | {kind} | {size / 2**20:.2f} MiB | {t['load_ms']:.0f} ms | {t['filter_ms']:.0f} ms |")
+    if args.archive:
+        archive_scale(work, args.archive, args.per_page)
 
 
 if __name__ == "__main__":
