@@ -183,8 +183,10 @@ def _register() -> None:
     from .embeddings import retag, search
     from .eval import eval_
     from .export import export
+    from .report import report
 
     app.command("export")(export)
+    app.command("report")(report)
     app.command("retag")(retag)
     app.command("search")(search)
     app.command("eval")(eval_)
