@@ -334,10 +334,11 @@ def test_escape_sequences_never_reach_the_terminal(clips, tmp_path):
 
 
 # -- 11: a reader that goes away ----------------------------------------------------------------------------
-def test_a_closed_pipe_ends_the_run_quietly(clips):
+def test_a_closed_pipe_ends_the_run_quietly(clips, tmp_path):
     """#11: `vidtag classify ... | head -1` was a fatal error (Broken pipe, exit 3)."""
-    process = vidtag_cli("classify", *clips, *clips[::-1], "--clips", "1", "-k", "1", "-q", "--workers", "0",
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    many = [shutil.copy(clips[i % 2], tmp_path / f"{i:02d}.mp4") for i in range(12)]
+    process = vidtag_cli("classify", *many, "--clips", "1", "-k", "1", "-q", "--workers", "0",
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     first = process.stdout.readline()
     process.stdout.close()  # the reader is gone, as `head -1` would be
     stderr = process.stderr.read().decode()
@@ -370,8 +371,9 @@ def test_ctrl_c_while_the_workers_start_prints_no_traceback(clips):
                          stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        children = subprocess.run(["pgrep", "-f", "multiprocessing.forkserver"], capture_output=True, text=True)
-        if any(int(p) != process.pid for p in children.stdout.split()):
+        children = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "multiprocessing.forkserver"],
+                                  capture_output=True, text=True)
+        if children.stdout.strip():  # our fork server is importing its modules (torch...)
             break
         time.sleep(0.01)
     os.killpg(process.pid, signal.SIGINT)  # the terminal sends Ctrl-C to the whole group
@@ -428,3 +430,42 @@ def test_one_short_file_is_decoded_without_worker_processes(clips, tiny_model):
     assert make_engine(job, tiny_model(), [str(clips[0])]).workers == 0
     assert make_engine(job, tiny_model(), [str(c) for c in clips]).workers >= 1
     assert make_engine(job_for(tiny_model(), workers=2), tiny_model(), [str(clips[0])]).workers == 2
+
+
+def test_a_mistyped_model_name_gets_a_suggestion():
+    """#13: `-m efficentnet-lite0` said only 'unknown model'."""
+    result = invoke("classify", "x.mp4", "-m", "efficentnet-lite0")
+    assert result.exit_code == 2 and "did you mean efficientnet-lite0?" in result.stderr
+
+
+@pytest.mark.parametrize("text", [
+    # a "billion laughs": nine levels of ten aliases each
+    "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 10)}]\n" for p, c in zip("abcdefgh", "bcdefghi")) + "models: {m: *i}\n",
+    "models: " + "[" * 5000 + "]" * 5000 + "\n",
+    "models: " + "{a: " * 200 + "1" + "}" * 200 + "\n",
+])
+def test_hostile_registry_yaml_is_refused_quickly_with_exit_2(tmp_path, text):
+    """#13: a YAML alias bomb or deep nesting in --registry ran for ever or crashed (RecursionError)."""
+    registry = tmp_path / "evil.yaml"
+    registry.write_text(text)
+    began = time.monotonic()
+    result = invoke("models", "--registry", registry)
+    assert result.exit_code == 2, result.output
+    assert "registry file" in result.stderr and "Traceback" not in result.output
+    assert time.monotonic() - began < 10
+
+
+def test_fetch_without_a_network_fails_in_seconds(monkeypatch):
+    """#13: `vidtag fetch` without a network retried the Hub for 25 s and more."""
+    from huggingface_hub import constants
+
+    from vidtag.errors import FatalError
+    from vidtag.weights import fetch
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    began = time.monotonic()
+    with pytest.raises(FatalError, match="cannot reach 127.0.0.1"):
+        fetch("hf:someone/not-cached-anywhere")
+    assert time.monotonic() - began < 8

@@ -134,7 +134,7 @@ def classify(
             from ..job import Job
             from ..runner import make_engine, run
 
-            job = Job(settings)
+            job = _job_or_suggestion(Job, settings)
             with progress(len(files), quiet) as advance:
                 def on_record(record) -> None:
                     if not record.ok:  # a failed file is named with its reason, not only with --verbose
@@ -162,6 +162,23 @@ def classify(
     if summary.interrupted:
         raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_FAILED if summary.any_failed else EXIT_OK)
+
+
+def _job_or_suggestion(make_job, settings):
+    """The run's Job; an unknown model name gets the registry names it looks like."""
+    from ..errors import ConfigError
+    from ..registry import close_names, load_registry
+
+    try:
+        return make_job(settings)
+    except ConfigError as exc:
+        name = settings.model if isinstance(settings.model, str) else None
+        if name is None or not str(exc).startswith(f"unknown model '{name}'"):
+            raise
+        close = close_names(name, load_registry(list(settings.registry_files)))
+        if not close:
+            raise
+        raise ConfigError(f"{exc}; did you mean {' or '.join(close)}?") from None
 
 
 @app.command()
