@@ -479,3 +479,20 @@ def test_fetch_without_a_network_fails_in_seconds(monkeypatch):
     with pytest.raises(FatalError, match="cannot reach 127.0.0.1"):
         fetch("hf:someone/not-cached-anywhere")
     assert time.monotonic() - began < 8
+
+
+# -- 14: keyframe sampling says what it looked at --------------------------------------------------------------
+def test_keyframe_sampling_records_the_times_it_used(tmp_path, tiny_model, caplog):
+    """#14: a file with one keyframe gave 4 clips spread over the file, all of the same frame. Now the clips
+    carry the keyframe times actually used (one clip here), and a warning says there were too few."""
+    from _engine_helpers import local_engine
+
+    video = make_video(tmp_path / "one-key.mp4", frames=20, fps=10, gop=100)
+    with caplog.at_level(logging.WARNING, logger="vidtag"):
+        record, = local_engine(tiny_model(), workers=0, clips=4, sampling="keyframes").records([str(video)])
+    assert record.ok
+    assert [(c.start, c.end) for c in record.clips] == [(0.0, 0.1)]
+    assert any("1 keyframe(s) for 4 clips" in r.getMessage() for r in caplog.records)
+    # uniform sampling keeps its planned clips
+    record, = local_engine(tiny_model(), workers=0, clips=4).records([str(video)])
+    assert [(c.start, c.end) for c in record.clips] == [(0.0, 0.5), (0.5, 1.0), (1.0, 1.5), (1.5, 2.0)]
