@@ -496,3 +496,19 @@ def test_keyframe_sampling_records_the_times_it_used(tmp_path, tiny_model, caplo
     # uniform sampling keeps its planned clips
     record, = local_engine(tiny_model(), workers=0, clips=4).records([str(video)])
     assert [(c.start, c.end) for c in record.clips] == [(0.0, 0.5), (0.5, 1.0), (1.0, 1.5), (1.5, 2.0)]
+
+
+def test_a_failure_while_starting_is_exit_3_in_one_line():
+    """#13: running out of memory while Python imports the command line was a traceback and exit 1."""
+    code = ("import sys\n"
+            "class OutOfMemory:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'typer':\n"
+            "            raise MemoryError\n"
+            "sys.meta_path.insert(0, OutOfMemory())\n"
+            "sys.argv = ['vidtag', '--help']\n"
+            "from vidtag.__main__ import main\n"
+            "main()\n")
+    result = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 3
+    assert result.stderr == "vidtag: error: not enough memory to start\n"
