@@ -538,3 +538,21 @@ def test_an_mkv_whose_first_packets_have_no_timestamps_gets_a_true_reason(tmp_pa
     record = prepare_or_error(str(odd), InputSpec.from_spec(default_model.spec, clips=2))
     assert isinstance(record, Record) and "Operation not permitted" not in record.error
     assert record.error == "the video stream holds no decodable frames"
+
+
+def test_files_from_a_list_and_a_narrow_models_table(clips, tmp_path, monkeypatch):
+    """Conventions: --files-from F (one path a line, names as bytes), and `vidtag models` on a narrow
+    terminal never breaks a model's name across lines."""
+    import importlib
+
+    from rich.console import Console
+
+    listing = tmp_path / "list.txt"
+    listing.write_bytes(b"\n".join(os.fsencode(str(c)) for c in clips) + b"\n\n")
+    result = invoke("classify", "--files-from", listing, "--clips", "1", "-k", "1", "-q")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["path"] for x in result.stdout.splitlines()] == [str(c) for c in clips]
+    commands = importlib.import_module("vidtag._cli.app")
+    monkeypatch.setattr(commands, "Console", lambda width=None: Console(width=80, file=sys.stdout))
+    table = invoke("models").stdout
+    assert "efficientnet-lite0" in table and "videomae-base-k400" in table
