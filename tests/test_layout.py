@@ -32,7 +32,9 @@ def import_graph() -> dict[str, set[str]]:
                 if node.level:
                     anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(anchor + ([base] if base else []))
-                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+                submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules]
+                # `from .pkg import mod` imports the module; `from .pkg import name` the package itself
+                targets = submodules + ([base] if len(submodules) < len(node.names) else [])
             else:
                 continue
             edges |= {t for t in targets if t in modules and t != name}

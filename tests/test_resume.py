@@ -249,7 +249,7 @@ def test_sigkill_of_a_json_run_leaves_the_previous_complete_file(corpus, tmp_pat
     output = tmp_path / "out.json"
     classify_in_process([videos], output, top_k=2)  # an earlier, complete result
     previous = output.read_bytes()
-    proc = start_cli(str(videos), "-o", str(output), "--batch-size", "1", *CLIPS)
+    proc = start_cli(str(videos), "-o", str(output), "--overwrite", "--batch-size", "1", *CLIPS)
 
     wait_until(lambda: json_records_so_far(tmp_path) >= 3, proc)
     proc.send_signal(signal.SIGKILL)
@@ -339,7 +339,7 @@ def test_a_crash_mid_run_keeps_what_finished_and_a_crash_before_anything_keeps_t
     assert [r["path"] for r in kept] == files[:2]
     before = output.read_bytes()
     with pytest.raises(RuntimeError, match="fell over"):
-        run_files(files[:4], cpu_model(), output, clips=2, script=dies_after(0))
+        run_files(files[:4], cpu_model(), output, clips=2, overwrite=True, script=dies_after(0))
     assert output.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
     summary = run_files(files[:4], cpu_model(), output, clips=2, resume=True, script=dies_after(99))
@@ -383,7 +383,7 @@ def test_fail_fast_stops_at_the_first_failure(mixed, tmp_path):
     assert result.exit_code == 1
     rows = output.read_text().splitlines()
     assert rows[0].startswith("path,clip,start") and rows[-1].endswith(",error,the file is empty (0 bytes),"
-                                                                       "efficientnet-lite0")
+                                                                       "efficientnet-lite0,")
     assert "1 failed" in result.stderr and "4 not done" in result.stderr
 
 
@@ -417,7 +417,7 @@ def test_verbose_logs_the_traceback_and_the_record_stays_plain(tmp_path):
     output = tmp_path / "out.jsonl"
     quiet = cli(str(bad), "-o", str(output))
     assert quiet.exit_code == 1 and "Traceback" not in quiet.stderr
-    result = cli(str(bad), "-o", str(output), "-v")
+    result = cli(str(bad), "-o", str(output), "-v", "--overwrite")
     assert result.exit_code == 1
     assert "Traceback" in result.stderr and "MediaError" in result.stderr
     record = json.loads(output.read_text())

@@ -369,8 +369,13 @@ class FrameReader:
         get = self.keyframe_at if sampling == "keyframes" else self.frame_at
         out: dict[float, np.ndarray] = {}
         last: tuple[av.VideoFrame, np.ndarray] | None = None
+        self.times_used: dict[float, float] = {}  # wanted time -> the time of the frame given for it
         for t in sorted(set(times)):
             frame = get(t)
+            if sampling == "keyframes" and self._current is not None:  # the keyframe's own time, not t
+                self.times_used[t] = round(max(0.0, self._current[0] - self.info.start), 6)
+            else:
+                self.times_used[t] = t
             if last is None or last[0] is not frame:  # times sharing a frame share its array
                 last = frame, _upright(frame, resize, interpolation)
             if consume is None:

@@ -13,6 +13,7 @@ are scored, in input order. With `workers` 0 the files are prepared in this proc
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -25,13 +26,28 @@ from .job import Job
 from .models import VideoModel, build_model
 from .pipeline import ClipPart, InputSpec, Prepared
 from .record import Record
-from .workers import Part, WorkerFailure, WorkerPool, prestart, resolve_task
+from .errors import FatalError
+from .workers import Part, WorkerFailure, WorkerPool, WorkerPoolError, prestart, resolve_task
 
 if TYPE_CHECKING:
     from .embeddings import EmbeddingWriter
 
 # the unit of work, as 'module:function' so that worker processes import it by name (tests swap it)
 PREPARE = "vidtag.pipeline:prepare_or_error"
+# one input file up to this size is decoded in this process when the number of workers is not set: a
+# worker would take longer to start than such a file takes to decode (docs/reliability.md says what this
+# costs: no --timeout and no crash isolation for that one file)
+IN_PROCESS_BYTES = 64 << 20
+
+
+def workers_pay_off(files: Sequence[str]) -> bool:
+    """Whether decoding worker processes can pay for their start-up: more than one file, or one large one."""
+    if len(files) != 1:
+        return bool(files)
+    try:
+        return os.stat(files[0]).st_size > IN_PROCESS_BYTES
+    except OSError:
+        return False  # a file that cannot be looked at fails at once, in this process as anywhere
 
 
 class Engine(Protocol):
@@ -63,7 +79,7 @@ def prepared_in_pool(pool: WorkerPool, files: Sequence[str], inputs: InputSpec,
     results = pool.imap((path, inputs) for path in files)
     try:
         paths = iter(files)
-        for result in results:
+        for result in _pool_results(results):
             if isinstance(result, Part):
                 yield result.value
                 continue
@@ -74,6 +90,15 @@ def prepared_in_pool(pool: WorkerPool, files: Sequence[str], inputs: InputSpec,
                 yield result
     finally:
         results.close()
+
+
+def _pool_results(results: Iterator) -> Iterator:
+    """The pool's results; the pool's own failure (workers cannot start) stops the run: no file's fault."""
+    try:
+        yield from results
+    except WorkerPoolError as exc:
+        raise FatalError(f"the decoding worker processes failed: {exc}; "
+                         "--workers 0 decodes in this process instead") from exc
 
 
 class _Pending:
@@ -158,14 +183,19 @@ class LocalEngine:
     """Classifies on this machine: decoding in worker processes, the model in this process.
 
     `model`: an already loaded model to use (its labels must be the job's); else `start` loads the job's.
+    `files`: the files the job will be given, when known: with `workers` not set, a job that worker
+    processes cannot speed up (`workers_pay_off`) decodes in this process.
     `target` (the prepare function, 'module:function') and `max_in_flight` are there for tests.
     """
 
-    def __init__(self, job: Job, model: VideoModel | None = None):
+    def __init__(self, job: Job, model: VideoModel | None = None, files: Sequence[str] | None = None):
         self.job = job
         self.model = model
         settings = job.settings
-        self.workers = default_workers() if settings.workers is None else settings.workers
+        if settings.workers is not None:
+            self.workers = settings.workers
+        else:
+            self.workers = default_workers() if files is None or workers_pay_off(files) else 0
         self.timeout = settings.timeout
         self.inputs = dataclasses.replace(job.inputs, threads=1 if self.workers else 0)
         self.target = PREPARE

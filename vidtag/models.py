@@ -25,7 +25,7 @@ from .cpu import tune_cpu
 from .device import pick_device, pick_dtype
 from .errors import ConfigError
 from .families.base import Loader, LoadedNet, ScoreKind
-from .registry import ModelSpec, default_model_name, load_registry, resolve_spec
+from .registry import ModelSpec, close_names, default_model_name, load_registry, resolve_spec
 from .settings import Settings
 from .weights import fetch, looks_like_hub_id, require_weights
 
@@ -130,9 +130,10 @@ def find_spec(model: str | None, registry_files: tuple[str, ...] | list[str] | N
     spec = resolve(name, registry)
     if spec is not None:
         return spec
+    close = close_names(name, registry)
     raise ConfigError(
         f"unknown model '{name}': not in the registry (see 'vidtag models'), not a model folder, "
-        "and not a Hugging Face Hub id of a supported family"
+        "and not a Hugging Face Hub id of a supported family" + (f"; did you mean {' or '.join(close)}?" if close else "")
     )
 
 

@@ -153,7 +153,29 @@ def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] 
     maker = _ClipMaker(path, plan, inputs, send_part)
     info, _, reader = read_video(path, times_for, threads=inputs.threads, sampling=inputs.sampling,
                                  resize=inputs.resize, interpolation=inputs.interpolation, consume=maker.add)
-    return Prepared(path, info, plan, maker.rest(), reader.rotation, reader.decoded, time.perf_counter() - began)
+    rest = maker.rest()
+    if inputs.sampling == "keyframes":
+        plan = clips_as_read(path, plan, reader.times_used, info, len(reader.keyframes))
+    return Prepared(path, info, plan, rest, reader.rotation, reader.decoded, time.perf_counter() - began)
+
+
+def clips_as_read(path: str, plan: list[Clip], used: dict[float, float], info: VideoInfo,
+                  keyframes: int) -> list[Clip]:
+    """Keyframe sampling: each clip with the times of the keyframes it was actually given (its span is
+    theirs), and a warning when the file has too few keyframes for the clips asked for (clips that got
+    the same keyframes as an earlier one are merged into it by `finish`)."""
+    period = 1 / info.fps if info.fps else 1e-3
+    out = []
+    for clip in plan:
+        times = tuple(used.get(t, t) for t in clip.times)
+        start = min(times)
+        out.append(Clip(start, min(max(times) + period, max(info.duration, start + period)), times))
+    distinct = len({(c.start, c.end, c.times) for c in out})
+    if distinct < len(plan):
+        log.warning("%s: %d keyframe(s) for %d clips: keyframe sampling gives %d distinct clip(s), with the "
+                    "times of the keyframes used (--sampling uniform reads the planned times)",
+                    path, keyframes, len(plan), distinct)
+    return out
 
 
 def prepare_or_error(path: str, inputs: InputSpec,
@@ -210,9 +232,17 @@ def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[
            shots: list[ClipResult] | None = None, calibration: ModelCalibration | None = None) -> Record:
     """Clip x crop probabilities -> the file's record (see `label_results`)."""
     per_clip = probs.view(len(prepared.clips), crops, -1).mean(1)
+    seen: set[tuple] = set()
+    keep = []  # a clip identical to an earlier one (keyframe sampling, too few keyframes) is not repeated
+    for index, c in enumerate(prepared.clips):
+        if (c.start, c.end, c.times) not in seen:
+            seen.add((c.start, c.end, c.times))
+            keep.append(index)
+    per_clip = per_clip[keep]
     info = prepared.info
     video_labels, clips, found = label_results(
-        per_clip, [(c.start, c.end) for c in prepared.clips], labels, score=score, duration=info.duration,
+        per_clip, [(prepared.clips[i].start, prepared.clips[i].end) for i in keep], labels, score=score,
+        duration=info.duration,
         top_k=top_k, threshold=threshold, segments=segments, shots=shots, calibration=calibration)
     width, height = (info.height, info.width) if prepared.rotation in (90, 270) else (info.width, info.height)
     return Record(

@@ -149,10 +149,16 @@ def probe(container: av.container.InputContainer) -> VideoInfo:
             except av.error.FFmpegError:
                 end = None
         if end is None:
+            read_on = False
             if tail_tried:
-                container.seek(0)
+                try:
+                    container.seek(0)
+                except av.error.FFmpegError:  # FFmpeg's "-1" (shown as EPERM) when no seek point is found
+                    read_on = True  # read on from where the tail search left off; the start is known
             # a fresh container is at its start: no seek, which raw streams cannot do
             first, end, count = _scan_packets(container, stream)
+            if read_on:
+                first, count = start, 0
             frames = frames or count or None
         try:
             container.seek(0)

@@ -12,7 +12,9 @@ and `resolve_spec`, the one place a recipe is resolved: entry < checkpoint < the
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -175,11 +177,50 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
     return ModelSpec(name=name, source_file=where, **raw)
 
 
-def _read_file(path: str, text: str, registry: dict[str, ModelSpec]) -> None:
+# a registry file is a few entries: anything far larger is refused before it costs time or memory
+MAX_YAML_BYTES = 1 << 20
+MAX_YAML_NODES = 20_000  # values, counting each use of an alias (a "billion laughs" file expands past this)
+MAX_YAML_DEPTH = 32
+
+
+def safe_yaml(text: str, path: str):
+    """`yaml.safe_load`, refusing quickly (ConfigError) what only an attack needs: a huge file, aliases that
+    expand exponentially (a "billion laughs"), or nesting deeper than any registry entry."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: too large for a registry file ({len(text)} characters)")
+    loader = yaml.SafeLoader(text)
     try:
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node, path)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply for a registry file") from None
+    finally:
+        loader.dispose()
+
+
+def _check_size(root: yaml.Node, path: str) -> None:
+    stack, count = [(root, 1)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > MAX_YAML_NODES:
+            raise ConfigError(f"{path}: too many values for a registry file (more than {MAX_YAML_NODES}, "
+                              "counting each use of an alias)")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{path}: nested too deeply for a registry file (more than {MAX_YAML_DEPTH} levels)")
+        if isinstance(node, yaml.SequenceNode):
+            stack += [(child, depth + 1) for child in node.value]
+        elif isinstance(node, yaml.MappingNode):
+            stack += [(part, depth + 1) for pair in node.value for part in pair]
+
+
+def _read_file(path: str, text: str, registry: dict[str, ModelSpec]) -> None:
+    data = safe_yaml(text, path)
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
         raise ConfigError(f"{path}: expected a top-level key 'models' mapping names to entries")
     extra = sorted(set(data) - {"models"})
@@ -208,6 +249,11 @@ def load_registry(extra_files: list[str] | None = None) -> dict[str, ModelSpec]:
             raise ConfigError(f"cannot read registry file {file}: {exc.strerror or exc}") from None
         _read_file(file, text, registry)
     return registry
+
+
+def close_names(name: str, names: Iterable[str]) -> list[str]:
+    """Registry names that look like a mistyped `name` ('efficentnet-lite0' -> ['efficientnet-lite0'])."""
+    return difflib.get_close_matches(name, list(names), n=3, cutoff=0.75)
 
 
 def default_model_name() -> str:

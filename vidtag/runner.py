@@ -14,17 +14,16 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from .engine import Engine, LocalEngine
-from .errors import ConfigError
+from .errors import ConfigError, OptionError
 from .job import Job
 from .models import VideoModel
 from .paths import discover
 from .record import Record
 from .settings import Settings
-from .writers import format_for, get_writer, read_records, rewrite_jsonl
+from .writers import format_for, get_writer, holds_records, read_records, rewrite_jsonl
 
 log = logging.getLogger("vidtag")
 
@@ -87,15 +86,47 @@ def previous_records(output: str, fmt: str | None, job: Job, engine: Engine, fil
     return keep, {wanted[_key(r.path)] for r in keep if _key(r.path) in wanted}
 
 
-def make_engine(job: Job, model: VideoModel | None = None) -> Engine:
-    """The engine the job's settings name: this process ('local', with `model` if one is loaded) or Ray."""
+def check_output(settings: Settings, files: Sequence[str]) -> None:
+    """Refuse, before anything is loaded or written, an output that is one of the inputs, and an output
+    that already holds records when neither `resume` nor `overwrite` says what to do with them."""
+    output = settings.output
+    if output == "-":
+        return
+    shown = output.replace("{", "{{").replace("}", "}}")  # the message is a template for the flag names
+    target = os.path.abspath(output)
+    try:
+        identity = os.stat(output)
+    except OSError:
+        identity = None
+    for path in files:
+        if os.path.abspath(path) == target or (identity is not None and _same_file(path, identity)):
+            raise OptionError(f"{{}} {shown} is one of the input files: writing it would destroy that file; "
+                              "choose another output", "output")
+    if not settings.resume and not settings.overwrite and holds_records(output):
+        raise OptionError(f"the output {shown} already exists and is not empty: add {{}} to continue it, or "
+                          "{} to replace it", "resume", "overwrite")
+
+
+def _same_file(path: str, identity: os.stat_result) -> bool:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return (info.st_dev, info.st_ino) == (identity.st_dev, identity.st_ino)
+
+
+def make_engine(job: Job, model: VideoModel | None = None, files: Sequence[str] | None = None) -> Engine:
+    """The engine the job's settings name: this process ('local', with `model` if one is loaded) or Ray.
+
+    `files`, when known, lets the local engine skip worker processes that could not pay for themselves
+    (see `LocalEngine`)."""
     if job.settings.engine == "ray":
         if model is not None:
             raise ConfigError("the Ray engine loads the model in its actors: pass a model name, not a loaded model")
         from .ray_engine import RayEngine
 
         return RayEngine(job)
-    return LocalEngine(job, model)
+    return LocalEngine(job, model, files=files)
 
 
 def run(job: Job, engine: Engine, files: Sequence[str], *,
@@ -109,6 +140,7 @@ def run(job: Job, engine: Engine, files: Sequence[str], *,
     settings = job.settings
     output, fmt, resume = settings.output, settings.format, settings.resume
     kind = format_for(output, fmt)
+    check_output(settings, files)
     summary = Summary(total=len(files))
     kept: list[Record] = []
     skip: set[str] = set()
@@ -212,7 +244,7 @@ def classify(paths: str | os.PathLike | Iterable[str | os.PathLike], model: str 
         job = Job(settings)
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    files = discover([str(Path(p)) if isinstance(p, os.PathLike) else p for p in paths], settings.extensions)
-    engine = make_engine(job, loaded)
+    files = discover([os.fspath(p) for p in paths], settings.extensions)
+    engine = make_engine(job, loaded, files)
     engine.start()
     return engine.records(files)

@@ -76,6 +76,7 @@ class Settings:
     format: str | None = None
     resume: bool = False
     retry_failed: bool = False
+    overwrite: bool = False  # replace an output that holds records (without it, or resume, the run refuses)
     max_failures: int | None = None
 
     def __post_init__(self) -> None:
@@ -130,7 +131,7 @@ class Settings:
                               "embeddings", "engine")
         from .writers import format_for
 
-        format_for(self.output, self.format)
+        kind = format_for(self.output, self.format)
         if self.workers is not None and (not isinstance(self.workers, int) or self.workers < 0):
             raise OptionError("{} must be 0 (decode in this process) or more", "workers")
         if self.timeout is not None and self.timeout < 0:
@@ -152,6 +153,11 @@ class Settings:
                               "resume", "output")
         if self.retry_failed and not self.resume:
             raise OptionError("{} goes with {}", "retry_failed", "resume")
+        if self.resume and kind == "csv":  # refused whether or not the file exists yet: no trap for cron
+            raise OptionError("{} cannot continue a CSV output (its rows do not hold whole records): "
+                              "write JSONL or JSON to resume", "resume")
+        if self.resume and self.overwrite:
+            raise OptionError("use either {} or {}, not both", "resume", "overwrite")
         if self.labels is not None:
             from .labels import check_labels
 

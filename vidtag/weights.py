@@ -108,18 +108,53 @@ def require_weights(source: str, model: str) -> Path:
     raise FatalError(f"weights for model '{model}' are not on this machine ({source}): {how}")
 
 
+REACH_SECONDS = 5.0  # how long `fetch` waits for a server to answer before it says there is no network
+
+
+def check_reachable(url: str, timeout: float = REACH_SECONDS) -> None:
+    """A FatalError within `timeout` seconds when the server of `url` cannot be reached (no network, no
+    name resolution, refused): `vidtag fetch` on an offline machine fails at once, in plain words."""
+    import socket
+    import threading
+
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=connect, daemon=True)  # name resolution has no timeout of its own
+    thread.start()
+    thread.join(timeout)
+    problem = outcome[0] if outcome else TimeoutError(f"no answer within {timeout:g} s")
+    if problem is not None:
+        reason = getattr(problem, "strerror", None) or str(problem) or type(problem).__name__
+        raise FatalError(f"cannot reach {host} ({reason}): fetching weights needs network access; on an "
+                         "offline machine, copy the model folder or checkpoint and pass it with -m or --weights")
+
+
 def fetch(source: str) -> Path:
     """Download `source` into its cache (a no-op when it is already there) and return the local path."""
     found = local_weights(source)
     if found is not None:
         return found
     if source.startswith("hf:"):
+        from huggingface_hub import constants
+
+        if not constants.HF_HUB_OFFLINE:
+            check_reachable(constants.ENDPOINT)  # seconds, not the Hub client's retries (25 s and more)
         path = _hf_snapshot(source[3:], download=True)
         if path is None:  # offline mode (HF_HUB_OFFLINE) answers "not cached" instead of downloading
             raise FatalError(f"could not download '{source[3:]}' from the Hugging Face Hub: offline mode "
                              "(HF_HUB_OFFLINE) is on or the Hub cannot be reached")
         return path
     if source.startswith(("https://", "http://")):
+        check_reachable(source)
         target = _url_cache_path(source)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(target.name + ".part")

@@ -40,6 +40,41 @@ from typing import Any
 
 log = logging.getLogger("vidtag")
 
+WORKER_NAME = "vidtag-worker"  # the processes whose start leaves the main module alone (see below)
+
+
+class WorkerPoolError(RuntimeError):
+    """The pool itself failed (a worker could not start, the feeding thread died): no input's fault."""
+
+
+# -- workers never run the caller's main module ----------------------------------------------------------
+# multiprocessing's 'forkserver' and 'spawn' start methods re-run the main script in every new process
+# (as '__mp_main__'), so that functions defined there can be unpickled. A script or a heredoc
+# (`python - <<EOF`) that calls vidtag without an `if __name__ == "__main__":` guard would then run
+# again inside each worker, or fail there ('<stdin>' is no file). Our workers need nothing from the main
+# module (the task is named 'module:function'), so their preparation data leaves it out; other
+# processes of the program are started as multiprocessing always starts them.
+def _without_main_module(original):
+    def get_preparation_data(name: str) -> dict:
+        data = original(name)
+        if name == WORKER_NAME:
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    get_preparation_data.vidtag_wrapped = original
+    return get_preparation_data
+
+
+def _install_main_module_guard() -> None:
+    from multiprocessing import spawn
+
+    if not hasattr(spawn.get_preparation_data, "vidtag_wrapped"):
+        spawn.get_preparation_data = _without_main_module(spawn.get_preparation_data)
+
+
+_install_main_module_guard()
+
 _POLL = 1.0  # seconds between checks while nothing happens (a dead worker is seen through its sentinel anyway)
 
 
@@ -76,7 +111,7 @@ def default_context(preload: tuple[str, ...] = ()) -> mp.context.BaseContext:
     """'forkserver' where available (Linux, macOS), else 'spawn'; the server imports `preload` once."""
     if "forkserver" in mp.get_all_start_methods():
         ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(list(preload))
+        ctx.set_forkserver_preload(["vidtag._forkserver_init", *preload])  # first: Ctrl-C is ignored there
         return ctx
     return mp.get_context("spawn")
 
@@ -156,6 +191,10 @@ def _serve(conn: Connection, target: str, log_level: int, niceness: int = 0, sen
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)  # one core per worker: the pool, not each worker, spreads the load
+    try:  # started: from here on a death is the task's doing, not the pool's
+        conn.send_bytes(_dumps((-1, "ready", None, 0.0)))
+    except OSError:
+        return
     while True:
         try:
             message = conn.recv_bytes()
@@ -192,6 +231,8 @@ class _Slot:
         self.index: int | None = None  # the task it is on
         self.args: tuple | None = None
         self.started = 0.0
+        self.ready = False  # the worker has imported its task and said so
+        self.orphaned = False  # its fork server died: the sentinel no longer tells whether it lives
 
     @property
     def alive(self) -> bool:
@@ -200,9 +241,16 @@ class _Slot:
     def stop(self, kill: bool = False) -> int | None:
         """End the process (politely unless `kill`), reap it, and return its exit code."""
         process, conn = self.process, self.conn
+        orphaned = self.orphaned
         self.process = self.conn = None
         self.index = self.args = None
+        self.ready = self.orphaned = False
         if process is None:
+            return None
+        if orphaned:  # multiprocessing can no longer wait for it (its parent, the fork server, is gone)
+            _kill(process.pid)
+            if conn is not None:
+                conn.close()
             return None
         if kill:
             process.kill()
@@ -223,6 +271,36 @@ class _Slot:
         except ValueError:
             pass
         return code
+
+
+def _running(pid: int | None) -> bool:
+    """Whether a process with this id exists (a worker whose fork server died is no longer our child)."""
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _kill(pid: int | None) -> None:
+    if pid is not None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _exited(slot: _Slot) -> bool:
+    """Whether the process is a zombie (dead, not yet reaped): /proc says so on Linux; elsewhere, no."""
+    try:
+        with open(f"/proc/{slot.process.pid}/stat", "rb") as stream:
+            return stream.read().rsplit(b")", 1)[1].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 class WorkerPool:
@@ -253,6 +331,7 @@ class WorkerPool:
         self.peak_buffered = 0  # the most bytes of results ever waiting for the consumer
         self.context = context or default_context((target.partition(":")[0],))
         self.slots = [_Slot() for _ in range(workers)]
+        self._forked = self.context.get_start_method() == "forkserver"
         self.peak_in_flight = 0
         self.restarts = 0
         self._cond = threading.Condition()
@@ -283,7 +362,7 @@ class WorkerPool:
                             self._done and (index >= self._dispatched or self._error is not None)):
                         self._cond.wait()
                     if self._error is not None:
-                        raise RuntimeError(f"the worker pool failed: {self._error}") from self._error
+                        raise WorkerPoolError(f"the worker pool failed: {self._error}") from self._error
                     if not self._results.get(index):
                         return
                     final, result, size = self._results[index].popleft()
@@ -326,7 +405,7 @@ class WorkerPool:
         ours, theirs = self.context.Pipe(duplex=True)
         process = self.context.Process(
             target=_serve, args=(theirs, self.target, log.getEffectiveLevel(), self.niceness, self.sends_parts),
-            name="vidtag-worker", daemon=True)
+            name=WORKER_NAME, daemon=True)
         process.start()
         theirs.close()
         slot.process, slot.conn = process, ours
@@ -353,10 +432,13 @@ class WorkerPool:
 
     def _fail(self, slot: _Slot, timed_out: bool = False) -> None:
         """The worker died, or ran past the timeout and is killed: its task gets the failure."""
-        index = slot.index
+        index, ready = slot.index, slot.ready
         code = slot.stop(kill=timed_out)
         self.restarts += 1
         failure = WorkerFailure("timeout") if timed_out else WorkerFailure("crashed", code)
+        if not ready:  # it never got as far as the task: the pool cannot start workers
+            what = "did not start within the timeout" if timed_out else f"exited with {failure.how()} as it started"
+            raise WorkerPoolError(f"a worker process {what} (running {self.target}); see the log above")
         log.debug("task %d: %s", index, failure)
         self._deliver(index, failure)
 
@@ -411,7 +493,7 @@ class WorkerPool:
             wait_for = _POLL
             if self.timeout is not None and listen:
                 wait_for = min(wait_for, max(0.0, min(s.started + self.timeout - now for s in listen)))
-            handles = [self._wake_r] + [s.conn for s in listen] + [s.process.sentinel for s in busy]
+            handles = [self._wake_r] + [s.conn for s in listen] + [s.process.sentinel for s in busy if not s.orphaned]
             ready = set(wait(handles, timeout=wait_for))
             while self._wake_r in ready and self._wake_r.poll():
                 self._wake_r.recv_bytes()
@@ -428,6 +510,9 @@ class WorkerPool:
                         name, level, text = result
                         logging.getLogger(name).log(level, "%s", text)
                         continue
+                    if kind == "ready":
+                        slot.ready = True
+                        continue
                     if index != slot.index:  # cannot happen with one task per worker; fail loudly if it does
                         raise RuntimeError(f"worker answered task {index} while on task {slot.index}")
                     self.cpu_seconds += cpu
@@ -438,6 +523,11 @@ class WorkerPool:
                     slot.index = slot.args = None
                     self._deliver(index, result, len(message))
                 elif slot.process.sentinel in ready:
+                    if self._forked and _running(slot.process.pid) and not _exited(slot):
+                        # the fork server died (killed), not the worker: it goes on with its task, and its
+                        # pipe's end says when it is gone; multiprocessing starts a new fork server for new ones
+                        slot.orphaned = True
+                        continue
                     self._fail(slot)
                 elif slot in listen and self.timeout is not None and now - slot.started >= self.timeout:
                     self._fail(slot, timed_out=True)

@@ -8,8 +8,10 @@ interrupted), so the target is never half-written: it is the previous complete f
 
 from __future__ import annotations
 
+import base64
 import csv
 import glob
+import io
 import json
 import os
 import stat
@@ -25,11 +27,60 @@ from .record import ClipResult, Record
 FORMATS = ("jsonl", "json", "csv")
 # CSV: one row per (file, thing, rank), the `kind` column saying which thing: the whole video (`video`),
 # each sampled clip (`clip`), each shot (`shot`, with shot detection), each label segment (`segment`)
-CSV_COLUMNS = ["path", "clip", "start", "end", "rank", "label", "score", "status", "error", "model", "kind"]
+CSV_COLUMNS = ["path", "clip", "start", "end", "rank", "label", "score", "status", "error", "model", "kind",
+               "path_bytes"]
+# a spreadsheet runs a cell that begins with one of these as a formula (OWASP "CSV injection")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _ranked(base: list, index: int, span: ClipResult, tail: list, kind: str) -> list[list]:
-    return [base + [index, span.start, span.end, rank, x.label, x.score] + tail + [kind]
+class OutputClosed(Exception):
+    """The reader of standard output went away (`vidtag ... | head -1`): the run ends quietly."""
+
+
+def portable_path(path: str) -> tuple[str, str | None]:
+    """A path as output text: (readable UTF-8 text, None), or for a name that is not valid UTF-8 (Python
+    holds its odd bytes as surrogate escapes, which no UTF-8 output can carry): the text with U+FFFD in
+    place of the odd bytes, and the exact name's bytes in base64 (`base64 -d` or `os.fsdecode` get it back)."""
+    try:
+        path.encode("utf-8")
+        return path, None
+    except UnicodeEncodeError:
+        raw = os.fsencode(path)
+        return raw.decode("utf-8", "replace"), base64.b64encode(raw).decode("ascii")
+
+
+def record_dict(record: Record) -> dict:
+    """The record as the JSON object writers put out: `path` always valid UTF-8, plus `path_bytes` (base64
+    of the exact name) when the name is not UTF-8 (see docs/output.md)."""
+    data = record.to_dict()
+    text, raw = portable_path(record.path)
+    if raw is not None:
+        data["path"] = text
+        data = {"path": text, "path_bytes": raw, **{k: v for k, v in data.items() if k != "path"}}
+    return data
+
+
+def _path_from(data: dict) -> dict:
+    """The exact path back from a written record (`path_bytes` when present)."""
+    raw = data.get("path_bytes")
+    if isinstance(raw, str):
+        try:
+            data = {**data, "path": os.fsdecode(base64.b64decode(raw, validate=True))}
+        except ValueError:
+            pass  # not ours: the readable path stands
+    return data
+
+
+def csv_cell(value):
+    """A CSV cell that a spreadsheet shows as text, never runs: text beginning with =, +, -, @, tab or CR
+    gets a leading apostrophe (OWASP's advice); numbers stay numbers."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _ranked(base: list, index: int, span: ClipResult, tail: list, kind: str, raw: str) -> list[list]:
+    return [base + [index, span.start, span.end, rank, x.label, x.score] + tail + [kind, raw]
             for rank, x in enumerate(span.labels, 1)]
 
 
@@ -40,25 +91,28 @@ def csv_rows(record: Record) -> list[list]:
     (0-based, in time order) in `clip`; `segment` rows give the segment's index in `clip`, its span, its
     label and score, and no rank. A failed file is one `video` row with `status` = error. A video whose
     labels all fell below the threshold still has one `video` row, with empty rank, label and score.
+    `path_bytes` holds the exact name in base64 when it is not UTF-8 (see `portable_path`).
     """
-    base = [record.path]
+    text, raw = portable_path(record.path)
+    raw = raw or ""
+    base = [text]
     tail = [record.status, record.error or "", record.model]
     if not record.ok:
-        return [base + ["", "", "", "", "", ""] + tail + ["video"]]
+        return [base + ["", "", "", "", "", ""] + tail + ["video", raw]]
     duration = record.duration if record.duration is not None else ""
-    rows = [base + ["", 0.0, duration, rank, x.label, x.score] + tail + ["video"]
+    rows = [base + ["", 0.0, duration, rank, x.label, x.score] + tail + ["video", raw]
             for rank, x in enumerate(record.labels, 1)]
     if not rows:  # nothing passed the threshold: still one row, so the file is accounted for
-        rows = [base + ["", 0.0, duration, "", "", ""] + tail + ["video"]]
+        rows = [base + ["", 0.0, duration, "", "", ""] + tail + ["video", raw]]
     for index, clip in enumerate(record.clips):
-        rows += _ranked(base, index, clip, tail, "clip")
+        rows += _ranked(base, index, clip, tail, "clip", raw)
     for index, shot in enumerate(record.shots or []):
-        rows += _ranked(base, index, shot, tail, "shot")
+        rows += _ranked(base, index, shot, tail, "shot", raw)
         if not shot.labels:  # a shot with no label above the threshold is still listed
-            rows.append(base + [index, shot.start, shot.end, "", "", ""] + tail + ["shot"])
+            rows.append(base + [index, shot.start, shot.end, "", "", ""] + tail + ["shot", raw])
     for index, segment in enumerate(record.segments):
         rows.append(base + [index, segment.start, segment.end, "", segment.label, segment.score] + tail
-                    + ["segment"])
+                    + ["segment", raw])
     return rows
 
 
@@ -69,14 +123,16 @@ def format_for(output: str, fmt: str | None) -> str:
     if fmt:
         if fmt not in FORMATS:
             raise OptionError(f"{{}} must be one of {', '.join(FORMATS)} (got '{fmt}')", "format")
+        shown = output.replace("{", "{{").replace("}", "}}")
         if ext in FORMATS and ext != fmt:
-            raise OptionError(f"{{}} {fmt} contradicts the output's extension: {{}} {output} names a .{ext} file",
+            raise OptionError(f"{{}} {fmt} contradicts the output's extension: {{}} {shown} names a .{ext} file",
                               "format", "output")
         return fmt
     if not ext:
         return "jsonl"
     if ext not in FORMATS:
-        raise OptionError(f"cannot tell the format from '{output}': use a .json, .jsonl or .csv name, or {{}}",
+        shown = output.replace("{", "{{").replace("}", "}}")
+        raise OptionError(f"cannot tell the format from '{shown}': use a .json, .jsonl or .csv name, or {{}}",
                           "format")
     return ext
 
@@ -133,6 +189,15 @@ def _cannot_write(output: str, exc: OSError) -> FatalError:
     return FatalError(f"cannot write the output file {output}: {exc.strerror or exc}")
 
 
+def _to_stdout(text: str) -> None:
+    """Write and flush to standard output; a reader that went away ends the run (OutputClosed)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise OutputClosed from None
+
+
 class Writer:
     """Base: writes records to a file or stdout; use as a context manager."""
 
@@ -170,9 +235,24 @@ class Writer:
     def _finish(self) -> None:
         """Write whatever closes the document (e.g. JSON's closing bracket)."""
 
+    def _finish_stdout(self) -> None:
+        saved, self.stream = self.stream, sys.stdout
+        try:
+            self._finish()
+            sys.stdout.flush()
+        finally:
+            self.stream = saved
+
     def close(self) -> None:
         """Finish the document and, for atomic writers, rename it over the target (safe to call twice)."""
         if self.stream is None:
+            return
+        if self.stream is sys.stdout:
+            self.stream = None
+            try:
+                self._finish_stdout()
+            except BrokenPipeError:
+                raise OutputClosed from None
             return
         try:
             self._finish()
@@ -213,18 +293,34 @@ class Writer:
 
 
 class JsonlWriter(Writer):
-    """One JSON object per line, written with a single system call and flushed as each file finishes."""
+    """One JSON object per line, written with a single system call and flushed as each file finishes.
+
+    A new (not appended) output is opened without truncating it, and emptied at the first record: a run
+    that ends before its first record (a crash, Ctrl-C during start-up) leaves an earlier file as it was.
+    """
 
     format = "jsonl"
 
+    def _open(self) -> IO[str]:
+        self._fresh = not self.append and self.output != "-"
+        if not self._fresh:
+            return super()._open()
+        self.append = True  # open without truncating ('a'); `write` empties the file at the first record
+        try:
+            return super()._open()
+        finally:
+            self.append = False
+
     def write(self, record: Record) -> None:
-        line = json.dumps(record.to_dict(), ensure_ascii=False) + "\n"
+        line = json.dumps(record_dict(record), ensure_ascii=False) + "\n"
         if self.stream is sys.stdout:
-            self.stream.write(line)
-            self.stream.flush()
+            _to_stdout(line)
             return
         data = line.encode("utf-8")
         try:
+            if self._fresh:  # the old content goes only now that there is a record to put in its place
+                self.stream.truncate(0)
+                self._fresh = False
             self.stream.flush()
             fd = self.stream.fileno()
             while data:  # one call normally; a partial write (disk nearly full) continues where it stopped
@@ -248,10 +344,14 @@ class JsonWriter(Writer):
         return self.output != "-"
 
     def write(self, record: Record) -> None:
-        text = ("," if self.count else "") + "\n  " + json.dumps(record.to_dict(), ensure_ascii=False)
+        text = ("," if self.count else "") + "\n  " + json.dumps(record_dict(record), ensure_ascii=False)
+        if self.stream is sys.stdout:
+            _to_stdout(text)
+            self.count += 1
+            return
         try:
             self.stream.write(text)
-            self.stream.flush()  # progress is visible (stdout, or the temporary file) as files finish
+            self.stream.flush()  # progress is visible (the temporary file) as files finish
         except OSError as exc:
             raise _cannot_write(self.output, exc) from None
         self.count += 1
@@ -275,8 +375,14 @@ class CsvWriter(Writer):
         return self.output != "-"
 
     def write(self, record: Record) -> None:
+        rows = [[csv_cell(cell) for cell in row] for row in csv_rows(record)]
+        if self.stream is sys.stdout:
+            buffer = io.StringIO()
+            csv.writer(buffer, lineterminator="\r\n").writerows(rows)
+            _to_stdout(buffer.getvalue())
+            return
         try:
-            self.csv.writerows(csv_rows(record))
+            self.csv.writerows(rows)
             self.stream.flush()
         except OSError as exc:
             raise _cannot_write(self.output, exc) from None
@@ -301,7 +407,7 @@ def rewrite_jsonl(output: str, records: list[Record]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
             for record in records:
-                stream.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+                stream.write(json.dumps(record_dict(record), ensure_ascii=False) + "\n")
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, output)
@@ -312,12 +418,23 @@ def rewrite_jsonl(output: str, records: list[Record]) -> None:
     remove_stale_temporaries(target, began)
 
 
+def holds_records(output: str) -> bool:
+    """Whether `output` names an existing file with something in it (a run would replace its content)."""
+    if output == "-":
+        return False
+    try:
+        info = os.stat(output)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_size > 0
+
+
 def _record(data, output: str, where: str) -> Record:
     if not isinstance(data, dict) or not isinstance(data.get("path"), str) or "status" not in data:
         raise ConfigError(f"cannot resume: {where} of {output} is not a vidtag record "
                           "(is this the output of an earlier vidtag run?)")
     try:
-        return Record.from_dict(data)
+        return Record.from_dict(_path_from(data))
     except (TypeError, KeyError, ValueError):
         raise ConfigError(f"cannot resume: {where} of {output} is not a vidtag record") from None
 
@@ -363,5 +480,6 @@ def read_records(output: str, fmt: str | None = None) -> list[Record]:
     return [_record(x, output, f"item {i}") for i, x in enumerate(data, 1)]
 
 
-__all__ = ["CSV_COLUMNS", "FORMATS", "CsvWriter", "JsonWriter", "JsonlWriter", "Writer", "csv_rows",
-           "format_for", "get_writer", "read_records", "rewrite_jsonl"]
+__all__ = ["CSV_COLUMNS", "FORMATS", "CsvWriter", "JsonWriter", "JsonlWriter", "OutputClosed", "Writer", "csv_cell",
+           "csv_rows", "format_for", "get_writer", "holds_records", "portable_path", "read_records", "record_dict",
+           "rewrite_jsonl"]

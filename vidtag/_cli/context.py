@@ -20,6 +20,7 @@ from rich.console import Console
 from ..errors import ConfigError, OptionError, VidtagError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for rg or jq when the reader went away
 
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -44,8 +45,38 @@ def fail(exc: VidtagError, ctx: typer.Context | None = None) -> typer.Exit:
     status for the error."""
     code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL
     text = exc.message(flag_names(ctx)) if isinstance(exc, OptionError) else str(exc)
-    err.print(f"vidtag: error: {text}", markup=False)
+    err.print(f"vidtag: error: {printable(text)}", markup=False)
     return typer.Exit(code)
+
+
+def printable(text: str, newlines: bool = False) -> str:
+    """Text safe to show on a terminal: control characters (escape sequences in a file name or a label)
+    as visible escapes (\\x1b), and the odd bytes of names that are not UTF-8 as \\xNN; with `newlines`,
+    line breaks are kept (tracebacks)."""
+    out = []
+    for char in str(text):
+        code = ord(char)
+        if newlines and char in "\n\t":
+            out.append(char)
+        elif code < 0x20 or 0x7F <= code < 0xA0:
+            out.append(f"\\x{code:02x}")
+        elif 0xDC80 <= code <= 0xDCFF:  # a byte of a name that is not UTF-8 (surrogate escape)
+            out.append(f"\\x{code - 0xDC00:02x}")
+        elif 0xD800 <= code <= 0xDFFF or code in (0x2028, 0x2029, 0x200E, 0x200F) or 0x202A <= code <= 0x202E:
+            out.append(f"\\u{code:04x}")  # lone surrogates, line separators, bidirectional overrides
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def quiet_stdout() -> None:
+    """The reader of standard output went away: point stdout at /dev/null so that nothing complains at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 def split_paths(values: list[str] | None) -> tuple[str, ...]:
@@ -80,12 +111,19 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+class _PrintableFormatter(logging.Formatter):
+    """Log lines with no raw control characters (file names are in them), line breaks kept for tracebacks."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record), newlines=True)
+
+
 def setup_logging(verbose: bool) -> None:
     """vidtag's own log on stderr: warnings, or everything (failed files' tracebacks) with --verbose."""
     logger = logging.getLogger("vidtag")
     if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
         handler = _StderrHandler()
-        handler.setFormatter(logging.Formatter("vidtag: %(message)s"))
+        handler.setFormatter(_PrintableFormatter("vidtag: %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
 
@@ -120,11 +158,13 @@ class progress:
             return None
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=err, transient=True)
+        # the display writes only to stderr: stdout (records, maybe redirected or piped) is never touched
+        self.bar = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=err, transient=True, redirect_stdout=False,
+                            redirect_stderr=False)
         self.bar.start()
         task = self.bar.add_task("tagging", total=self.total)
-        return lambda record: self.bar.update(task, advance=1, description=Path(record.path).name[:40])
+        return lambda record: self.bar.update(task, advance=1, description=printable(Path(record.path).name[:40]))
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
