@@ -172,8 +172,8 @@ class VideoTextEncoder(EmbeddingScorer):
     def embed(self, clips: torch.Tensor) -> torch.Tensor:
         other = tuple(clips.shape[-2:]) != self.image_size or clips.shape[1] != self.frames
         video = _pooled(self.model.get_video_features(pixel_values_videos=clips, interpolate_pos_encoding=other))
-        with _no_autocast(clips.device):
-            return unit(video.float())
+        with _no_autocast(clips.device):  # the pooling head keeps a length-1 query axis: (batch, 1, dim)
+            return unit(video.float().reshape(clips.shape[0], -1))
 
 
 class XCLIPVideoText(nn.Module):
