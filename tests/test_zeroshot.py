@@ -499,6 +499,14 @@ def test_entry_needs_are_checked_at_load(new_folders):
     entry = spec("metaclip2", folder, options={"needs": ["surely-not-installed-pkg"]})
     with pytest.raises(vidtag.FatalError, match="needs the Python package 'surely-not-installed-pkg'.*pip install"):
         vidtag.load_model(entry, labels=LABELS, device="cpu")
+    import importlib.util
+
+    from vidtag.families.zeroshot import missing_needs
+
+    siglip = vidtag.load_registry()["siglip-b16"]  # a SentencePiece-only tokenizer
+    assert siglip.options["needs"] == ["sentencepiece"]
+    installed = importlib.util.find_spec("sentencepiece") is not None
+    assert missing_needs(siglip) == ([] if installed else ["sentencepiece"])
 
 
 def test_new_registry_entries():

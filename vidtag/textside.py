@@ -203,6 +203,9 @@ def load_text_side(model: str | Path, *, name: str | None = None, weights: str |
     else:
         from .models import find_spec
 
+        from .families.zeroshot import check_needs
+
         spec = find_spec(text, registry_files)
+        check_needs(spec)
         folder, weights = require_weights(spec.weights, spec.name), weights or spec.weights
     return ImageTextTextSide(folder, name=name or text, weights=weights or text)

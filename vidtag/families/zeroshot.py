@@ -242,16 +242,20 @@ def text_embeddings(model: nn.Module, tokenizer, family: str, labels: Sequence[s
     return unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
 
 
-def check_needs(spec: ModelSpec) -> None:
-    """The packages an entry names under `options.needs` (e.g. a tokenizer's), or a FatalError naming
-    the missing one and how to install it."""
+def missing_needs(spec: ModelSpec) -> list[str]:
+    """The packages an entry names under `options.needs` (e.g. its tokenizer's) that are not installed."""
     import importlib.util
 
-    for package in spec.options.get("needs") or []:
-        module = _IMPORT_NAMES.get(package, package)
-        if importlib.util.find_spec(module) is None:
-            raise FatalError(f"model '{spec.name}' needs the Python package '{package}', which is not installed: "
-                             f"pip install {package}")
+    return [package for package in spec.options.get("needs") or []
+            if importlib.util.find_spec(_IMPORT_NAMES.get(package, package)) is None]
+
+
+def check_needs(spec: ModelSpec) -> None:
+    """A FatalError naming the first package the entry needs that is missing, and how to install it."""
+    missing = missing_needs(spec)
+    if missing:
+        raise FatalError(f"model '{spec.name}' needs the Python package '{missing[0]}', which is not installed: "
+                         f"pip install {' '.join(missing)}")
 
 
 # PyPI name -> import name where they differ
