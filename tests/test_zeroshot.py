@@ -536,3 +536,22 @@ def test_new_families_spec_for_folder(new_folders):
     assert (siglip2.family, siglip2.resize, siglip2.crop, siglip2.interpolation) == ("siglip2", [32, 32], [32, 32], "bilinear")
     metaclip2 = resolved(new_folders["metaclip2"])
     assert (metaclip2.family, metaclip2.resize, metaclip2.crop, metaclip2.mean) == ("metaclip2", 32, [32, 32], OPENAI[0])
+
+
+@pytest.mark.parametrize("family", ["videoprism", "siglip2"])
+def test_retag_of_kept_embeddings_equals_a_fresh_classify(family, new_folders, video, tmp_path):
+    """End to end: classify --embeddings, then retag a new vocabulary from the store alone."""
+    from vidtag.embeddings import EmbeddingStore
+    from vidtag.retag import retag
+    from vidtag.textside import ImageTextTextSide
+
+    folder, new = new_folders[family], ["a red car", "a dog", "a crowd marching"]
+    kept = list(vidtag.classify([str(video)], model=str(folder), labels=LABELS, clips=2, device="cpu", workers=0,
+                                embeddings=str(tmp_path / "store"), embeddings_dtype="float32"))
+    assert kept[0].ok, kept[0].error
+    fresh = list(vidtag.classify([str(video)], model=str(folder), labels=new, clips=2, top_k=3, device="cpu",
+                                 workers=0))
+    (got,) = retag(EmbeddingStore(tmp_path / "store"), ImageTextTextSide(folder), new, top_k=3)
+    assert as_dict(got.labels) == pytest.approx(as_dict(fresh[0].labels), abs=1e-5)
+    for mine, theirs in zip(got.clips, fresh[0].clips):
+        assert as_dict(mine.labels) == pytest.approx(as_dict(theirs.labels), abs=1e-5)
