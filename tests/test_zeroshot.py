@@ -1,4 +1,5 @@
-"""Zero-shot tagging: X-CLIP, CLIP, SigLIP (1, 2), MetaCLIP 2 and VideoPrism against the models' own forward passes, on tiny checkpoints."""
+"""Zero-shot tagging: X-CLIP, CLIP, SigLIP (1, 2), MetaCLIP 2 and VideoPrism against the models' own forward
+passes, on tiny checkpoints."""
 
 from __future__ import annotations
 
@@ -533,7 +534,8 @@ def test_new_families_spec_for_folder(new_folders):
         "videoprism", VIDEOPRISM_FRAMES, [32, 32], [32, 32])
     assert (videoprism.mean, videoprism.std) == ([0.0] * 3, [1.0] * 3)
     siglip2 = resolved(new_folders["siglip2"])
-    assert (siglip2.family, siglip2.resize, siglip2.crop, siglip2.interpolation) == ("siglip2", [32, 32], [32, 32], "bilinear")
+    assert (siglip2.family, siglip2.resize, siglip2.crop, siglip2.interpolation) == (
+        "siglip2", [32, 32], [32, 32], "bilinear")
     metaclip2 = resolved(new_folders["metaclip2"])
     assert (metaclip2.family, metaclip2.resize, metaclip2.crop, metaclip2.mean) == ("metaclip2", 32, [32, 32], OPENAI[0])
 

@@ -24,11 +24,10 @@ cached, and the templates are ensembled after the prompt generator.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import math
 
 import torch
 from torch import nn
@@ -58,7 +57,8 @@ def _naflex_side(vision: dict[str, Any], proc: dict[str, Any]) -> int:
 
 def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
     """The recipe a checkpoint folder defines: the family's published preprocessing at the vision tower's
-    input size, then what its preprocessor config sets; X-CLIP's frames (its frame embeddings are fixed)."""
+    input size, then what its preprocessor config sets; the frames of the video encoders (X-CLIP: fixed;
+    VideoPrism: the trained count, others interpolated)."""
     folder, config = checkpoint_folder(spec, weights)
     vision = config.get("vision_config") or {}
     if spec.family == "siglip2":
