@@ -175,8 +175,9 @@ def make_siglip2(folder: Path, seed: int = 0) -> Path:
 
 
 def make_videoprism(folder: Path, seed: int = 0) -> Path:
-    """A tiny VideoPrismClipModel folder (4 frames of 32 x 32) with a video processor config like the
-    published one: the exact square, pixels in [0, 1], no normalisation."""
+    """A tiny VideoPrismClipModel folder (4 frames of 32 x 32) with the video processor config
+    LlavaOnevisionVideoProcessor saves (384 square, CLIP mean/std, bicubic): VideoPrismProcessor overrides
+    its size and normalisation on every call, so only its resampling counts."""
     from transformers import VideoPrismClipModel, VideoPrismConfig
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -190,6 +191,7 @@ def make_videoprism(folder: Path, seed: int = 0) -> Path:
     VideoPrismClipModel(config).eval().save_pretrained(str(folder))
     _write_json(folder / "video_preprocessor_config.json", {
         "video_processor_type": "LlavaOnevisionVideoProcessor", "do_resize": True,
-        "size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_rescale": True, "rescale_factor": 1 / 255,
-        "do_normalize": False, "resample": 2})
+        "size": {"height": 384, "width": 384}, "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3})
     return folder

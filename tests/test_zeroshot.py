@@ -330,7 +330,7 @@ NEW_RECIPES = {
     "metaclip2": dict(square=False, mean=OPENAI[0], std=OPENAI[1], interpolation="bicubic", prompt="a photo of {}."),
     "siglip2": dict(square=True, mean=[0.5] * 3, std=[0.5] * 3, interpolation="bilinear",
                     prompt="this is a photo of {}."),
-    "videoprism": dict(square=True, mean=[0.0] * 3, std=[1.0] * 3, interpolation="bilinear", prompt="a video of {}."),
+    "videoprism": dict(square=True, mean=[0.0] * 3, std=[1.0] * 3, interpolation="bicubic", prompt="a video of {}."),
 }
 
 
@@ -532,7 +532,8 @@ def test_new_families_spec_for_folder(new_folders):
     videoprism = resolved(new_folders["videoprism"])
     assert (videoprism.family, videoprism.frames, videoprism.resize, videoprism.crop) == (
         "videoprism", VIDEOPRISM_FRAMES, [32, 32], [32, 32])
-    assert (videoprism.mean, videoprism.std) == ([0.0] * 3, [1.0] * 3)
+    # the processor's own size and no normalisation, over the saved LlavaOnevision config; its resampling
+    assert (videoprism.mean, videoprism.std, videoprism.interpolation) == ([0.0] * 3, [1.0] * 3, "bicubic")
     siglip2 = resolved(new_folders["siglip2"])
     assert (siglip2.family, siglip2.resize, siglip2.crop, siglip2.interpolation) == (
         "siglip2", [32, 32], [32, 32], "bilinear")

@@ -91,10 +91,10 @@ FAMILIES: dict[str, Family] = {
     # SigLIP 2 NaFlex (the fixed-resolution SigLIP 2 checkpoints are `siglip` models); its processor is bilinear
     "siglip2": Family("zeroshot", "zero-shot", "sigmoid", model_type="siglip2", model_class="Siglip2Model",
                       mean=HALF, std=HALF, prompts=("this is a photo of {}.",), rescorable=True),
-    # VideoPrism video-text: 16 frames at 288 x 288, pixels in [0, 1] (no normalisation); time positions
-    # are interpolated for other frame counts
+    # VideoPrism video-text: 16 frames at 288 x 288, pixels in [0, 1] (no normalisation), bicubic (its
+    # LlavaOnevision video processor); time positions are interpolated for other frame counts
     "videoprism": Family("zeroshot", "zero-shot", model_type="videoprism", model_class="VideoPrismClipModel",
-                         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), fixed_frames=False,
+                         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bicubic", fixed_frames=False,
                          prompts=("a video of {}.",), rescorable=True),
 }
 

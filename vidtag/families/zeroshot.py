@@ -70,6 +70,11 @@ def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
     recipe: dict[str, Any] = {"resize": [size, size] if square else size, "crop": [size, size] if square else size,
                               "mean": list(facts.mean), "std": list(facts.std), "interpolation": facts.interpolation}
     recipe.update(preprocessor_recipe(folder))
+    if spec.family == "videoprism":
+        # VideoPrismProcessor passes its own size (the exact 288 square) and do_normalize=False to the video
+        # processor on every call, over what the video processor's config says (a LlavaOnevision config
+        # records 384 and CLIP's mean/std); only the resampling comes from that config
+        recipe.update(resize=[size, size], crop=[size, size], mean=list(facts.mean), std=list(facts.std))
     if spec.family in _VIDEO_ENCODERS:
         recipe["frames"] = int(vision.get("num_frames", 8))
     return recipe
