@@ -71,9 +71,10 @@ def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
                               "mean": list(facts.mean), "std": list(facts.std), "interpolation": facts.interpolation}
     recipe.update(preprocessor_recipe(folder))
     if spec.family == "videoprism":
-        # VideoPrismProcessor passes its own size (the exact 288 square) and do_normalize=False to the video
-        # processor on every call, over what the video processor's config says (a LlavaOnevision config
-        # records 384 and CLIP's mean/std); only the resampling comes from that config
+        # the authors' recipe, which VideoPrismProcessor declares too (`video_kwargs`: the 288 square,
+        # do_normalize=False): the exact square of the model's size and pixels in [0, 1], whatever the saved
+        # LlavaOnevision video processor config says (its defaults are 384 and CLIP's mean/std); only the
+        # resampling comes from that config
         recipe.update(resize=[size, size], crop=[size, size], mean=list(facts.mean), std=list(facts.std))
     if spec.family in _VIDEO_ENCODERS:
         recipe["frames"] = int(vision.get("num_frames", 8))
