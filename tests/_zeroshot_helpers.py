@@ -130,3 +130,68 @@ def decoded_frames(path: Path) -> list[np.ndarray]:
     """Every frame of a video as RGB arrays, read with PyAV directly."""
     with av.open(str(path)) as container:
         return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+VIDEOPRISM_FRAMES = 4
+NAFLEX_PATCH = 8  # a 4 x 4 grid of 8-pixel patches: 32 x 32 frames
+
+
+def make_metaclip2(folder: Path, seed: int = 0) -> Path:
+    """A tiny MetaClip2Model folder (CLIP's layout) with the CLIP image processor config it publishes."""
+    from transformers import MetaClip2Config, MetaClip2Model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = char_tokenizer(folder, bos=True, input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(seed)
+    config = MetaClip2Config(text_config=_text_config(ids), vision_config=_vision_config(), projection_dim=16)
+    MetaClip2Model(config).eval().save_pretrained(str(folder))
+    _write_json(folder / "preprocessor_config.json", {
+        "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": IMAGE_SIZE},
+        "do_center_crop": True, "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "resample": 3,
+        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]})
+    return folder
+
+
+def make_siglip2(folder: Path, seed: int = 0) -> Path:
+    """A tiny Siglip2Model (NaFlex) folder: 8-pixel patches, at most 16 of them (32 x 32 square frames)."""
+    from transformers import Siglip2Config, Siglip2Model
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = char_tokenizer(folder, bos=False, input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(seed)
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                  patch_size=NAFLEX_PATCH, num_patches=16)
+    model = Siglip2Model(Siglip2Config(text_config=_text_config(ids), vision_config=vision)).eval()
+    with torch.no_grad():  # like the published checkpoints: a large scale and a negative bias
+        model.logit_scale.fill_(math.log(10.0))
+        model.logit_bias.fill_(-2.0)
+    model.save_pretrained(str(folder))
+    _write_json(folder / "preprocessor_config.json", {
+        "image_processor_type": "Siglip2ImageProcessor", "do_resize": True, "do_rescale": True,
+        "rescale_factor": 1 / 255, "do_normalize": True, "resample": 2, "image_mean": [0.5, 0.5, 0.5],
+        "image_std": [0.5, 0.5, 0.5], "patch_size": NAFLEX_PATCH, "max_num_patches": 16})
+    return folder
+
+
+def make_videoprism(folder: Path, seed: int = 0) -> Path:
+    """A tiny VideoPrismClipModel folder (4 frames of 32 x 32) with the video processor config
+    LlavaOnevisionVideoProcessor saves (384 square, CLIP mean/std, bicubic): VideoPrismProcessor overrides
+    its size and normalisation on every call, so only its resampling counts."""
+    from transformers import VideoPrismClipModel, VideoPrismConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = char_tokenizer(folder, bos=False, input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(seed)
+    vision = dict(image_size=IMAGE_SIZE, num_frames=VIDEOPRISM_FRAMES, tubelet_size=[1, 8, 8], hidden_size=32,
+                  intermediate_size=64, num_attention_heads=4, num_spatial_layers=1, num_temporal_layers=1,
+                  num_auxiliary_layers=1)
+    text = _text_config(ids)
+    config = VideoPrismConfig(text_config=text, vision_config=vision)
+    VideoPrismClipModel(config).eval().save_pretrained(str(folder))
+    _write_json(folder / "video_preprocessor_config.json", {
+        "video_processor_type": "LlavaOnevisionVideoProcessor", "do_resize": True,
+        "size": {"height": 384, "width": 384}, "do_rescale": True, "rescale_factor": 1 / 255,
+        "do_normalize": True, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+        "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3})
+    return folder

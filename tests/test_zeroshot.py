@@ -1,10 +1,12 @@
-"""Zero-shot tagging: X-CLIP, CLIP and SigLIP against the models' own forward passes, on tiny checkpoints."""
+"""Zero-shot tagging: X-CLIP, CLIP, SigLIP (1, 2), MetaCLIP 2 and VideoPrism against the models' own forward
+passes, on tiny checkpoints."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -17,8 +19,9 @@ from vidtag.settings import Settings
 from vidtag.families.hf_common import preprocessor_recipe
 from vidtag.labels import fill
 
-from _zeroshot_helpers import (IMAGE_SIZE, XCLIP_FRAMES, decoded_frames, make_clip, make_siglip, make_xclip,
-                               picture, static_video)
+from _zeroshot_helpers import (IMAGE_SIZE, NAFLEX_PATCH, VIDEOPRISM_FRAMES, XCLIP_FRAMES, decoded_frames, make_clip,
+                               make_metaclip2, make_siglip, make_siglip2, make_videoprism, make_xclip, picture,
+                               static_video)
 
 # exactly as a user might type them: odd spacing, capitals, punctuation and a non-ASCII letter
 LABELS = ["surfing", "cooking", "a wedding ceremony", "Café  au lait!", "x"]
@@ -319,3 +322,239 @@ def test_labels_and_prompt_as_strings(folders, video):
                                 prompts="a video of {}", top_k=5, device="cpu")
     assert sorted(x.label for x in record.labels) == ["a wedding ceremony", "surfing"]
     assert record.settings["prompts"] == ["a video of {}"]
+
+
+# --- MetaCLIP 2, SigLIP 2 (NaFlex) and VideoPrism against their own forward passes ---
+
+NEW_RECIPES = {
+    "metaclip2": dict(square=False, mean=OPENAI[0], std=OPENAI[1], interpolation="bicubic", prompt="a photo of {}."),
+    "siglip2": dict(square=True, mean=[0.5] * 3, std=[0.5] * 3, interpolation="bilinear",
+                    prompt="this is a photo of {}."),
+    "videoprism": dict(square=True, mean=[0.0] * 3, std=[1.0] * 3, interpolation="bicubic", prompt="a video of {}."),
+}
+
+
+@pytest.fixture(scope="module")
+def new_folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zeroshot_new_models")
+    return {"metaclip2": make_metaclip2(root / "metaclip2"), "siglip2": make_siglip2(root / "siglip2"),
+            "videoprism": make_videoprism(root / "videoprism")}
+
+
+def naflex_inputs(pixels: torch.Tensor) -> dict[str, torch.Tensor]:
+    """One normalised (3, H, W) frame as Siglip2Model's inputs, laid out as its image processor does
+    (`convert_image_to_patches`: patch rows, channels last within a patch), written out here with numpy."""
+    image = pixels.numpy()
+    c, h, w = image.shape
+    rows, cols = h // NAFLEX_PATCH, w // NAFLEX_PATCH
+    patches = image.reshape(c, rows, NAFLEX_PATCH, cols, NAFLEX_PATCH).transpose(1, 3, 2, 4, 0).reshape(rows * cols, -1)
+    return {"pixel_values": torch.from_numpy(np.ascontiguousarray(patches))[None],
+            "pixel_attention_mask": torch.ones(1, rows * cols, dtype=torch.long),
+            "spatial_shapes": torch.tensor([[rows, cols]])}
+
+
+def new_reference_scores(family: str, folder, pixels: torch.Tensor | dict, labels, prompt: str) -> torch.Tensor:
+    """The model's own forward pass: MetaCLIP 2 / SigLIP 2 on one picture, VideoPrism on the picture
+    repeated as a clip, with the temperature vidtag uses."""
+    from transformers import AutoTokenizer, MetaClip2Model, Siglip2Model, VideoPrismClipModel
+
+    from vidtag.textside import VIDEOPRISM_TEMPERATURE
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    texts = [fill(prompt, label) for label in labels]
+    with torch.no_grad():
+        if family == "metaclip2":
+            tokens = tokenizer(texts, padding=True, return_tensors="pt")
+            model = MetaClip2Model.from_pretrained(str(folder)).eval()
+            return model(**tokens, pixel_values=pixels[None]).logits_per_image.softmax(-1)[0]
+        tokens = tokenizer(texts, padding="max_length", max_length=64, return_tensors="pt")
+        if family == "siglip2":
+            inputs = pixels if isinstance(pixels, dict) else naflex_inputs(pixels)
+            model = Siglip2Model.from_pretrained(str(folder)).eval()
+            return model(**tokens, **inputs).logits_per_image.sigmoid()[0]
+        clip = pixels[None, None].expand(1, VIDEOPRISM_FRAMES, -1, -1, -1)
+        model = VideoPrismClipModel.from_pretrained(str(folder)).eval()
+        out = model(**tokens, pixel_values_videos=clip, temperature=VIDEOPRISM_TEMPERATURE)
+        return out.logits_per_text[:, 0]  # (texts, videos), normalised over the texts
+
+
+@pytest.mark.parametrize("family", sorted(NEW_RECIPES))
+def test_new_families_match_the_models_own_forward(family, new_folders, video):
+    recipe = NEW_RECIPES[family]
+    pixels = reference_pixels(decoded_frames(video)[0], square=recipe["square"], mean=recipe["mean"],
+                              std=recipe["std"], interpolation=recipe["interpolation"])
+    expected = new_reference_scores(family, new_folders[family], pixels, LABELS, recipe["prompt"])
+    assert expected.max() - expected.min() > 0.02  # the tiny model does tell the labels apart
+
+    model = vidtag.load_model(spec(family, new_folders[family]), labels=LABELS, device="cpu")
+    assert model.labels == LABELS
+    (record,) = vidtag.classify([str(video)], model=model, top_k=len(LABELS), clips=2)
+    assert record.ok, record.error
+    assert record.score == FAMILIES[family].score
+    got = as_dict(record.labels)
+    for label, value in zip(LABELS, expected.tolist()):
+        assert got[label] == pytest.approx(value, abs=TOL), label
+    assert [x.label for x in record.labels] == [LABELS[i] for i in expected.argsort(descending=True).tolist()]
+    for clip in record.clips:  # a static video: every clip scores like the picture
+        assert as_dict(clip.labels) == pytest.approx(got, abs=TOL)
+    if family != "siglip2":
+        assert sum(got.values()) == pytest.approx(1.0, abs=1e-5)
+    assert record.settings["prompts"] == [recipe["prompt"]]
+    assert record.settings["frames"] == (VIDEOPRISM_FRAMES if family == "videoprism" else 8)
+
+
+def test_videoprism_sees_the_clip_as_a_whole(new_folders, tmp_path):
+    """The video encoder attends over time: a clip whose frames differ scores unlike any of its frames."""
+    from vidtag.families import zeroshot
+
+    folder = new_folders["videoprism"]
+    net = zeroshot.load(spec("videoprism", folder), folder, LABELS).module
+    torch.manual_seed(1)
+    clip = torch.rand(1, VIDEOPRISM_FRAMES, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        whole = net(clip)
+        still = torch.cat([net(clip[:, i:i + 1].expand_as(clip)) for i in range(VIDEOPRISM_FRAMES)])
+        assert not torch.allclose(whole, still.mean(0, keepdim=True), atol=1e-3)
+        # other frame counts interpolate the time positions, as the model's own forward does
+        from transformers import VideoPrismClipModel
+        ref = VideoPrismClipModel.from_pretrained(str(folder)).eval()
+        six = torch.rand(1, 6, 3, IMAGE_SIZE, IMAGE_SIZE)
+        expected = F.normalize(ref.get_video_features(pixel_values_videos=six, interpolate_pos_encoding=True)
+                               .pooler_output.reshape(1, -1), dim=-1)
+        assert net.embed(six) == pytest.approx(expected, abs=1e-5)
+
+
+def test_siglip2_patches_match_its_image_processor(new_folders, tmp_path):
+    """vidtag's patch layout equals Siglip2ImageProcessor's on the same 32 x 32 frame, and the published
+    processor's own resize of a square video frame scores close to vidtag's."""
+    from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
+
+    from vidtag.families import zeroshot
+
+    folder = new_folders["siglip2"]
+    processor = Siglip2ImageProcessorPil(patch_size=NAFLEX_PATCH, max_num_patches=16, resample=2)
+    frame = picture(IMAGE_SIZE, IMAGE_SIZE)
+    inputs = processor(images=[frame], return_tensors="pt")
+    assert inputs["spatial_shapes"].tolist() == [[4, 4]]  # a square frame: the whole 4 x 4 grid
+    pixels = (torch.from_numpy(frame).permute(2, 0, 1).float() / 255 - 0.5) / 0.5
+    assert naflex_inputs(pixels)["pixel_values"] == pytest.approx(inputs["pixel_values"], abs=1e-6)
+    net = zeroshot.load(spec("siglip2", folder), folder, LABELS).module
+    with torch.no_grad():
+        got = net(pixels[None, None])[0]
+    expected = new_reference_scores("siglip2", folder, dict(inputs), LABELS, NEW_RECIPES["siglip2"]["prompt"])
+    assert got == pytest.approx(expected, abs=TOL)
+    # end to end on a square video: the processor's PIL resize against vidtag's torch resize
+    square = static_video(tmp_path / "square.mkv", picture(40, 40), frames=16, fps=8)
+    inputs = processor(images=[decoded_frames(square)[0]], return_tensors="pt")
+    expected = new_reference_scores("siglip2", folder, dict(inputs), LABELS, NEW_RECIPES["siglip2"]["prompt"])
+    (record,) = vidtag.classify([str(square)], model=spec("siglip2", folder), labels=LABELS, top_k=len(LABELS),
+                                device="cpu")
+    got = as_dict(record.labels)
+    assert max(abs(got[label] - value) for label, value in zip(LABELS, expected.tolist())) < 5e-3
+
+
+def test_metaclip2_close_to_its_image_processor(new_folders, video):
+    from transformers.models.clip.image_processing_pil_clip import CLIPImageProcessorPil
+
+    folder = new_folders["metaclip2"]
+    recipe = NEW_RECIPES["metaclip2"]
+    processor = CLIPImageProcessorPil(size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE,
+                                      "width": IMAGE_SIZE}, resample=3, image_mean=recipe["mean"],
+                                      image_std=recipe["std"])
+    pixels = processor(images=[decoded_frames(video)[0]], return_tensors="pt")["pixel_values"][0]
+    expected = new_reference_scores("metaclip2", folder, pixels, LABELS, recipe["prompt"])
+    (record,) = vidtag.classify([str(video)], model=spec("metaclip2", folder), labels=LABELS, top_k=len(LABELS),
+                                device="cpu")
+    got = as_dict(record.labels)
+    assert max(abs(got[label] - value) for label, value in zip(LABELS, expected.tolist())) < 5e-3
+
+
+@pytest.mark.parametrize("family", sorted(NEW_RECIPES))
+def test_new_families_text_side_scores_kept_embeddings(family, new_folders):
+    """The text side alone (retag, search) gives the loaded net's text embeddings and scores."""
+    from vidtag.families import zeroshot
+    from vidtag.textside import ImageTextTextSide, score
+
+    folder = new_folders[family]
+    prompts = [NEW_RECIPES[family]["prompt"], "{}"]
+    net = zeroshot.load(spec(family, folder, options={"prompts": prompts}), folder, LABELS).module
+    side = ImageTextTextSide(folder)
+    assert (side.family, side.score_kind) == (family, FAMILIES[family].score)
+    text = side.encode(LABELS, prompts)
+    assert text == pytest.approx(net.text_embeds, abs=1e-5)
+    torch.manual_seed(2)
+    frames = VIDEOPRISM_FRAMES if family == "videoprism" else 3
+    clips = torch.randn(2, frames, 3, IMAGE_SIZE, IMAGE_SIZE)
+    with torch.no_grad():
+        video = net.embed(clips)
+        assert video.norm(dim=-1) == pytest.approx(torch.ones(2), abs=1e-5)
+        net.keep_embeddings = True
+        out = net(clips)
+    assert out[:, len(LABELS):] == pytest.approx(video, abs=1e-6)
+    rescored = score(video, text, side.logit_scale, side.logit_bias, side.score_kind)
+    assert rescored == pytest.approx(out[:, :len(LABELS)], abs=1e-5)
+
+
+def test_entry_needs_are_checked_at_load(new_folders):
+    folder = new_folders["metaclip2"]
+    entry = spec("metaclip2", folder, options={"needs": ["surely-not-installed-pkg"]})
+    with pytest.raises(vidtag.FatalError, match="needs the Python package 'surely-not-installed-pkg'.*pip install"):
+        vidtag.load_model(entry, labels=LABELS, device="cpu")
+    import importlib.util
+
+    from vidtag.families.zeroshot import missing_needs
+
+    siglip = vidtag.load_registry()["siglip-b16"]  # a SentencePiece-only tokenizer
+    assert siglip.options["needs"] == ["sentencepiece"]
+    installed = importlib.util.find_spec("sentencepiece") is not None
+    assert missing_needs(siglip) == ([] if installed else ["sentencepiece"])
+
+
+def test_new_registry_entries():
+    registry = vidtag.load_registry()
+    expected = {"videoprism-lvt-b": "videoprism", "videoprism-lvt-l": "videoprism", "siglip2-b16": "siglip",
+                "siglip2-b16-naflex": "siglip2", "metaclip2-h14": "metaclip2"}
+    for name, family in expected.items():
+        entry = registry[name]
+        assert (entry.family, entry.task) == (family, "zero-shot"), name
+        assert entry.weights.startswith("hf:") and entry.license and entry.source.startswith("https://")
+        assert entry.accuracy, name
+        assert all(p.count("{}") == 1 for p in entry.options["prompts"])
+        assert isinstance(entry.options.get("needs", []), list)
+    assert registry["videoprism-lvt-b"].frames == 16
+    assert registry["videoprism-lvt-b"].resize == [288, 288]
+
+
+def test_new_families_spec_for_folder(new_folders):
+    def resolved(folder):
+        return resolve_model(Settings(model=str(folder), labels=["a", "b"]))
+
+    videoprism = resolved(new_folders["videoprism"])
+    assert (videoprism.family, videoprism.frames, videoprism.resize, videoprism.crop) == (
+        "videoprism", VIDEOPRISM_FRAMES, [32, 32], [32, 32])
+    # the processor's own size and no normalisation, over the saved LlavaOnevision config; its resampling
+    assert (videoprism.mean, videoprism.std, videoprism.interpolation) == ([0.0] * 3, [1.0] * 3, "bicubic")
+    siglip2 = resolved(new_folders["siglip2"])
+    assert (siglip2.family, siglip2.resize, siglip2.crop, siglip2.interpolation) == (
+        "siglip2", [32, 32], [32, 32], "bilinear")
+    metaclip2 = resolved(new_folders["metaclip2"])
+    assert (metaclip2.family, metaclip2.resize, metaclip2.crop, metaclip2.mean) == ("metaclip2", 32, [32, 32], OPENAI[0])
+
+
+@pytest.mark.parametrize("family", ["videoprism", "siglip2"])
+def test_retag_of_kept_embeddings_equals_a_fresh_classify(family, new_folders, video, tmp_path):
+    """End to end: classify --embeddings, then retag a new vocabulary from the store alone."""
+    from vidtag.embeddings import EmbeddingStore
+    from vidtag.retag import retag
+    from vidtag.textside import ImageTextTextSide
+
+    folder, new = new_folders[family], ["a red car", "a dog", "a crowd marching"]
+    kept = list(vidtag.classify([str(video)], model=str(folder), labels=LABELS, clips=2, device="cpu", workers=0,
+                                embeddings=str(tmp_path / "store"), embeddings_dtype="float32"))
+    assert kept[0].ok, kept[0].error
+    fresh = list(vidtag.classify([str(video)], model=str(folder), labels=new, clips=2, top_k=3, device="cpu",
+                                 workers=0))
+    (got,) = retag(EmbeddingStore(tmp_path / "store"), ImageTextTextSide(folder), new, top_k=3)
+    assert as_dict(got.labels) == pytest.approx(as_dict(fresh[0].labels), abs=1e-5)
+    for mine, theirs in zip(got.clips, fresh[0].clips):
+        assert as_dict(mine.labels) == pytest.approx(as_dict(theirs.labels), abs=1e-5)

@@ -86,6 +86,18 @@ FAMILIES: dict[str, Family] = {
     "siglip": Family("zeroshot", "zero-shot", "sigmoid", model_type="siglip", model_class="SiglipModel",
                      mean=HALF, std=HALF, interpolation="bicubic", prompts=("This is a photo of {}.",),
                      rescorable=True),
+    # MetaCLIP 2: CLIP's architecture and forward, a multilingual (XLM-V) tokenizer
+    "metaclip2": Family("zeroshot", "zero-shot", model_type="metaclip_2", model_class="MetaClip2Model",
+                        mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD, interpolation="bicubic",
+                        prompts=("a photo of {}.",), rescorable=True),
+    # SigLIP 2 NaFlex (the fixed-resolution SigLIP 2 checkpoints are `siglip` models); its processor is bilinear
+    "siglip2": Family("zeroshot", "zero-shot", "sigmoid", model_type="siglip2", model_class="Siglip2Model",
+                      mean=HALF, std=HALF, prompts=("this is a photo of {}.",), rescorable=True),
+    # VideoPrism video-text: 16 frames at 288 x 288, pixels in [0, 1] (no normalisation), bicubic (its
+    # LlavaOnevision video processor); time positions are interpolated for other frame counts
+    "videoprism": Family("zeroshot", "zero-shot", model_type="videoprism", model_class="VideoPrismClipModel",
+                         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bicubic", fixed_frames=False,
+                         prompts=("a video of {}.",), rescorable=True),
 }
 
 

@@ -13,6 +13,7 @@ space of the embedding and a cross-attention pass per clip and label).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
@@ -28,6 +29,18 @@ ScoreKind = Literal["softmax", "sigmoid"]
 
 TEXT_CHUNK = 256  # labels x templates per text-encoder call: bounds memory for large vocabularies
 _TOKEN_KEYS = ("input_ids", "attention_mask", "position_ids")
+_PAD_TO_MAX = ("siglip", "siglip2", "videoprism")
+# VideoPrism's checkpoints carry no learned temperature; its forward divides the similarities by the one
+# given. 0.01 is the temperature of the authors' video-text demo (google-deepmind/videoprism).
+VIDEOPRISM_TEMPERATURE = 0.01
+# family -> (config class, text tower class, whether the tower has its own projection (CLIP-style))
+_TEXT_TOWERS = {
+    "clip": ("CLIPConfig", "CLIPTextModelWithProjection", True),
+    "metaclip2": ("MetaClip2Config", "MetaClip2TextModelWithProjection", True),
+    "siglip": ("SiglipConfig", "SiglipTextModel", False),
+    "siglip2": ("Siglip2Config", "Siglip2TextModel", False),
+    "videoprism": ("VideoPrismConfig", "VideoPrismTextModel", False),
+}
 
 
 class TextSide(Protocol):
@@ -62,10 +75,10 @@ def unit(x: torch.Tensor) -> torch.Tensor:
 
 
 def tokens(tokenizer, texts: list[str], family: str, max_length: int) -> dict[str, torch.Tensor]:
-    """The text tower's inputs for `texts`. SigLIP was trained on text padded to its full length and pools
-    the last position, so it is padded to max_length; CLIP-style towers pool the end-of-text token and
-    ignore the padding."""
-    padding = "max_length" if family == "siglip" else True
+    """The text tower's inputs for `texts`. SigLIP (1 and 2) was trained on text padded to its full length
+    and pools the last position, so it is padded to max_length, as VideoPrism's processor does too;
+    CLIP-style towers pool the end-of-text token and ignore the padding."""
+    padding = "max_length" if family in _PAD_TO_MAX else True
     batch = tokenizer(texts, padding=padding, truncation=True, max_length=max_length, return_tensors="pt")
     return {k: v for k, v in batch.items() if k in _TOKEN_KEYS}
 
@@ -110,7 +123,8 @@ def _load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, f
 
 
 class ImageTextTextSide:
-    """CLIP and SigLIP: the text tower, tokenizer, logit scale (and SigLIP's bias) of a checkpoint folder."""
+    """CLIP, SigLIP (1, 2), MetaCLIP 2 and VideoPrism: the text tower, tokenizer, logit scale (and the
+    sigmoid families' bias) of a checkpoint folder."""
 
     def __init__(self, folder: str | Path, *, name: str | None = None, weights: str | None = None):
         from .families.hf_common import load_tokenizer, read_json
@@ -127,7 +141,8 @@ class ImageTextTextSide:
                 "cannot be computed from kept embeddings: use a CLIP or SigLIP model for --embeddings, retag "
                 "and search")
         if family not in FAMILIES or not FAMILIES[family].rescorable:
-            raise ConfigError(f"{folder} holds a '{family}' checkpoint: retag and search support clip and siglip")
+            raise ConfigError(f"{folder} holds a '{family}' checkpoint: retag and search support "
+                              f"{', '.join(sorted(_TEXT_TOWERS))}")
         facts = FAMILIES[family]
         self.family = family
         self.score_kind: ScoreKind = facts.score
@@ -140,21 +155,22 @@ class ImageTextTextSide:
     def _text_tower(self, folder: Path, family: str) -> nn.Module:
         import transformers
 
-        if family == "clip":
-            config = transformers.CLIPConfig.from_pretrained(str(folder))
-            text_config = config.text_config
+        config_class, tower_class, projected = _TEXT_TOWERS[family]
+        config = getattr(transformers, config_class).from_pretrained(str(folder))
+        text_config = config.text_config
+        if projected:
             text_config.projection_dim = config.projection_dim  # kept on the outer config
-            model = transformers.CLIPTextModelWithProjection(text_config)
-            state = _tensors(folder, ("text_model.", "text_projection.", "logit_scale"))
-            _load_into(model, {k: v for k, v in state.items() if not k.startswith("logit")}, "", folder)
-            self.logit_bias = None
+        model = getattr(transformers, tower_class)(text_config)
+        prefixes = ("text_model.", "text_projection.") if projected else ("text_model.",)
+        state = _tensors(folder, prefixes + ("logit_scale", "logit_bias"))
+        _load_into(model, {k: v for k, v in state.items() if not k.startswith("logit")},
+                   "" if projected else "text_model.", folder)
+        if family == "videoprism":  # no learned temperature in the checkpoint
+            self.logit_scale = torch.tensor(-math.log(VIDEOPRISM_TEMPERATURE))
         else:
-            config = transformers.SiglipConfig.from_pretrained(str(folder))
-            model = transformers.SiglipTextModel(config.text_config)
-            state = _tensors(folder, ("text_model.", "logit_scale", "logit_bias"))
-            _load_into(model, {k: v for k, v in state.items() if not k.startswith("logit")}, "text_model.", folder)
-            self.logit_bias = state["logit_bias"].float().reshape(())
-        self.logit_scale = state["logit_scale"].float().reshape(())
+            self.logit_scale = state["logit_scale"].float().reshape(())
+        self.logit_bias = state["logit_bias"].float().reshape(()) if self.score_kind == "sigmoid" else None
+        self.projected = projected
         return model.float().eval()
 
     def _embed(self, texts: list[str]) -> torch.Tensor:
@@ -163,7 +179,7 @@ class ImageTextTextSide:
             for start in range(0, len(texts), TEXT_CHUNK):
                 out = self.model(**tokens(self.tokenizer, texts[start:start + TEXT_CHUNK], self.family,
                                           self.max_length))
-                parts.append(unit(out.text_embeds if self.family == "clip" else out.pooler_output))
+                parts.append(unit(out.text_embeds if self.projected else out.pooler_output))
         return torch.cat(parts).float()
 
     def encode(self, labels: Sequence[str], prompts: Sequence[str]) -> torch.Tensor:
@@ -187,6 +203,9 @@ def load_text_side(model: str | Path, *, name: str | None = None, weights: str |
     else:
         from .models import find_spec
 
+        from .families.zeroshot import check_needs
+
         spec = find_spec(text, registry_files)
+        check_needs(spec)
         folder, weights = require_weights(spec.weights, spec.name), weights or spec.weights
     return ImageTextTextSide(folder, name=name or text, weights=weights or text)

@@ -7,7 +7,13 @@ Families:
   clip    CLIP image-text models with InternVideo-style frame pooling: every frame is embedded,
           the unit-length frame embeddings are averaged over the clip and renormalised, then scored
           against the text embeddings; softmax over the labels (the labels compete).
-  siglip  SigLIP, pooled the same way; each label is an independent sigmoid (multi-label).
+  siglip  SigLIP (and the fixed-resolution SigLIP 2 checkpoints, which are SigLIP models), pooled the
+          same way; each label is an independent sigmoid (multi-label).
+  metaclip2  MetaCLIP 2 (`MetaClip2Model`): CLIP's forward with a multilingual tokenizer; pooled like CLIP.
+  siglip2 SigLIP 2 NaFlex (`Siglip2Model`): frames cut into patch rows as its image processor does,
+          then pooled like SigLIP.
+  videoprism  VideoPrism video-text (`VideoPrismClipModel`): the video encoder sees the whole clip and
+          pools it to one unit embedding; softmax over the labels of the similarities / temperature.
 
 The text side is computed once, when the model loads: every label is put into every prompt template
 ('a photo of {}.'), encoded, and with several templates the unit-length embeddings of one label are
@@ -18,6 +24,7 @@ cached, and the templates are ensembled after the prompt generator.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,27 +32,51 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import ConfigError, FatalError
 from ..labels import check_labels, check_prompts, fill
 from ..registry import ModelSpec
-from ..textside import TEXT_CHUNK, score, tokens, unit
+from ..textside import TEXT_CHUNK, VIDEOPRISM_TEMPERATURE, score, tokens, unit
 from .base import LoadedNet
-from .hf_common import checkpoint_folder, load_pretrained, load_tokenizer, preprocessor_recipe
+from .hf_common import (checkpoint_folder, load_pretrained, load_tokenizer, preprocessor_recipe,
+                        read_processor_config)
+
+# families whose video encoder takes the whole clip (frames from the checkpoint) rather than pooling frames
+_VIDEO_ENCODERS = ("xclip", "videoprism")
+# families whose processor resizes to the exact square (no centre crop)
+_SQUARE = ("siglip", "siglip2", "videoprism")
+
+
+def _naflex_side(vision: dict[str, Any], proc: dict[str, Any]) -> int:
+    """SigLIP 2 NaFlex on a square frame: the largest square grid of patches its processor allows
+    (`max_num_patches`, 256 in the published configs), times the patch size."""
+    patch = int(proc.get("patch_size") or vision.get("patch_size", 16))
+    patches = int(proc.get("max_num_patches") or vision.get("num_patches", 256))
+    return int(patches ** 0.5) * patch
 
 
 
 def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
     """The recipe a checkpoint folder defines: the family's published preprocessing at the vision tower's
-    input size, then what its preprocessor config sets; X-CLIP's frames (its frame embeddings are fixed)."""
+    input size, then what its preprocessor config sets; the frames of the video encoders (X-CLIP: fixed;
+    VideoPrism: the trained count, others interpolated)."""
     folder, config = checkpoint_folder(spec, weights)
     vision = config.get("vision_config") or {}
-    size = int(vision.get("image_size", 224))
+    if spec.family == "siglip2":
+        size = _naflex_side(vision, read_processor_config(folder) or {})
+    else:
+        size = int(vision.get("image_size", 224))
     facts = spec.facts
-    square = spec.family == "siglip"  # SigLIP resizes to the exact square and does not crop
+    square = spec.family in _SQUARE
     recipe: dict[str, Any] = {"resize": [size, size] if square else size, "crop": [size, size] if square else size,
                               "mean": list(facts.mean), "std": list(facts.std), "interpolation": facts.interpolation}
     recipe.update(preprocessor_recipe(folder))
-    if spec.family == "xclip":
+    if spec.family == "videoprism":
+        # the authors' recipe, which VideoPrismProcessor declares too (`video_kwargs`: the 288 square,
+        # do_normalize=False): the exact square of the model's size and pixels in [0, 1], whatever the saved
+        # LlavaOnevision video processor config says (its defaults are 384 and CLIP's mean/std); only the
+        # resampling comes from that config
+        recipe.update(resize=[size, size], crop=[size, size], mean=list(facts.mean), std=list(facts.std))
+    if spec.family in _VIDEO_ENCODERS:
         recipe["frames"] = int(vision.get("num_frames", 8))
     return recipe
 
@@ -60,8 +91,9 @@ def _no_autocast(device: torch.device):
     return torch.autocast(device.type, enabled=False)
 
 
-class ImageTextPooling(nn.Module):
-    """CLIP / SigLIP on a clip: frame embeddings averaged over time, scored against cached text embeddings.
+class EmbeddingScorer(nn.Module):
+    """A zero-shot net whose text embeddings do not depend on the video: clips -> one unit video embedding
+    each (`embed`), scored against the cached text embeddings with `textside.score`.
 
     (batch, frames, 3, H, W) normalised clips -> (batch, labels) probabilities; with `keep_embeddings`,
     (batch, labels + dim): the clips' unit video embeddings follow the probabilities (`--embeddings`).
@@ -72,24 +104,82 @@ class ImageTextPooling(nn.Module):
         self.model = model
         self.register_buffer("text_embeds", text_embeds, persistent=False)  # (labels, dim), unit length
         self.kind = kind
-        self.image_size = int(model.config.vision_config.image_size)
         self.keep_embeddings = False
 
     def embed(self, clips: torch.Tensor) -> torch.Tensor:
-        """(batch, dim) float32 unit video embeddings: the mean of the frames' unit embeddings, renormalised."""
-        batch, frames = clips.shape[:2]
-        pixels = clips.flatten(0, 1)
-        resized = tuple(pixels.shape[-2:]) != (self.image_size, self.image_size)
-        frame_embeds = _pooled(self.model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=resized))
-        with _no_autocast(clips.device):
-            return unit(unit(frame_embeds.float()).view(batch, frames, -1).mean(1))
+        """(batch, dim) float32 unit video embeddings."""
+        raise NotImplementedError
+
+    def scale_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The learned log-temperature and (sigmoid families) the bias."""
+        return self.model.logit_scale, (self.model.logit_bias if self.kind == "sigmoid" else None)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         video = self.embed(clips)
         with _no_autocast(clips.device):
-            bias = self.model.logit_bias if self.kind == "sigmoid" else None
-            probs = score(video, self.text_embeds, self.model.logit_scale, bias, self.kind)
+            scale, bias = self.scale_and_bias()
+            probs = score(video, self.text_embeds, scale, bias, self.kind)
         return torch.cat([probs, video], 1) if self.keep_embeddings else probs
+
+
+class ImageTextPooling(EmbeddingScorer):
+    """CLIP / SigLIP / MetaCLIP 2 on a clip: frame embeddings averaged over time, scored against cached text
+    embeddings."""
+
+    def __init__(self, model: nn.Module, text_embeds: torch.Tensor, kind: str):
+        super().__init__(model, text_embeds, kind)
+        self.image_size = int(getattr(model.config.vision_config, "image_size", 0))
+
+    def frame_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(frames, 3, H, W) -> (frames, dim) projected frame embeddings, as `get_image_features` gives them."""
+        resized = tuple(pixels.shape[-2:]) != (self.image_size, self.image_size)
+        return _pooled(self.model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=resized))
+
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        """(batch, dim) float32 unit video embeddings: the mean of the frames' unit embeddings, renormalised."""
+        batch, frames = clips.shape[:2]
+        frame_embeds = self.frame_features(clips.flatten(0, 1))
+        with _no_autocast(clips.device):
+            return unit(unit(frame_embeds.float()).view(batch, frames, -1).mean(1))
+
+
+class NaFlexPooling(ImageTextPooling):
+    """SigLIP 2 NaFlex (`Siglip2Model`): each frame is cut into rows of patches, channels last within a
+    patch, as `Siglip2ImageProcessor` does, with every patch valid (the frame is resized to whole patches)."""
+
+    def frame_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        p = int(self.model.config.vision_config.patch_size)
+        n, c, h, w = pixels.shape
+        rows, cols = h // p, w // p
+        patches = (pixels[..., :rows * p, :cols * p].reshape(n, c, rows, p, cols, p)
+                   .permute(0, 2, 4, 3, 5, 1).reshape(n, rows * cols, p * p * c))
+        mask = torch.ones(n, rows * cols, dtype=torch.long, device=pixels.device)
+        shapes = torch.tensor([[rows, cols]] * n, dtype=torch.long, device=pixels.device)
+        return _pooled(self.model.get_image_features(pixel_values=patches, pixel_attention_mask=mask,
+                                                     spatial_shapes=shapes))
+
+
+class VideoTextEncoder(EmbeddingScorer):
+    """VideoPrism video-text (`VideoPrismClipModel`): the video encoder sees the whole clip and returns its
+    l2-normalised embedding; the labels are softmaxed over similarity / temperature, as in its forward with
+    `temperature` (`VIDEOPRISM_TEMPERATURE`, the checkpoints carry none)."""
+
+    def __init__(self, model: nn.Module, text_embeds: torch.Tensor, temperature: float):
+        super().__init__(model, text_embeds, "softmax")
+        vision = model.config.vision_config
+        size = vision.image_size
+        self.image_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
+        self.frames = int(vision.num_frames)
+        self.register_buffer("logit_scale", torch.tensor(-math.log(temperature)), persistent=False)
+
+    def scale_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.logit_scale, None
+
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        other = tuple(clips.shape[-2:]) != self.image_size or clips.shape[1] != self.frames
+        video = _pooled(self.model.get_video_features(pixel_values_videos=clips, interpolate_pos_encoding=other))
+        with _no_autocast(clips.device):  # the pooling head keeps a length-1 query axis: (batch, 1, dim)
+            return unit(video.float().reshape(clips.shape[0], -1))
 
 
 class XCLIPVideoText(nn.Module):
@@ -158,6 +248,26 @@ def text_embeddings(model: nn.Module, tokenizer, family: str, labels: Sequence[s
     return unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
 
 
+def missing_needs(spec: ModelSpec) -> list[str]:
+    """The packages an entry names under `options.needs` (e.g. its tokenizer's) that are not installed."""
+    import importlib.util
+
+    return [package for package in spec.options.get("needs") or []
+            if importlib.util.find_spec(_IMPORT_NAMES.get(package, package)) is None]
+
+
+def check_needs(spec: ModelSpec) -> None:
+    """A FatalError naming the first package the entry needs that is missing, and how to install it."""
+    missing = missing_needs(spec)
+    if missing:
+        raise FatalError(f"model '{spec.name}' needs the Python package '{missing[0]}', which is not installed: "
+                         f"pip install {' '.join(missing)}")
+
+
+# PyPI name -> import name where they differ
+_IMPORT_NAMES = {"protobuf": "google.protobuf"}
+
+
 def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
     """A transformers image-text or video-text checkpoint folder plus the user's labels -> a zero-shot net.
 
@@ -174,6 +284,7 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
             f"model '{spec.name}': {folder} holds a '{config.get('model_type')}' checkpoint, "
             f"not one of the '{family}' family"
         )
+    check_needs(spec)
     tokenizer = load_tokenizer(spec.name, folder)
     model = load_pretrained(spec, folder, facts.model_class, trust_remote_code=trust_remote_code)
     text = text_embeddings(model, tokenizer, family, labels, prompts)
@@ -184,6 +295,10 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
             raise ConfigError(f"this X-CLIP checkpoint takes exactly {frames} frames per clip (got {spec.frames}); "
                               "do not override the frames for it")
         module: nn.Module = XCLIPVideoText(model, text)
+    elif family == "videoprism":
+        module = VideoTextEncoder(model, text, VIDEOPRISM_TEMPERATURE)
+    elif family == "siglip2":
+        module = NaFlexPooling(model, text, facts.score)
     else:
         module = ImageTextPooling(model, text, facts.score)
     return LoadedNet(module=module, labels=labels, score=facts.score)
