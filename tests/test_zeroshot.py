@@ -502,7 +502,7 @@ def test_entry_needs_are_checked_at_load(new_folders):
         vidtag.load_model(entry, labels=LABELS, device="cpu")
     import importlib.util
 
-    from vidtag.families.zeroshot import missing_needs
+    from vidtag.weights import missing_needs
 
     siglip = vidtag.load_registry()["siglip-b16"]  # a SentencePiece-only tokenizer
     assert siglip.options["needs"] == ["sentencepiece"]

