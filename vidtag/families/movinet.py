@@ -350,3 +350,62 @@ def stream_windows(net: MoViNet, windows: Iterable[torch.Tensor], *, pool: str =
             state.pop("head_frames", None)
         logits, state = net.stream(frames.permute(1, 0, 2, 3)[None], state)
         yield logits[0].float().softmax(-1), state
+
+
+# ---------------------------------------------------------------- loading
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """This port's state dict from a converted file (safetensors or a torch state dict, read safely), or
+    converted on the spot from a TensorFlow checkpoint (its prefix, folder or the published .tar.gz),
+    which needs TensorFlow."""
+    from .movinet_convert import convert_tf_checkpoint, is_tf_checkpoint
+
+    if is_tf_checkpoint(path):
+        return convert_tf_checkpoint(path)
+    state = load_state_dict(path)
+    if not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FatalError(f"{path} holds no MoViNet state dict: expected a dict of tensors "
+                         "(convert the TensorFlow checkpoint with python -m vidtag.families.movinet_convert)")
+    return state
+
+
+def load_strict(net: MoViNet, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Copy `state` into `net`, refusing any missing, unexpected or misshapen key (FatalError names them)."""
+    own = net.state_dict()
+    problems = {
+        "missing keys": [k for k in own if k not in state],
+        "unexpected keys": [k for k in state if k not in own],
+        "wrong shapes": [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
+                         for k, v in own.items() if k in state and state[k].shape != v.shape],
+    }
+    parts = [f"{what}: " + ", ".join(keys[:8]) + (f", ... ({len(keys)} in all)" if len(keys) > 8 else "")
+             for what, keys in problems.items() if keys]
+    if parts:
+        kind = "stream" if net.causal else "base"
+        raise FatalError(f"the checkpoint {source} does not fit MoViNet-{net.variant.name} {kind}: "
+                         + "; ".join(parts))
+    net.load_state_dict(state, strict=True)
+
+
+def load(spec: Any, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False):
+    """Registry loader: `options: {variant: A0|A1|A2, stream: true|false}`; weights loaded strictly.
+
+    No code is ever run from a checkpoint (`trust_remote_code` is accepted and ignored)."""
+    from ..models import spec_labels  # here: vidtag.models imports the families lazily
+    from .base import LoadedNet
+
+    extra = sorted(set(spec.options) - {"variant", "stream"})
+    if extra:
+        raise ConfigError(f"model '{spec.name}': unknown MoViNet option '{extra[0]}' (known: variant, stream)")
+    if "variant" not in spec.options:
+        raise ConfigError(f"model '{spec.name}': MoViNet entries need options: {{variant: A0|A1|A2}}")
+    stream = spec.options.get("stream", False)
+    if not isinstance(stream, bool):
+        raise ConfigError(f"model '{spec.name}': the MoViNet option 'stream' must be true or false")
+    names = labels or spec_labels(spec)
+    if names is None:
+        raise ConfigError(f"model '{spec.name}': MoViNet entries need a label set (e.g. labels: kinetics600)")
+    net = build_movinet(spec.options["variant"], stream=stream, num_classes=len(names))
+    load_strict(net, read_weights(Path(weights)), weights)
+    return LoadedNet(module=MovinetClassifier(net).eval(), labels=list(names), score="softmax")

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import tarfile
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -40,6 +42,26 @@ _BN = {"gamma": "weight", "beta": "bias", "moving_mean": "running_mean", "moving
 _BLOCK_PARTS = {"_expansion": "expansion", "_projection": "projection", "_skip/_projection": "skip"}
 
 
+def is_tf_checkpoint(path: str | Path) -> bool:
+    """Whether `path` is a TensorFlow checkpoint: a prefix (with its .index), a folder of one, or a .tar.gz."""
+    path = Path(path)
+    return (path.name.endswith((".tar.gz", ".tgz")) or Path(str(path) + ".index").exists()
+            or path.suffix == ".index" or (path.is_dir() and any(path.glob("*.index"))))
+
+
+def _extract(archive: Path, into: Path) -> Path:
+    """The published tarball's files, unpacked with the safe 'data' filter (no links out, no devices)."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(into, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise FatalError(f"cannot unpack {archive}: {exc}") from None
+    indexes = sorted(into.rglob("*.index"))
+    if not indexes:
+        raise FatalError(f"{archive} holds no TensorFlow checkpoint (no .index file)")
+    return indexes[-1].with_suffix("")
+
+
 def read_tf_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     """Every variable of a TensorFlow checkpoint (a prefix such as `ckpt-1`, or its folder), by object path."""
     try:
@@ -47,11 +69,18 @@ def read_tf_checkpoint(path: str | Path) -> dict[str, np.ndarray]:
     except ImportError:
         raise ConfigError("reading a TensorFlow checkpoint needs TensorFlow: pip install tensorflow-cpu "
                           "(only for the conversion; vidtag runs the converted file without it)") from None
-    path = str(path)
+    if str(path).endswith((".tar.gz", ".tgz")):
+        with tempfile.TemporaryDirectory() as tmp:
+            return read_tf_checkpoint(_extract(Path(path), Path(tmp)))
+    path = str(path).removesuffix(".index")
     if Path(path).is_dir():
-        found = tf.train.latest_checkpoint(path)
-        if found is None:
-            raise FatalError(f"no TensorFlow checkpoint in the folder {path} (expected ckpt-N.index)")
+        found = tf.train.latest_checkpoint(path)  # the folder's `checkpoint` file names the latest
+        if found is None:  # no such file: the one ckpt-N.index there
+            indexes = sorted(Path(path).glob("*.index"))
+            if len(indexes) != 1:
+                raise FatalError(f"no single TensorFlow checkpoint in the folder {path} (expected one "
+                                 f"ckpt-N.index, found {len(indexes)}): give the checkpoint's prefix")
+            found = str(indexes[0].with_suffix(""))
         path = found
     try:
         reader = tf.train.load_checkpoint(path)
