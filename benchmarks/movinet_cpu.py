@@ -4,10 +4,11 @@
     python -m benchmarks.movinet_cpu                       (from the repository root; --threads N)
     python -m benchmarks.movinet_cpu --seconds 120 --models a0
 
-Random weights (the speed does not depend on them), BN folded and channels-last as vidtag loads them. The stream part decodes a synthetic 30 fps 640x360
-H.264 video with PyAV, keeps the recipe's 5 frames a second (and, for comparison, every frame), resizes
-(short side 192, antialiased bilinear) and centre-crops to 172, and feeds the stream network one second at
-a time, carrying its state: wall time and process CPU time (all threads) against the video's duration.
+Random weights (the speed does not depend on them), BN folded and channels-last as vidtag loads them.
+The stream part decodes a synthetic 30 fps 640x360 H.264 video with PyAV, keeps the recipe's 5 frames a
+second (and, for comparison, every frame), resizes (short side 192, antialiased bilinear) and centre-crops
+to 172, and feeds the stream network one second at a time, carrying its state: wall time and process CPU
+time (all threads) against the video's duration.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +43,11 @@ from torch import nn
 
 from ..checkpoint import load_state_dict
 from ..errors import ConfigError, FatalError
+from .base import LoadedNet
 from .fusion import fold_batchnorm
+
+if TYPE_CHECKING:
+    from ..registry import ModelSpec
 
 _BN_EPS = 1e-3
 _SE_RATIO = 0.25
@@ -128,6 +132,16 @@ def pad_spatial(x: torch.Tensor, kernel: tuple[int, int], stride: int) -> torch.
     return F.pad(x, (left, right, top, bottom))
 
 
+def pointwise(conv: nn.Conv3d, x: torch.Tensor) -> torch.Tensor:
+    """A 1x1x1 conv; on few frames as a matrix product over channels. torch sends 1x1x1 convs on few
+    frames to its slow reference kernel (A0 stream, 1-frame steps: 207 -> 60 CPU ms a frame as products);
+    on whole clips its oneDNN conv is faster. A channels-last input stays channels-last."""
+    if x.shape[2] > 4 and x.shape[3] * x.shape[4] > 1:
+        return conv(x)
+    y = F.linear(x.permute(0, 2, 3, 4, 1), conv.weight.flatten(1), conv.bias)
+    return y.permute(0, 4, 1, 2, 3)
+
+
 def _bn(channels: int) -> nn.BatchNorm3d:
     return nn.BatchNorm3d(channels, eps=_BN_EPS)
 
@@ -153,8 +167,12 @@ class ConvBN(nn.Module):
         self.symmetric = stride == 1 and kernel[1] % 2 == 1 and kernel[2] % 2 == 1 and time_pad[0] == time_pad[1]
         if self.symmetric:
             self.conv.padding = (time_pad[0], kernel[1] // 2, kernel[2] // 2)
+        self.is_pointwise = kernel == (1, 1, 1) and stride == 1 and groups == 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_pointwise:
+            x = self.bn(pointwise(self.conv, x))
+            return self.act(x) if self.act else x
         if not self.symmetric:
             x = pad_spatial(x, self.kernel[1:], self.stride)
             if any(self.time_pad):
@@ -214,7 +232,7 @@ class SqueezeExcite(nn.Module):
             new[key] = running[:, :, -1:]
             count = seen + torch.arange(1, x.shape[2] + 1, device=x.device, dtype=x.dtype)
             pooled = torch.cat([running / count.view(1, 1, -1, 1, 1), spatial], dim=1)
-        return x * self.gate(self.expand(self.act(self.reduce(pooled))))
+        return x * self.gate(pointwise(self.expand, self.act(pointwise(self.reduce, pooled))))
 
 
 class Skip(nn.Module):
@@ -232,7 +250,7 @@ class Skip(nn.Module):
             ones = x.new_ones(1, 1, 1, *x.shape[3:])
             x = F.avg_pool3d(pad_spatial(x, (3, 3), 2), (1, 3, 3), (1, 2, 2))
             x = x / F.avg_pool3d(pad_spatial(ones, (3, 3), 2), (1, 3, 3), (1, 2, 2))
-        return self.bn(self.conv(x))
+        return self.bn(pointwise(self.conv, x))
 
 
 class Block(nn.Module):
@@ -410,12 +428,12 @@ def load_strict(net: MoViNet, state: dict[str, torch.Tensor], source: str | Path
     net.load_state_dict(state, strict=True)
 
 
-def load(spec: Any, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False):
+def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *,
+         trust_remote_code: bool = False) -> LoadedNet:
     """Registry loader: `options: {variant: A0|A1|A2, stream: true|false}`; weights loaded strictly.
 
     No code is ever run from a checkpoint (`trust_remote_code` is accepted and ignored)."""
     from ..models import spec_labels  # here: vidtag.models imports the families lazily
-    from .base import LoadedNet
 
     extra = sorted(set(spec.options) - {"variant", "stream"})
     if extra:
