@@ -23,12 +23,11 @@ from vidtag.families import movinet
 from vidtag.families.base import LoadedNet
 from vidtag.families.movinet import MovinetClassifier, build_movinet, same_pads, stream_windows
 from vidtag.families.movinet_convert import convert_tf_variables, detect_variant, read_tf_checkpoint
-from vidtag.models import FAMILIES, builtin_labels
+from vidtag.labels import builtin_labels
 
 from movinet_fixtures import load_fixture, random_clip, random_variables
 
 FIXTURE = load_fixture()
-FRAGMENT = str(Path(vidtag.__file__).parent / "models_movinet.yaml")
 
 
 def reference_net(name: str):
@@ -165,11 +164,6 @@ def test_reading_a_tensorflow_checkpoint_without_tensorflow_says_what_to_install
 # ---------------------------------------------------------------- loading through the registry
 
 
-@pytest.fixture
-def with_movinet_family(monkeypatch):
-    monkeypatch.setitem(FAMILIES, "movinet", "movinet")  # the lead adds this entry to vidtag/models.py
-
-
 def converted_file(tmp_path, name: str) -> Path:
     state = convert_tf_variables(random_variables(FIXTURE["models"][name]["layout"], FIXTURE["seed"]))
     path = tmp_path / f"{name}.safetensors"
@@ -178,9 +172,9 @@ def converted_file(tmp_path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("name", ["a0", "a0-stream"])
-def test_family_loader_returns_the_converted_network(tmp_path, with_movinet_family, name):
+def test_family_loader_returns_the_converted_network(tmp_path, name):
     """The family interface (`load(spec, weights, labels)`): strict, safe, softmax over Kinetics-600."""
-    spec = vidtag.load_registry([FRAGMENT])[f"movinet-{name}"]
+    spec = vidtag.load_registry()[f"movinet-{name}"]
     loaded = movinet.load(spec, converted_file(tmp_path, name), None)
     assert loaded.labels == builtin_labels("kinetics600") and loaded.score == "softmax"
     assert isinstance(loaded.module, MovinetClassifier) and loaded.module.net.causal == name.endswith("-stream")
@@ -191,11 +185,9 @@ def test_family_loader_returns_the_converted_network(tmp_path, with_movinet_fami
         torch.testing.assert_close(loaded.module(clips), expected, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.skipif(not hasattr(vidtag.models, "LoadedNet") or vidtag.models.LoadedNet is not LoadedNet,
-                    reason="vidtag.models still has its own LoadedNet: load_model needs the core redesign")
-def test_converted_checkpoint_loads_through_load_model(tmp_path, with_movinet_family):
+def test_converted_checkpoint_loads_through_load_model(tmp_path):
     weights = converted_file(tmp_path, "a0-stream")
-    model = vidtag.load_model("movinet-a0-stream", weights=str(weights), device="cpu", registry_files=[FRAGMENT])
+    model = vidtag.load_model("movinet-a0-stream", weights=str(weights), device="cpu")
     net, _ = reference_net("a0-stream")
     clips = torch.rand(1, 6, 3, 48, 64)
     with torch.no_grad():
@@ -203,31 +195,31 @@ def test_converted_checkpoint_loads_through_load_model(tmp_path, with_movinet_fa
     torch.testing.assert_close(model.predict(clips), expected, rtol=1e-4, atol=1e-6)
 
 
-def test_a_stream_checkpoint_is_refused_by_a_base_entry(tmp_path, with_movinet_family):
+def test_a_stream_checkpoint_is_refused_by_a_base_entry(tmp_path):
     weights = converted_file(tmp_path, "a0-stream")
-    spec = vidtag.load_registry([FRAGMENT])["movinet-a0"]
+    spec = vidtag.load_registry()["movinet-a0"]
     with pytest.raises(FatalError, match=r"does not fit MoViNet-A0 base: unexpected keys: .*temporal"):
         movinet.load(spec, weights, None)
 
 
-def test_bad_options_are_config_errors(with_movinet_family):
-    spec = vidtag.load_registry([FRAGMENT])["movinet-a0"]
+def test_bad_options_are_config_errors():
+    spec = vidtag.load_registry()["movinet-a0"]
     with pytest.raises(ConfigError, match="unknown MoViNet option 'width'"):
         movinet.load(dataclasses.replace(spec, options={"variant": "A0", "width": 2}), Path("x"), None)
     with pytest.raises(ConfigError, match="unknown MoViNet variant 'A9'"):
         movinet.load(dataclasses.replace(spec, options={"variant": "A9"}), Path("x"), None)
 
 
-def test_a_file_that_is_not_a_state_dict_is_fatal(tmp_path, with_movinet_family):
-    spec = vidtag.load_registry([FRAGMENT])["movinet-a0"]
+def test_a_file_that_is_not_a_state_dict_is_fatal(tmp_path):
+    spec = vidtag.load_registry()["movinet-a0"]
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(FatalError, match="cannot read the checkpoint"):
         movinet.load(spec, junk, None)
 
 
-def test_registry_entries_hold_the_published_recipes(with_movinet_family):
-    registry = vidtag.load_registry([FRAGMENT])
+def test_registry_entries_hold_the_published_recipes():
+    registry = vidtag.load_registry()
     for key, variant, resize, crop in (("a0", "A0", 192, 172), ("a1", "A1", 192, 172), ("a2", "A2", 256, 224)):
         for stream in (False, True):
             spec = registry[f"movinet-{key}" + ("-stream" if stream else "")]

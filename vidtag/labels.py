@@ -91,11 +91,11 @@ def fill(template: str, label: str) -> str:
 
 
 def builtin_labels(name: str) -> list[str]:
-    """A label set shipped with vidtag: 'imagenet1k', 'kinetics400' or 'kinetics710'."""
+    """A label set shipped with vidtag: 'imagenet1k', 'kinetics400', 'kinetics600' or 'kinetics710'."""
     try:
         text = resources.files("vidtag").joinpath("data", f"{name}_labels.txt").read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"unknown label set '{name}' (built in: imagenet1k, kinetics400, kinetics710)") from None
+        raise ConfigError(f"unknown label set '{name}' (built in: imagenet1k, kinetics400, kinetics600, kinetics710)") from None
     return text.splitlines()
 
 

@@ -65,6 +65,7 @@ FAMILIES: dict[str, Family] = {
     "efficientnet_lite": Family("efficientnet_lite"),
     "x3d": Family("x3d"),
     "slowfast": Family("slowfast"),
+    "movinet": Family("movinet"),
     # transformers video classifiers (one loader); the family names the architecture it expects
     "videomae": Family("hf_video", model_type="videomae", model_class="VideoMAEForVideoClassification"),
     "timesformer": Family("hf_video", model_type="timesformer", model_class="TimesformerForVideoClassification",

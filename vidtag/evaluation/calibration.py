@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..record import ClipResult, Label, Record
+from ..record import ClipResult, Record
 from ..postprocess import ranked
 from .metrics import reliability
 

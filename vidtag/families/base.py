@@ -49,15 +49,18 @@ class CheckpointRecipe(Protocol):
     def __call__(self, spec: ModelSpec, weights: Path) -> dict[str, Any]: ...
 
 
-def variant_and_labels(spec: ModelSpec, family: str, variants: str) -> tuple[str, list[str]]:
-    """A native family's entry: its `options: {variant: ...}` (the only option) and its label set, or a
-    ConfigError saying what the entry lacks. `variants` lists the known ones for the message ('XS|S|M|L')."""
+def variant_and_labels(spec: ModelSpec, family: str, variants: str,
+                       options: tuple[str, ...] = ()) -> tuple[str, list[str]]:
+    """A native family's entry: its `options: {variant: ...}` and its label set, or a ConfigError saying
+    what the entry lacks. `variants` lists the known ones for the message ('XS|S|M|L'); `options` names the
+    family's other options."""
     from ..errors import ConfigError
     from ..labels import spec_labels
 
-    extra = sorted(set(spec.options) - {"variant"})
+    extra = sorted(set(spec.options) - {"variant", *options})
     if extra:
-        raise ConfigError(f"model '{spec.name}': unknown {family} option '{extra[0]}' (known: variant)")
+        known = ", ".join(("variant", *options))
+        raise ConfigError(f"model '{spec.name}': unknown {family} option '{extra[0]}' (known: {known})")
     if "variant" not in spec.options:
         raise ConfigError(f"model '{spec.name}': {family} entries need options: {{variant: {variants}}}")
     names = spec_labels(spec)

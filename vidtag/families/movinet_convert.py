@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, FatalError
-from .movinet import VARIANTS, MoViNet
+from .movinet_net import VARIANTS, MoViNet
 
 _SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
 _BACKBONE = "model/layer_with_weights-0/layer_with_weights-"

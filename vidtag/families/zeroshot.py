@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import ConfigError, FatalError
+from ..errors import ConfigError
 from ..labels import check_labels, check_prompts, fill
 from ..registry import ModelSpec
 from ..textside import TEXT_CHUNK, VIDEOPRISM_TEMPERATURE, score, tokens, unit
