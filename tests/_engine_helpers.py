@@ -67,6 +67,9 @@ class ScriptedEngine:
     def records(self, files):
         return self.script(files)
 
+    def keeps(self, record) -> bool:
+        return True
+
 
 def run_files(paths, model, output, *, on_record=None, script=None, **options) -> Summary:
     """vidtag.runner.run over `paths` (discovered as the CLI does) with a loaded model into `output`;
