@@ -351,13 +351,13 @@ def scan_shots(path: str | Path, threshold: float = DEFAULT_THRESHOLD, *, thread
     Memory stays flat however long the file (unless `keep_predictions`, 8 bytes a frame). Raises
     MediaError for a file that cannot be read, FatalError when the weights are missing.
     """
+    splitter = ShotSplitter(threshold)
     container = open_video(path)
     try:
         duration = probe(container).duration
     finally:
         container.close()
     detector = ShotDetector(net, batch=batch)
-    splitter = ShotSplitter(threshold)
     times: deque[float] = deque()  # of the frames whose predictions are still to come
     kept: list[Predictions] = []
     batch_frames: list[np.ndarray] = []
