@@ -82,12 +82,15 @@ class ShotDetector:
     became final (often none); `finish()` pads the end as the reference does and returns the rest. Over a
     whole video the concatenated results equal the reference's `predict_frames` (within float rounding).
     `batch` windows are run in one forward pass when that many are ready (more memory, fewer passes).
+    The windows go to the device the network is on (`shot_network().to("cuda")` for a GPU).
     """
 
     def __init__(self, net: FastTransNetV2 | None = None, batch: int = 1):
         if batch < 1:
             raise ConfigError("the shot detector's batch must be at least 1 window")
         self.net = net if net is not None else shot_network()
+        weights = next(iter(self.net.buffers()), None) if isinstance(self.net, torch.nn.Module) else None
+        self._device = weights.device if weights is not None else torch.device("cpu")  # where the net is
         self.batch = batch
         self.frames = 0  # frames pushed
         self.emitted = 0  # predictions returned
@@ -153,8 +156,8 @@ class ShotDetector:
             n = min(ready, self.batch)
             starts = range(0, n * STEP, STEP)
             windows = torch.from_numpy(np.stack([self._buffer[s:s + WINDOW] for s in starts]))
-            single, many = self.net(windows)
-            parts.append(Predictions(single.reshape(-1).numpy(), many.reshape(-1).numpy()))
+            single, many = self.net(windows.to(self._device))
+            parts.append(Predictions(single.reshape(-1).cpu().numpy(), many.reshape(-1).cpu().numpy()))
             used = n * STEP
             self._buffer[:self._filled - used] = self._buffer[used:self._filled]
             self._filled -= used
