@@ -148,7 +148,8 @@ def precision_recall(starts: list[int], repeat: int) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeat", type=int, default=3, help="copies of the spliced video in the timed file")
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each tool (the fastest counts; 0: no comparison)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="runs of each tool (the fastest counts; 0: no comparison)")
     parser.add_argument("--threads", type=int, default=0, help="vidtag's FFmpeg decoding threads (0: FFmpeg's choice)")
     parser.add_argument("--long-minutes", type=float, nargs="*", default=[],
                         help="lengths of the files for vidtag's peak memory")
@@ -185,7 +186,8 @@ def compare(args: argparse.Namespace, frames) -> None:
     print("|---|---|---|---|---|---|")
     for name, r in best.items():
         p, rec = precision_recall(r["starts"], args.repeat)
-        print(f"| {name} | {n / r['wall']:.1f} | {1000 * r['cpu'] / n:.1f} | {r['rss_mib']:.0f} | {p:.2f} | {rec:.2f} |")
+        print(f"| {name} | {n / r['wall']:.1f} | {1000 * r['cpu'] / n:.1f} | {r['rss_mib']:.0f} | {p:.2f} "
+              f"| {rec:.2f} |")
     print(f"\nvidtag's boundaries identical to the reference's: {ours['starts'] == ref['starts']} "
           f"({len(ours['starts']) - 1} boundaries); speed ratio (wall) {ref['wall'] / ours['wall']:.2f}x")
     if "PySceneDetect detect-content" in best:

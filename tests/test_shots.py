@@ -20,7 +20,7 @@ from vidtag.families.transnetv2 import HEIGHT, WIDTH, TransNetV2, default_weight
 from vidtag.probe import probe
 from vidtag.sampling import clip_times
 from vidtag.shots import (ShotDetector, ShotSplitter, plan_shot_clips, scan_shots, scenes_from_predictions,
-                          shot_network, shots_from_predictions, small_frames)
+                          shot_network, shot_probabilities, shots_from_predictions, small_frames)
 
 EPS = 1e-5
 
@@ -261,3 +261,11 @@ def test_clips_planned_inside_shots():
     assert len(plan_shot_clips(shots, 30.0, frames=8, seconds_per_clip=1.0, max_clips_per_shot=3).clips) == 1 + 3 * 3
     with pytest.raises(ConfigError):
         plan_shot_clips(shots, 30.0, frames=8, seconds_per_clip=0)
+
+
+def test_shot_probabilities_average_their_clips():
+    probs = torch.tensor([[0.2, 0.8], [0.6, 0.4], [1.0, 0.0], [0.0, 1.0]])
+    out = shot_probabilities(probs, [0, 0, 1, 2], 3)
+    torch.testing.assert_close(out, torch.tensor([[0.4, 0.6], [1.0, 0.0], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="at least one clip"):
+        shot_probabilities(probs, [0, 0, 2, 2], 3)

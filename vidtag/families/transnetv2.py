@@ -217,7 +217,8 @@ class FastTransNetV2(nn.Module):
         super().__init__()
         with torch.no_grad():
             self.stacks = nn.ModuleList([
-                nn.ModuleList([(_FusedFirstBlock if i == j == 0 else _FusedBlock)(blk) for j, blk in enumerate(stack.DDCNN)])
+                nn.ModuleList([(_FusedFirstBlock if i == j == 0 else _FusedBlock)(block)
+                               for j, block in enumerate(stack.DDCNN)])
                 for i, stack in enumerate(net.SDDCNN)])
             sim, hist = net.frame_sim_layer, net.color_hist_layer
             self.register_buffer("sim_proj_w", sim.projection.weight.t().contiguous())
