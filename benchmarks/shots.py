@@ -153,6 +153,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="vidtag's FFmpeg decoding threads (0: FFmpeg's choice)")
     parser.add_argument("--long-minutes", type=float, nargs="*", default=[],
                         help="lengths of the files for vidtag's peak memory")
+    parser.add_argument("--plain-run", action="store_true",
+                        help="also time `vidtag classify` (default model) on the file, with as many clips as a "
+                             "shot plan has, to estimate what --shots adds to a run")
     parser.add_argument("--scenedetect", default=shutil.which("scenedetect"), help="the scenedetect command")
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "vidtag-shots-bench")
     args = parser.parse_args()
@@ -190,10 +193,35 @@ def compare(args: argparse.Namespace, frames) -> None:
               f"| {rec:.2f} |")
     print(f"\nvidtag's boundaries identical to the reference's: {ours['starts'] == ref['starts']} "
           f"({len(ours['starts']) - 1} boundaries); speed ratio (wall) {ref['wall'] / ours['wall']:.2f}x")
+    if args.plain_run:
+        plain_cost(spliced, ours, n)
     if "PySceneDetect detect-content" in best:
         sd = best["PySceneDetect detect-content"]
         print(f"PySceneDetect is {ours['wall'] / sd['wall']:.1f}x faster than vidtag (wall); "
               f"its boundaries: {sd['starts'][1:]}")
+
+
+PLAN = """
+import sys
+from vidtag.shots import detect_shots, plan_shot_clips
+shots = detect_shots(sys.argv[1])
+print(len(plan_shot_clips(shots, shots[-1].end, frames=1).clips))
+"""
+
+
+def plain_cost(path: Path, scan: dict, frames: int) -> None:
+    """`vidtag classify` (default model, default clips) beside the same run with as many clips as the shot
+    plan has, plus the shot scan: what --shots would add (the scan, and the clips planned in the shots)."""
+    clips = int(run([sys.executable, "-c", PLAN, str(path)])["out"].strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as out:
+        plain = run([sys.executable, "-m", "vidtag", "classify", str(path), "-q", "-o", f"{out}/plain.jsonl"])
+        inshots = run([sys.executable, "-m", "vidtag", "classify", str(path), "-q", "--clips", str(clips),
+                       "-o", f"{out}/shots.jsonl"])
+    with_shots = inshots["cpu"] + scan["cpu"]
+    print(f"\nplain `vidtag classify` (default model): {plain['cpu']:.1f} CPU s, {plain['wall']:.1f} s; with the "
+          f"{clips} clips of the shot plan {inshots['cpu']:.1f} CPU s; plus the shot scan ({scan['cpu']:.1f} CPU s): "
+          f"--shots costs about {with_shots / plain['cpu']:.1f}x the plain run's CPU "
+          f"({1000 * scan['cpu'] / frames:.1f} CPU ms a frame for the scan)")
 
 
 def long_files(args: argparse.Namespace, frames) -> None:
