@@ -269,3 +269,47 @@ def test_shot_probabilities_average_their_clips():
     torch.testing.assert_close(out, torch.tensor([[0.4, 0.6], [1.0, 0.0], [0.0, 1.0]]))
     with pytest.raises(ValueError, match="at least one clip"):
         shot_probabilities(probs, [0, 0, 2, 2], 3)
+
+
+def test_classify_with_shots_end_to_end(spliced, tmp_path):
+    """`vidtag classify --shots` on real footage: the record's shots are the cuts and the dissolve, every
+    clip lies inside one shot, each shot has labels, the segments snap to the cuts, CSV has a row per shot,
+    and `vidtag export --to vtt` gives subtitles FFmpeg reads back, cue by cue."""
+    from typer.testing import CliRunner
+
+    from vidtag._cli.app import app
+    from vidtag.record import Record
+    from vidtag.writers import read_records
+
+    video = tmp_path / "spliced.mp4"
+    shutil.copy(spliced["fixed GOP"], video)
+    out = tmp_path / "tags.jsonl"
+    runner = CliRunner()
+    result = runner.invoke(app, ["classify", str(video), "--shots", "-k", "3", "-q", "-o", str(out), "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    (record,) = read_records(str(out))
+    assert isinstance(record, Record) and record.ok and record.settings["shots"] is True
+    starts = [s.start for s in record.shots]
+    assert len(starts) == 5 and starts[0] == 0 and record.shots[-1].end == pytest.approx(record.duration, abs=1e-3)
+    for found, cut in zip(starts[1:4], CUTS):
+        assert abs(found - cut / FPS) <= 1 / FPS + 1e-6
+    assert DISSOLVE[0] / FPS <= starts[4] <= (DISSOLVE[1] + 1) / FPS
+    assert all(s.labels for s in record.shots)
+    for clip in record.clips:  # none straddles a cut
+        assert any(s.start - 1e-3 <= clip.start and clip.end <= s.end + 1e-3 for s in record.shots), clip
+    cuts = set(starts[1:])
+    for segment in record.segments:  # a segment that ends inside the video ends at a cut
+        assert segment.end == pytest.approx(record.duration, abs=1e-3) or segment.end in cuts
+    csv_out = tmp_path / "tags.csv"
+    result = runner.invoke(app, ["classify", str(video), "--shots", "-k", "1", "-q", "-o", str(csv_out),
+                                 "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert csv_out.read_text().count(",shot,") == 5
+    if not shutil.which("ffprobe"):
+        pytest.skip("FFmpeg is not installed (Debian: apt-get install ffmpeg)")
+    done = runner.invoke(app, ["export", str(out), "--to", "vtt", "--out", str(tmp_path / "subs")])
+    assert done.exit_code == 0, done.output
+    (vtt,) = (tmp_path / "subs").rglob("*.vtt")
+    probe_out = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "packet=pts_time", "-of", "csv=p=0",
+                                str(vtt)], capture_output=True, text=True, check=True).stdout.split()
+    assert len(probe_out) >= 1 and float(probe_out[0]) >= 0

@@ -46,7 +46,12 @@ class Job:
         self.settings = settings
         self.spec = spec or resolve_model(settings)
         self.inputs = InputSpec.from_spec(self.spec, clips=settings.planned_clips, window=settings.window,
-                                          stride=settings.stride, crops=settings.crops, sampling=settings.sampling)
+                                          stride=settings.stride, crops=settings.crops, sampling=settings.sampling,
+                                          shots=settings.shots, shot_threshold=settings.shot_threshold)
+        if settings.shots:  # the shot network's weights (a package's) are there, or the run stops now
+            from .families.transnetv2 import default_weights
+
+            default_weights()
         self.record_settings: dict[str, Any] = {
             "model": self.spec.name, "weights": self.spec.weights, **self.inputs.settings(),
             "top_k": settings.top_k, "threshold": settings.threshold, "segments": settings.segment_params,

@@ -22,7 +22,8 @@ from .probe import VideoInfo
 from .record import ClipResult, Label, Record, Segment
 from .registry import ModelSpec
 from .sampling import Clip, plan_clips
-from .segments import cuts_from_shots, segments_from_spans
+from .segments import segments_from_spans
+from .shots import Shot, plan_shot_clips, scan_shots, shot_probabilities
 
 if TYPE_CHECKING:
     from .evaluation.calibration import ModelCalibration
@@ -49,18 +50,20 @@ class InputSpec:
     interpolation: str
     threads: int = 0  # FFmpeg decoding threads; 1 in worker processes
     sampling: str = "uniform"  # 'keyframes': the keyframe nearest each sampled time (fast, approximate)
+    shots: bool = False  # find the shots first (TransNetV2 over every frame) and plan the clips inside them
+    shot_threshold: float = 0.5
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, *, clips: int | None = None, window: float | None = None,
                   stride: float | None = None, crops: int = 1, threads: int = 0,
-                  sampling: str = "uniform") -> InputSpec:
+                  sampling: str = "uniform", shots: bool = False, shot_threshold: float = 0.5) -> InputSpec:
         """The input of a resolved model's recipe, with the run's clip plan."""
-        if window is None and clips is None:
+        if window is None and clips is None and not shots:
             clips = spec.clips
         return cls(frames=spec.frames, frame_stride=spec.frame_stride, fps=spec.fps, clips=clips,
                    window=window, stride=stride, crops=crops, resize=spec.resize, crop=spec.crop,
                    mean=tuple(spec.mean), std=tuple(spec.std), interpolation=spec.interpolation,
-                   threads=threads, sampling=sampling)
+                   threads=threads, sampling=sampling, shots=shots, shot_threshold=shot_threshold)
 
     def settings(self) -> dict[str, Any]:
         """What a record's result depends on (the decoding threads do not change it)."""
@@ -85,6 +88,8 @@ class Prepared:
     rotation: int
     decoded_frames: int
     seconds: float
+    shots: list[Shot] | None = None  # with shot detection: the shots, and which shot each clip is in
+    shot_of: list[int] | None = None
 
 
 @dataclass
@@ -144,10 +149,20 @@ def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] 
     """
     began = time.perf_counter()
     plan: list[Clip] = []
+    shots = shot_of = None
+    if inputs.shots:  # a first pass over every frame, small (48x27), for the shot boundaries
+        shots = scan_shots(path, inputs.shot_threshold, threads=inputs.threads).shots
 
     def times_for(info: VideoInfo) -> list[float]:
-        plan.extend(plan_clips(info.duration, inputs.frames, clips=inputs.clips, window=inputs.window,
-                               stride=inputs.stride, frame_stride=inputs.frame_stride, fps=inputs.fps))
+        nonlocal shot_of
+        if shots is not None:  # clips inside the shots: one per shot at least, one per `window` seconds
+            inside = plan_shot_clips(shots, info.duration, inputs.frames, seconds_per_clip=inputs.window or 10.0,
+                                     frame_stride=inputs.frame_stride, fps=inputs.fps)
+            plan.extend(inside.clips)
+            shot_of = list(inside.shot)
+        else:
+            plan.extend(plan_clips(info.duration, inputs.frames, clips=inputs.clips, window=inputs.window,
+                                   stride=inputs.stride, frame_stride=inputs.frame_stride, fps=inputs.fps))
         return [t for clip in plan for t in clip.times]
 
     maker = _ClipMaker(path, plan, inputs, send_part)
@@ -156,7 +171,8 @@ def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] 
     rest = maker.rest()
     if inputs.sampling == "keyframes":
         plan = clips_as_read(path, plan, reader.times_used, info, len(reader.keyframes))
-    return Prepared(path, info, plan, rest, reader.rotation, reader.decoded, time.perf_counter() - began)
+    return Prepared(path, info, plan, rest, reader.rotation, reader.decoded, time.perf_counter() - began,
+                    shots, shot_of)
 
 
 def clips_as_read(path: str, plan: list[Clip], used: dict[float, float], info: VideoInfo,
@@ -209,27 +225,35 @@ def _plain(exc: BaseException) -> str:
 
 def label_results(per_clip: torch.Tensor, spans: list[tuple[float, float]], labels: list[str], *, score: str,
                   duration: float, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
-                  shots: list[ClipResult] | None = None, calibration: ModelCalibration | None = None,
-                  ) -> tuple[list[Label], list[ClipResult], list[Segment]]:
+                  shots: list[tuple[float, float]] | None = None, shot_of: list[int] | None = None,
+                  calibration: ModelCalibration | None = None,
+                  ) -> tuple[list[Label], list[ClipResult], list[ClipResult] | None, list[Segment]]:
     """A file's clip probabilities (clips x labels, their `spans` in seconds) -> its ranked video labels
-    (the mean over the clips), each clip's ranked labels, and the label segments (`segments`: their
-    parameters; spans snap to the `shots`' cuts). With a `calibration`, the clips' probabilities are
-    re-scaled first and each label must reach its own threshold. Every record is made this way (classify,
-    and retag from kept embeddings)."""
+    (the mean over the clips), each clip's ranked labels, each shot's (`shots`: their spans; `shot_of`: the
+    shot of each clip; a shot's probabilities are the mean of its clips'), and the label segments
+    (`segments`: their parameters; spans snap to the shots' cuts). With a `calibration`, the clips'
+    probabilities are re-scaled first and each label must reach its own threshold. Every record is made
+    this way (classify, and retag from kept embeddings)."""
     limits = None
     if calibration is not None:
         per_clip = calibration.apply(per_clip, score)
         limits = calibration.threshold_vector(labels)
     clips = [ClipResult(round(a, 3), round(b, 3), ranked(p, labels, top_k, threshold, limits))
              for (a, b), p in zip(spans, per_clip)]
+    shot_results = None
+    if shots is not None:
+        per_shot = shot_probabilities(per_clip, shot_of or [], len(shots))
+        shot_results = [ClipResult(round(a, 3), round(b, 3), ranked(p, labels, top_k, threshold, limits))
+                        for (a, b), p in zip(shots, per_shot)]
+    cuts = [a for a, _ in (shots or [])[1:]]
     found = segments_from_spans(per_clip, [a for a, _ in spans], [b for _, b in spans], labels, duration=duration,
-                                cuts=cuts_from_shots(shots), **(segments or {}))
-    return ranked(aggregate(per_clip), labels, top_k, threshold, limits), clips, found
+                                cuts=cuts, **(segments or {}))
+    return ranked(aggregate(per_clip), labels, top_k, threshold, limits), clips, shot_results, found
 
 
 def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,
            crops: int, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
-           shots: list[ClipResult] | None = None, calibration: ModelCalibration | None = None) -> Record:
+           calibration: ModelCalibration | None = None) -> Record:
     """Clip x crop probabilities -> the file's record (see `label_results`)."""
     per_clip = probs.view(len(prepared.clips), crops, -1).mean(1)
     seen: set[tuple] = set()
@@ -240,10 +264,12 @@ def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[
             keep.append(index)
     per_clip = per_clip[keep]
     info = prepared.info
-    video_labels, clips, found = label_results(
+    shots = [(s.start, s.end) for s in prepared.shots] if prepared.shots is not None else None
+    video_labels, clips, shot_results, found = label_results(
         per_clip, [(prepared.clips[i].start, prepared.clips[i].end) for i in keep], labels, score=score,
-        duration=info.duration,
-        top_k=top_k, threshold=threshold, segments=segments, shots=shots, calibration=calibration)
+        duration=info.duration, top_k=top_k, threshold=threshold, segments=segments, shots=shots,
+        shot_of=[prepared.shot_of[i] for i in keep] if prepared.shot_of is not None else None,
+        calibration=calibration)
     width, height = (info.height, info.width) if prepared.rotation in (90, 270) else (info.width, info.height)
     return Record(
         path=prepared.path,
@@ -251,7 +277,7 @@ def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[
         duration=round(info.duration, 3),
         labels=video_labels,
         clips=clips,
-        shots=shots,
+        shots=shot_results,
         segments=found,
         score=score,
         video={"width": width, "height": height, "fps": round(info.fps, 3) if info.fps else None,

@@ -55,7 +55,7 @@ def _record(entry: FileEntry, probs: torch.Tensor | None, labels: list[str], top
         return Record(path=entry.path, status=entry.status, error=entry.error, model=entry.model,
                       duration=entry.duration, score=entry.score, video=entry.video, settings=settings)
     per_clip = probs.view(len(entry.clips), entry.crops, -1).mean(1)
-    video_labels, clips, found = label_results(
+    video_labels, clips, _, found = label_results(
         per_clip, [(a, b) for a, b in entry.clips], labels, score=entry.score, duration=entry.duration,
         top_k=top_k, threshold=threshold, segments=settings.get("segments"))
     return Record(path=entry.path, model=entry.model, duration=entry.duration, labels=video_labels, clips=clips,

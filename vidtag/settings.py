@@ -44,6 +44,8 @@ class Settings:
     window: float | None = None  # seconds
     stride: float | None = None  # seconds
     views: str | None = None  # 'CLIPSxCROPS'
+    shots: bool = False  # find the shots (TransNetV2) and plan the clips inside them; records gain `shots`
+    shot_threshold: float = 0.5  # TransNetV2's boundary threshold (the paper's default)
     sampling: str = "uniform"
     # results
     top_k: int = 5
@@ -116,6 +118,13 @@ class Settings:
             if self.clips is not None or self.window is not None:
                 raise OptionError("{} sets the clips itself: do not combine it with {} or {}",
                                   "views", "clips", "window")
+        if not 0 < self.shot_threshold < 1:
+            raise OptionError(f"{{}} must be between 0 and 1 (got {self.shot_threshold!r})", "shot_threshold")
+        if self.shots and (self.clips is not None or self.views is not None):
+            raise OptionError("{} plans the clips inside each shot: use {} SEC for the longest span one clip "
+                              "stands for (default 10), not {} or {}", "shots", "window", "clips", "views")
+        if self.shots and self.stride is not None:
+            raise OptionError("{} plans the clips inside each shot: {} does not apply", "shots", "stride")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise OptionError("{} must be between 0 and 1", "threshold")
         segments.check_params(**self.segment_params)

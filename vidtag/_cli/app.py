@@ -67,6 +67,8 @@ def classify(
     threshold: Annotated[Optional[float], typer.Option(help="Drop labels scoring below this.")] = None,
     embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Keep each clip's video embedding in this folder (CLIP and SigLIP models), for 'vidtag retag' and 'vidtag search'.")] = None,
     embeddings_dtype: Annotated[str, typer.Option("--embeddings-dtype", help="float32 (retag equals classify) or float16 (half the space, scores within about 1e-3).")] = "float32",
+    shots: Annotated[bool, typer.Option("--shots", help="Find the shots (TransNetV2) and label each; clips are planned inside shots (--window SEC: the longest span one clip stands for, default 10).")] = False,
+    shot_threshold: Annotated[float, typer.Option("--shot-threshold", help="TransNetV2's boundary threshold: lower finds more cuts.")] = 0.5,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="A profile from 'vidtag eval --calibrate': scores re-scaled, labels below their threshold dropped.")] = None,
     segment_enter: Annotated[float, typer.Option("--segment-enter", help="A label segment starts where a clip scores at least this (docs/segments.md).")] = 0.3,
     segment_stay: Annotated[float, typer.Option("--segment-stay", help="... and lasts while its clips score at least this.")] = 0.15,
@@ -113,7 +115,8 @@ def classify(
             settings = Settings(
                 model=model, weights=weights, labels=labels_from(labels, labels_file), prompts=prompt or None,
                 registry_files=split_paths(registry), trust_remote_code=trust_remote_code, clips=clips,
-                window=window, stride=stride, views=views, sampling=sampling, top_k=top_k, threshold=threshold,
+                window=window, stride=stride, views=views, shots=shots, shot_threshold=shot_threshold,
+                sampling=sampling, top_k=top_k, threshold=threshold,
                 embeddings=str(embeddings) if embeddings else None, embeddings_dtype=embeddings_dtype,
                 calibration=str(calibration) if calibration else None, segment_enter=segment_enter,
                 segment_stay=segment_stay, segment_min_duration=segment_min_duration, segment_max_gap=segment_max_gap,
