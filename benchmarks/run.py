@@ -189,7 +189,8 @@ def part_default(args) -> dict:
     decoded = sum(r.video["decoded_frames"] for r in records)
     all_frames = sum(corpus_frames(f) for f in files)
     t_keys, key_records = best["keyframes"]
-    assert all(r.ok for r in key_records) and sum(len(r.clips) for r in key_records) == total_clips
+    # keyframe sampling merges clips that got the same keyframes (a file with too few of them)
+    assert all(r.ok for r in key_records) and sum(len(r.clips) for r in key_records) <= total_clips
     same_top1 = sum(a.labels[0].label == b.labels[0].label for a, b in zip(records, key_records))
     return {
         "files": n, "minutes": round(sum(durations) / 60, 1), "batch_size": job.batch_size, "workers": job.workers,
