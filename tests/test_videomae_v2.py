@@ -142,7 +142,7 @@ def test_what_transformers_cannot_run_is_refused(change, message):
 
 def test_kinetics710_rows_of_the_kinetics400_classes():
     rows = kinetics400_rows()
-    k400, k710 = builtin_labels("kinetics400"), videomae_v2.builtin_label_set("kinetics710")
+    k400, k710 = builtin_labels("kinetics400"), builtin_labels("kinetics710")
     assert len(rows) == 400 and len(set(rows)) == 400 and len(k710) == len(set(k710)) == 710
     same = sum(k400[i] == k710[r] for i, r in enumerate(rows))
     assert same == 387  # the other 13 carry their Kinetics-700 names ("balloon blowing" -> "inflating balloons")
@@ -176,7 +176,7 @@ def test_load_official_file_and_its_kinetics400_head(registry, official_s, tmp_p
     clip = random_clips(7, 1, 16, 224)
     k710 = videomae_v2.load(registry["videomae-v2-s-k710"], path, None)
     k400 = videomae_v2.load(registry["videomae-v2-s-k400"], path, None)
-    assert k710.labels == videomae_v2.builtin_label_set("kinetics710") and k710.score == "softmax"
+    assert k710.labels == builtin_labels("kinetics710") and k710.score == "softmax"
     assert k400.labels == builtin_labels("kinetics400")
     with torch.no_grad():
         p710, p400 = k710.module(clip), k400.module(clip)

@@ -41,6 +41,7 @@ import numpy as np
 
 from .errors import ConfigError, FatalError
 from .record import Record
+from .writers import sync_folder
 
 FORMAT, VERSION = "vidtag-embeddings", 1
 MANIFEST = "manifest.json"
@@ -169,20 +170,6 @@ class ShardInfo:
 
 
 # ----------------------------------------------------------------------------------------- files on disk
-
-def sync_folder(folder: Path) -> None:
-    """Make renames in `folder` durable (best effort where a folder cannot be synced)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def write_atomic(path: Path, write) -> None:
     """Write `path` through `write(file)` under a temporary name, sync it, rename it into place."""

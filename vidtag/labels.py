@@ -95,7 +95,8 @@ def builtin_labels(name: str) -> list[str]:
     try:
         text = resources.files("vidtag").joinpath("data", f"{name}_labels.txt").read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"unknown label set '{name}' (built in: imagenet1k, kinetics400, kinetics600, kinetics710)") from None
+        raise ConfigError(f"unknown label set '{name}' "
+                          "(built in: imagenet1k, kinetics400, kinetics600, kinetics710)") from None
     return text.splitlines()
 
 

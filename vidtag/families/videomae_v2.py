@@ -47,7 +47,7 @@ from torch import nn
 
 from ..checkpoint import load_state_dict
 from ..errors import ConfigError, FatalError
-from ..labels import spec_labels
+from ..labels import builtin_labels, spec_labels
 from .base import LoadedNet
 from .hf_common import IMAGENET_MEAN, IMAGENET_STD, read_json
 from .hf_video import HFVideoClassifier
@@ -273,15 +273,6 @@ def build_videomae(config_args: dict[str, Any], hf_state: dict[str, torch.Tensor
     return model.eval()
 
 
-def builtin_label_set(name: str) -> list[str]:
-    """A label set shipped in vidtag/data (`kinetics400`, `kinetics710`, ...)."""
-    try:
-        text = resources.files("vidtag").joinpath("data", f"{name}_labels.txt").read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"unknown label set '{name}'") from None
-    return text.splitlines()
-
-
 def kinetics400_rows() -> list[int]:
     """For each Kinetics-400 class (vidtag's kinetics400 order), its row in the Kinetics-710 head."""
     text = resources.files("vidtag").joinpath("data", "kinetics710_to_kinetics400.txt").read_text(encoding="utf-8")
@@ -296,7 +287,7 @@ def _label_plan(classes: int, label_set: str | None, names: list[str] | None,
         if label_set is None:
             raise ConfigError(f"model '{model}': a {classes}-class VideoMAE V2 head needs a label set "
                               "(labels: kinetics400, kinetics710 or a list)")
-        names = builtin_label_set(label_set)
+        names = builtin_labels(label_set)
     if classes == 710 and label_set == "kinetics400":
         return names, kinetics400_rows()  # the published K400 evaluation of the K710 models
     if len(names) != classes:
