@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -46,7 +45,6 @@ from vidtag.families.base import LoadedNet  # noqa: E402
 from vidtag.models import VideoModel, load_model  # noqa: E402
 from vidtag.preprocess import preprocess  # noqa: E402
 from vidtag.registry import ModelSpec  # noqa: E402
-from vidtag.workers import WorkerPool  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

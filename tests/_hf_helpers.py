@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 from media import blocky_picture as picture  # noqa: F401  (the transformers tests' picture)
 

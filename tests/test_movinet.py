@@ -20,7 +20,6 @@ import vidtag
 import vidtag.models
 from vidtag.errors import ConfigError, FatalError
 from vidtag.families import movinet
-from vidtag.families.base import LoadedNet
 from vidtag.families.movinet import MovinetClassifier, build_movinet, same_pads, stream_windows
 from vidtag.families.movinet_convert import convert_tf_variables, detect_variant, read_tf_checkpoint
 from vidtag.labels import builtin_labels
