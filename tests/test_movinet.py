@@ -180,7 +180,10 @@ def test_family_loader_returns_the_converted_network(tmp_path, name):
     net, _ = reference_net(name)
     clips = torch.rand(2, 6, 3, 48, 64)  # (B, T, 3, H, W), [0, 1]
     with torch.no_grad():
-        expected = net(clips.permute(0, 2, 1, 3, 4)).softmax(-1)
+        if name.endswith("-stream"):  # the rows are consecutive windows of one video: the state carries on
+            expected = torch.stack([p for p, _ in stream_windows(net, clips, pool="window")])
+        else:
+            expected = net(clips.permute(0, 2, 1, 3, 4)).softmax(-1)
         torch.testing.assert_close(loaded.module(clips), expected, rtol=1e-4, atol=1e-6)
 
 
@@ -236,3 +239,36 @@ def test_kinetics600_labels_are_the_official_list():
     assert len(names) == len(set(names)) == 600
     assert names[0] == "abseiling" and names[-1] == "zumba"
     assert names.index("passing American football (in game)") == 308
+
+
+def test_a_stream_model_runs_each_video_in_one_pass_window_by_window(tmp_path):
+    """`-stream` entries in the engine: each video's windows go through the network in time order with the
+    state carried on (a prediction per window, as `stream_windows` gives), fresh for every video, though
+    the two videos' windows share forward passes' batches."""
+    from media import make_video
+
+    from vidtag.engine import LocalEngine
+    from vidtag.job import Job
+    from vidtag.pipeline import prepare
+    from vidtag.settings import Settings
+
+    weights = converted_file(tmp_path, "a0-stream")
+    videos = [str(make_video(tmp_path / f"v{i}.mp4", frames=40 + 15 * i, fps=10, width=64, height=48))
+              for i in range(2)]
+    overrides = {"frames": 4, "resize": 48, "crop": 48}  # small clips: 4 frames at 5 fps, 0.8 s windows
+    settings = Settings(model="movinet-a0-stream", weights=str(weights), device="cpu", workers=0, window=0.8,
+                        top_k=600, batch_size=3, overrides=overrides)
+    job = Job(settings)
+    records = list(LocalEngine(job).records(videos))
+    net, _ = reference_net("a0-stream")
+    for path, record in zip(videos, records):
+        rows = prepare(path, job.inputs).tensor
+        assert record.ok and len(record.clips) == rows.shape[0] >= 3
+        expected = [p for p, _ in stream_windows(net, rows, pool="window")]
+        for clip, probs in zip(record.clips, expected):
+            got = {x.label: x.score for x in clip.labels}
+            labels = builtin_labels("kinetics600")
+            best = int(probs.argmax())
+            assert got[labels[best]] == pytest.approx(float(probs[best]), abs=1e-5)
+    with pytest.raises(ConfigError, match="consecutive windows"):
+        Job(settings.replace(stride=0.4))

@@ -120,7 +120,8 @@ def batched_inference(items: Iterable[Prepared | ClipPart | Record], model: Vide
     """Score the clips of prepared files in batches; yield (item, probabilities, seconds) in input order.
 
     A file may come as `ClipPart`s followed by its Prepared (holding the last clips) or, if it failed on
-    the way, its error record. `on_batch(seconds, clips)` is called after each forward pass.
+    the way, its error record. `on_batch(seconds, clips)` is called after each forward pass. A stream
+    model's batches never mix files, and its state is reset as each file begins.
     """
     queue: deque[_Pending] = deque()
     rows: deque[tuple[_Pending, torch.Tensor]] = deque()
@@ -157,10 +158,15 @@ def batched_inference(items: Iterable[Prepared | ClipPart | Record], model: Vide
             ok = isinstance(done.item, Prepared) and done.outputs
             yield done.item, torch.cat(done.outputs) if ok else None, done.seconds
 
+    streams = model.streams
     for item in items:
         if queue and queue[-1].item is None and queue[-1].path == item.path:
             pending = queue[-1]  # the next part of the file being received
         else:
+            if streams:  # a stream model sees one video at a time, from a fresh state
+                if buffered:
+                    run(buffered)
+                model.reset_stream()
             pending = _Pending(item.path)
             queue.append(pending)
         if not isinstance(item, ClipPart):

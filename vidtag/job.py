@@ -48,6 +48,10 @@ class Job:
         self.inputs = InputSpec.from_spec(self.spec, clips=settings.planned_clips, window=settings.window,
                                           stride=settings.stride, crops=settings.crops, sampling=settings.sampling,
                                           shots=settings.shots, shot_threshold=settings.shot_threshold)
+        if self.spec.options.get("stream"):  # a stream model's clips must follow each other in time
+            if settings.crops > 1 or settings.shots or (settings.stride and settings.stride != settings.window):
+                raise ConfigError(f"model '{self.spec.name}' streams: its clips must be consecutive windows of "
+                                  "each video (--window SEC, with no other --stride, --views or --shots)")
         if settings.shots:  # the shot network's weights (a package's) are there, or the run stops now
             from .families.transnetv2 import default_weights
 

@@ -57,6 +57,15 @@ class VideoModel:
         self._staging: torch.Tensor | None = None  # pinned host buffer for CUDA copies
 
     @property
+    def streams(self) -> bool:
+        """Whether the network carries state from clip to clip within a video (a stream model): the engine
+        then gives it one video's clips in time order and calls `reset_stream` between videos."""
+        return hasattr(self._eager, "reset_stream")
+
+    def reset_stream(self) -> None:
+        self._eager.reset_stream()
+
+    @property
     def name(self) -> str:
         return self.spec.name
 

@@ -40,6 +40,26 @@ class MovinetClassifier(nn.Module):
         return self.net(x).float().softmax(dim=-1)
 
 
+class StreamingClassifier(MovinetClassifier):
+    """A stream MoViNet in vidtag's engine: the rows of each forward pass are consecutive windows of one
+    video, in time order (`--window SEC`, stride = window), and the state carries on from row to row and
+    from call to call, so a long video runs in one pass at constant memory with a prediction per window
+    (`stream_windows`, pool 'window'). The engine calls `reset_stream` when the next video begins."""
+
+    def __init__(self, net: MoViNet):
+        super().__init__(net)
+        self.state: State | None = None
+
+    def reset_stream(self) -> None:
+        self.state = None
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        out = []
+        for probs, self.state in stream_windows(self.net, clips, pool="window", state=self.state):
+            out.append(probs)
+        return torch.stack(out)
+
+
 @torch.no_grad()
 def stream_windows(net: MoViNet, windows: Iterable[torch.Tensor], *, pool: str = "window",
                    state: State | None = None) -> Iterator[tuple[torch.Tensor, State]]:
@@ -92,4 +112,5 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *,
     load_strict(net, read_weights(Path(weights)), weights,
                 arch=f"MoViNet-{net.variant.name} {'stream' if net.causal else 'base'}")
     net = fuse_for_inference(net).to(memory_format=torch.channels_last_3d)
-    return LoadedNet(module=MovinetClassifier(net).eval(), labels=list(names), score="softmax")
+    module = StreamingClassifier(net) if stream else MovinetClassifier(net)
+    return LoadedNet(module=module.eval(), labels=list(names), score="softmax")
