@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import IO
 
 from .errors import ConfigError, FatalError, OptionError
@@ -429,57 +430,79 @@ def holds_records(output: str) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size > 0
 
 
-def _record(data, output: str, where: str) -> Record:
+def _record(data, where: str, item: str) -> Record:
     if not isinstance(data, dict) or not isinstance(data.get("path"), str) or "status" not in data:
-        raise ConfigError(f"cannot resume: {where} of {output} is not a vidtag record "
-                          "(is this the output of an earlier vidtag run?)")
+        raise ConfigError(f"{item} of {where} is not a vidtag record (is this the output of a vidtag run?)")
     try:
         return Record.from_dict(_path_from(data))
     except (TypeError, KeyError, ValueError):
-        raise ConfigError(f"cannot resume: {where} of {output} is not a vidtag record") from None
+        raise ConfigError(f"{item} of {where} is not a vidtag record (a field has the wrong shape)") from None
 
 
-def read_records(output: str, fmt: str | None = None) -> list[Record]:
-    """Records already in an output file (for --resume).
+def iter_records(source: str | Path, fmt: str | None = None) -> Iterator[Record]:
+    """The records of a vidtag JSONL or JSON output ('-': standard input), in file order; JSONL is read
+    line by line, so memory does not grow with the run. `fmt` ('jsonl' or 'json') says which format it
+    is; None tells them apart by the first character.
 
-    A torn last JSONL line (a run killed while writing it) is dropped; anything else that is not a
-    vidtag record is a ConfigError, so --resume never rewrites a file vidtag did not write.
+    A torn last JSONL line (a run killed while writing it) is skipped; anything else that is not a vidtag
+    record is a ConfigError naming the file and the line. A name that is not UTF-8 comes back exact
+    (from `path_bytes`). The one reader of records: --resume, export, report and eval use it.
     """
-    path = Path(output)
-    if output == "-" or not path.exists():
-        return []
-    kind = format_for(output, fmt)
-    if kind == "csv":
-        raise ConfigError("--resume works with JSON and JSONL outputs (CSV rows do not hold whole records)")
+    stdin = str(source) == "-"
+    where = "standard input" if stdin else str(source)
     try:
-        raw = path.read_bytes()
+        handle = sys.stdin.buffer if stdin else open(source, "rb")
+    except FileNotFoundError:
+        raise ConfigError(f"the records file {where} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{where} is a folder: give the JSONL or JSON output of a vidtag run") from None
     except OSError as exc:
-        raise FatalError(f"cannot read the output file {output} to resume: {exc.strerror or exc}") from None
-    if kind == "jsonl":
-        out = []
-        lines = raw.split(b"\n")
-        for number, line in enumerate(lines, 1):
+        raise FatalError(f"cannot read the records file {where}: {exc.strerror or exc}") from None
+    try:
+        head = handle.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+        if fmt == "json" or (fmt is None and head.startswith(b"[")):
+            try:
+                items = json.load(handle)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                raise ConfigError(f"{where} is not a complete JSON document (a run still writing it?)") from None
+            if not isinstance(items, list):
+                raise ConfigError(f"{where} does not hold a JSON array of vidtag records")
+            for number, item in enumerate(items, 1):
+                yield _record(item, where, f"item {number}")
+            return
+        for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
             try:
                 data = json.loads(line)
             except (json.JSONDecodeError, UnicodeDecodeError):
-                if number == len(lines):  # no newline after it: the line a killed run was writing
-                    continue
-                raise ConfigError(f"cannot resume: line {number} of {output} is not JSON "
-                                  "(is this the output of an earlier vidtag run?)") from None
-            out.append(_record(data, output, f"line {number}"))
-        return out
+                if not line.endswith(b"\n"):
+                    return  # the last line, which a killed run was writing
+                raise ConfigError(f"line {number} of {where} is not JSON: is it the output of a vidtag run "
+                                  "(JSONL or JSON; CSV rows do not hold whole records)?") from None
+            yield _record(data, where, f"line {number}")
+    finally:
+        if not stdin:
+            handle.close()
+
+
+def read_records(output: str, fmt: str | None = None) -> list[Record]:
+    """Records already in an output file (for --resume), in the format its name says.
+
+    Anything that is not a vidtag record is a ConfigError, so --resume never rewrites a file vidtag did
+    not write.
+    """
+    if output == "-" or not Path(output).exists():
+        return []
+    kind = format_for(output, fmt)
+    if kind == "csv":
+        raise ConfigError("--resume works with JSON and JSONL outputs (CSV rows do not hold whole records)")
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ConfigError(f"cannot resume: {output} is not a complete JSON document "
-                          "(is this the output of an earlier vidtag run?)") from None
-    if not isinstance(data, list):
-        raise ConfigError(f"cannot resume: {output} does not hold a JSON array of vidtag records")
-    return [_record(x, output, f"item {i}") for i, x in enumerate(data, 1)]
+        return list(iter_records(output, kind))
+    except ConfigError as exc:
+        raise ConfigError(f"cannot resume: {exc}") from None
 
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "CsvWriter", "JsonWriter", "JsonlWriter", "OutputClosed", "Writer", "csv_cell",
-           "csv_rows", "format_for", "get_writer", "holds_records", "portable_path", "read_records", "record_dict",
-           "rewrite_jsonl"]
+           "csv_rows", "format_for", "get_writer", "holds_records", "iter_records", "portable_path", "read_records",
+           "record_dict", "rewrite_jsonl"]

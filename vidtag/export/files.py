@@ -9,7 +9,6 @@ share (so two `clip.mp4` in different folders get two files). Names follow the v
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -18,7 +17,7 @@ from typing import TextIO
 
 from ..errors import ConfigError, FatalError, MediaError
 from ..record import Record
-from ..writers import sync_folder, temp_beside
+from ..writers import iter_records, sync_folder, temp_beside
 from .base import Exporter, with_segments
 from .formats import EXPORTERS
 
@@ -43,52 +42,10 @@ class ExportSummary:
 
 
 def read_any(records_file: str | Path) -> list[Record]:
-    """The records of a vidtag JSON or JSONL output ('-': standard input), by content, not by name.
-
-    A torn last JSONL line (a run killed while writing it) is dropped; anything else that is not a
-    record is a ConfigError naming the line. A path listed twice keeps its last record (a retried file).
-    """
-    where = "standard input" if str(records_file) == "-" else str(records_file)
-    try:
-        raw = sys.stdin.buffer.read() if str(records_file) == "-" else Path(records_file).read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"no such records file: {where}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{where} is a folder; give the JSON or JSONL output of a vidtag run") from None
-    except OSError as exc:
-        raise FatalError(f"cannot read {where}: {exc.strerror or exc}") from None
-    text = raw.decode("utf-8", errors="replace").lstrip("\ufeff")
-    if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError:
-            raise ConfigError(f"{where} is not a complete JSON document (a run still writing it?)") from None
-        found = [(_record(x, where, f"item {i}")) for i, x in enumerate(items, 1)]
-    else:
-        found = []
-        lines = text.split("\n")
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError:
-                if number == len(lines):  # no newline after it: the line a killed run was writing
-                    continue
-                raise ConfigError(f"line {number} of {where} is not JSON: is it the output of a vidtag run "
-                                  "(JSON or JSONL; CSV rows do not hold whole records)?") from None
-            found.append(_record(data, where, f"line {number}"))
-    latest = {r.path: r for r in found}
+    """The records of a vidtag JSON or JSONL output ('-': standard input), by content, not by name
+    (`writers.iter_records`). A path listed twice keeps its last record (a retried file)."""
+    latest = {r.path: r for r in iter_records(records_file)}
     return list(latest.values())
-
-
-def _record(data, where: str, item: str) -> Record:
-    if not isinstance(data, dict) or not isinstance(data.get("path"), str):
-        raise ConfigError(f"{item} of {where} is not a vidtag record")
-    try:
-        return Record.from_dict(data)
-    except (TypeError, KeyError, ValueError):
-        raise ConfigError(f"{item} of {where} is not a vidtag record") from None
 
 
 def sidecar_names(paths: list[str], exporter: Exporter, out_dir: Path | None = None) -> dict[str, Path]:

@@ -22,8 +22,9 @@ from pathlib import Path
 from ..errors import ConfigError, FatalError
 from ..record import Record
 from ..workers import WorkerFailure, WorkerPool
+from ..writers import iter_records
 from . import html
-from .records import Overview, iter_records, overview
+from .records import Overview, overview
 from .thumbs import Thumbnails, make_thumbnails
 
 MARKER = ".vidtag-report"  # in a report folder: the one kind of folder --overwrite may replace
