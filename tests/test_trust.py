@@ -55,10 +55,11 @@ class _FakeTerminal(io.StringIO):
 def test_progress_on_a_terminal_leaves_redirected_stdout_to_the_records(monkeypatch, capsys):
     """#1: with stderr a terminal and stdout redirected, rich's Progress took stdout and the records went
     around the progress bar onto the terminal: `vidtag classify media/ > t.jsonl` left t.jsonl empty."""
-    from vidtag._cli.context import progress
+    from vidtag._cli.context import per_record, progress
 
     monkeypatch.setattr(sys, "stderr", _FakeTerminal())
-    with progress(1, quiet=False) as advance:
+    with progress(1, quiet=False) as update:
+        advance = per_record(update)
         assert advance is not None  # the display is on
         writer = get_writer("-")
         writer.write(Record(path="x.mp4", labels=[Label("cat", 0.5)]))

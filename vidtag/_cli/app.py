@@ -18,7 +18,7 @@ from rich.console import Console
 
 from ..errors import VidtagError
 from ..writers import OutputClosed
-from .context import (EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, err, fail, labels_from,
+from .context import (per_record, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, err, fail, labels_from,
                       printable, progress, quiet_stdout, setup_logging, split_paths, terminate_as_interrupt)
 
 app = typer.Typer(
@@ -148,7 +148,9 @@ def classify(
             from ..runner import make_engine, run
 
             job = Job(settings)
-            with progress(len(files), quiet) as advance:
+            with progress(len(files), quiet) as update:
+                advance = per_record(update)
+
                 def on_record(record) -> None:
                     if not record.ok:  # a failed file is named with its reason, not only with --verbose
                         err.print(f"vidtag: {printable(record.path)}: {printable(record.error or 'failed')}",

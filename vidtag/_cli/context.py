@@ -147,11 +147,12 @@ class terminate_as_interrupt:
 
 
 class progress:
-    """A rich progress bar on a terminal (stderr), nothing otherwise; yields the per-record callback."""
+    """A rich progress bar on a terminal (stderr), nothing otherwise. Yields `update(**fields)` (rich's
+    `Progress.update` of the one task: advance, completed, total, description), or None without a bar."""
 
-    def __init__(self, total: int, quiet: bool):
+    def __init__(self, total: int | None, quiet: bool, label: str = "tagging"):
         self.enabled = not quiet and sys.stderr.isatty()
-        self.total = total
+        self.total, self.label = total, label
 
     def __enter__(self) -> Any:
         if not self.enabled:
@@ -163,9 +164,16 @@ class progress:
                             TimeRemainingColumn(), console=err, transient=True, redirect_stdout=False,
                             redirect_stderr=False)
         self.bar.start()
-        task = self.bar.add_task("tagging", total=self.total)
-        return lambda record: self.bar.update(task, advance=1, description=printable(Path(record.path).name[:40]))
+        task = self.bar.add_task(self.label, total=self.total)
+        return lambda **fields: self.bar.update(task, **fields)
 
     def __exit__(self, *exc: Any) -> None:
         if self.enabled:
             self.bar.stop()
+
+
+def per_record(update: Any) -> Any:
+    """The per-record callback for a `progress` bar: one file more, its name shown (None without a bar)."""
+    if update is None:
+        return None
+    return lambda record: update(advance=1, description=printable(Path(record.path).name[:40]))

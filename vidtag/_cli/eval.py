@@ -7,7 +7,6 @@ unavailable, an output not writable). Videos that fail count as misses, they do 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -16,15 +15,10 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError, VidtagError
+from .context import EXIT_FAILED as EXIT_GATE
+from .context import EXIT_INTERRUPTED, EXIT_OK, err, fail, per_record, progress, split_paths
 
-EXIT_OK, EXIT_GATE, EXIT_USAGE, EXIT_FATAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 FEW_VIDEOS = 50  # below this many labelled videos a fitted calibration gets a warning
-
-
-def _split(values: list[str] | None) -> list[str] | None:
-    if not values:
-        return None
-    return [v for item in values for v in item.split(os.pathsep) if v]
 
 
 def eval_(
@@ -63,7 +57,6 @@ def eval_(
     from ..evaluation.report import write_text
     from ..writers import read_records
 
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
     minimums = dict(top1=min_top1, top5=min_top5, mAP=min_map, mean_class_accuracy=min_mean_class_accuracy)
     try:
         check_minimums(minimums)
@@ -86,13 +79,13 @@ def eval_(
                 raise ConfigError(f"--records {records} holds no records")
         else:
             options = dict(weights=weights, clips=clips, window=window, stride=stride, device=device,
-                           batch_size=batch_size, workers=workers, registry_files=_split(registry))
-            with _progress(len(truth_set.videos), quiet, err) as advance:
+                           batch_size=batch_size, workers=workers, registry_files=(list(split_paths(registry)) or None))
+            with progress(len(truth_set.videos), quiet, "classifying") as update:
                 predictions, model_labels = classify_truth(
                     truth_set, model=model, label_map=mapping, prompts=prompt or None, save_records=save_records,
-                    resume=resume, on_record=advance, **{k: v for k, v in options.items() if v is not None})
+                    resume=resume, on_record=per_record(update), **{k: v for k, v in options.items() if v is not None})
         result = evaluate(truth_set, predictions, label_map=mapping, model_labels=model_labels,
-                          threshold=threshold, registry_files=_split(registry), calibration=profile)
+                          threshold=threshold, registry_files=(list(split_paths(registry)) or None), calibration=profile)
         metrics = result.metrics
         if profile is not None:
             metrics["calibration_applied"] = profile.for_model(result.model).settings()
@@ -111,8 +104,7 @@ def eval_(
         if plot is not None:
             write_text(plot, plot_svg(metrics))
     except VidtagError as exc:
-        err.print(f"vidtag: error: {exc}", markup=False)
-        raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FATAL) from None
+        raise fail(exc) from None
     except KeyboardInterrupt:
         err.print("vidtag: interrupted", markup=False)
         raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -130,26 +122,3 @@ def eval_(
     for line in failures:
         err.print(f"vidtag: gate failed: {line}", markup=False)
     raise typer.Exit(EXIT_GATE if failures else EXIT_OK)
-
-
-class _progress:
-    """A progress bar on stderr when it is a terminal; yields the per-record callback (or None)."""
-
-    def __init__(self, total: int, quiet: bool, console: Console):
-        self.enabled = not quiet and sys.stderr.isatty()
-        self.total, self.console = total, console
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=self.console, transient=True)
-        self.bar.start()
-        task = self.bar.add_task("classifying", total=self.total)
-        return lambda record: self.bar.update(task, advance=1, description=Path(record.path).name[:40])
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()

@@ -7,14 +7,13 @@ Exit status as for the other commands: 0 written; 2 usage (bad records file, an 
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from ..errors import VidtagError
-from .context import EXIT_FATAL, EXIT_INTERRUPTED, err, fail
+from .context import EXIT_FATAL, EXIT_INTERRUPTED, err, fail, progress
 
 LARGE_SINGLE_FILE = 2000  # past this many videos, suggest a folder of pages
 
@@ -31,9 +30,10 @@ def report(
     from ..report import make_report
 
     try:
-        with _progress(quiet) as progress:
+        with progress(None, quiet, "thumbnails") as update:
+            done = None if update is None else (lambda count, total: update(completed=count, total=total))
             summary = make_report(records, output, per_page=per_page, workers=workers, overwrite=overwrite,
-                                  progress=progress)
+                                  progress=done)
     except VidtagError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:
@@ -51,25 +51,3 @@ def report(
         if summary.pages == 1 and summary.ok > LARGE_SINGLE_FILE and output.suffix.lower() in (".html", ".htm"):
             err.print(f"vidtag: hint: a page of {summary.ok} videos is slow to open; -o {output.with_suffix('')}/ "
                       "writes pages of --per-page videos", markup=False)
-
-
-class _progress:
-    """A rich progress bar on stderr when it is a terminal; yields the callback (or None)."""
-
-    def __init__(self, quiet: bool):
-        self.enabled = not quiet and sys.stderr.isatty()
-
-    def __enter__(self):
-        if not self.enabled:
-            return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("thumbnails"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                            console=err, transient=True)
-        self.bar.start()
-        self.task = self.bar.add_task("thumbnails", total=None)
-        return lambda done, total: self.bar.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc):
-        if self.enabled:
-            self.bar.stop()
