@@ -23,7 +23,7 @@ import av
 import torch
 import torch.nn.functional as F
 
-from benchmarks.x3d_cpu import synthetic_video
+from benchmarks.x3d_cpu import best, synthetic_video
 from vidtag.families.movinet import build_movinet, fuse_for_inference, stream_windows
 
 RECIPE = {"a0": (192, 172), "a1": (192, 172), "a2": (256, 224)}
@@ -39,14 +39,9 @@ def clips_per_second(variant: str, repeat: int) -> tuple[float, float]:
     crop = RECIPE[variant][1]
     net = runtime_net(variant)
     clip = torch.rand(1, 3, 50, crop, crop).contiguous(memory_format=torch.channels_last_3d)
-    wall = cpu = float("inf")
     with torch.inference_mode():
         net(clip)  # warm-up
-        for _ in range(repeat):
-            began, began_cpu = time.perf_counter(), time.process_time()
-            net(clip)
-            wall = min(wall, time.perf_counter() - began)
-            cpu = min(cpu, time.process_time() - began_cpu)
+        wall, cpu, _ = best(lambda: net(clip), repeat)
     return 1.0 / wall, cpu
 
 

@@ -16,13 +16,12 @@ import argparse
 import importlib
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 import vidtag
-from benchmarks.x3d_cpu import synthetic_video
+from benchmarks.x3d_cpu import best, synthetic_video
 from vidtag.pipeline import InputSpec, prepare
 
 def registry() -> dict:
@@ -38,17 +37,6 @@ def random_checkpoint(spec, folder: Path) -> Path:
     path = folder / f"{spec.name}.pyth"
     torch.save({"model_state": build(spec.options["variant"]).state_dict()}, path)
     return path
-
-
-def best(fn, repeat: int) -> tuple[float, float, object]:
-    """Best wall and CPU seconds of `repeat` calls, and the last result."""
-    wall = cpu = float("inf")
-    result = None
-    for _ in range(repeat):
-        began, began_cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        wall, cpu = min(wall, time.perf_counter() - began), min(cpu, time.process_time() - began_cpu)
-    return wall, cpu, result
 
 
 def main() -> None:

@@ -18,13 +18,12 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
 import vidtag
-from benchmarks.x3d_cpu import synthetic_video
+from benchmarks.x3d_cpu import best, synthetic_video
 from vidtag.families import videomae_v2
 from vidtag.models import VideoModel
 from vidtag.registry import load_registry
@@ -64,12 +63,7 @@ def seconds_a_clip(model: VideoModel, repeat: int) -> tuple[float, float]:
     spec = model.spec
     clip = torch.randn(1, spec.frames, 3, spec.crop, spec.crop)
     model.predict(clip)  # warm-up
-    wall = cpu = float("inf")
-    for _ in range(repeat):
-        began, began_cpu = time.perf_counter(), time.process_time()
-        model.predict(clip)
-        wall = min(wall, time.perf_counter() - began)
-        cpu = min(cpu, time.process_time() - began_cpu)
+    wall, cpu, _ = best(lambda: model.predict(clip), repeat)
     return wall, cpu
 
 
@@ -94,13 +88,9 @@ def main() -> None:
             print(f"{name}: {spec.frames}x{spec.frame_stride} frames, {spec.crop} px: network {1 / wall:.2f} clips/s "
                   f"({wall:.2f} s wall, {cpu:.2f} s CPU a clip)")
             for clips in args.clips:
-                wall = cpu = float("inf")
-                for _ in range(args.repeat):
-                    began, began_cpu = time.perf_counter(), time.process_time()
-                    (record,) = vidtag.classify([str(video)], model=model, clips=clips)
-                    wall = min(wall, time.perf_counter() - began)
-                    cpu = min(cpu, time.process_time() - began_cpu)
-                    assert record.ok, record.error
+                wall, cpu, (record,) = best(
+                    lambda: list(vidtag.classify([str(video)], model=model, clips=clips)), args.repeat)
+                assert record.ok, record.error
                 print(f"  {clips:3d} clip(s): {wall:6.2f} s wall, {cpu:6.2f} s CPU per 10 s video")
     print(f"load average at the end: {os.getloadavg()[0]:.2f}")
 
