@@ -61,21 +61,27 @@ def _write_json(path: Path, data: dict) -> None:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
-def make_clip(folder: Path, seed: int = 0) -> Path:
-    """A tiny CLIPModel folder with its tokenizer and a processor config in the current format."""
-    from transformers import CLIPConfig, CLIPModel
-
+def _clip_layout(folder: Path, seed: int, config_class, model_class) -> Path:
+    """A tiny folder of a CLIP-layout model (CLIP, MetaCLIP 2) with its tokenizer and the CLIP image
+    processor config, in the current format."""
     folder.mkdir(parents=True, exist_ok=True)
     ids = char_tokenizer(folder, bos=True, input_names=["input_ids", "attention_mask"])
     torch.manual_seed(seed)
-    config = CLIPConfig(text_config=_text_config(ids), vision_config=_vision_config(), projection_dim=16)
-    CLIPModel(config).eval().save_pretrained(str(folder))
+    config = config_class(text_config=_text_config(ids), vision_config=_vision_config(), projection_dim=16)
+    model_class(config).eval().save_pretrained(str(folder))
     _write_json(folder / "preprocessor_config.json", {
         "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": IMAGE_SIZE},
         "do_center_crop": True, "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_rescale": True,
         "rescale_factor": 1 / 255, "do_normalize": True, "resample": 3,
         "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]})
     return folder
+
+
+def make_clip(folder: Path, seed: int = 0) -> Path:
+    """A tiny CLIPModel folder with its tokenizer and a processor config in the current format."""
+    from transformers import CLIPConfig, CLIPModel
+
+    return _clip_layout(folder, seed, CLIPConfig, CLIPModel)
 
 
 def make_siglip(folder: Path, seed: int = 0) -> Path:
@@ -140,17 +146,7 @@ def make_metaclip2(folder: Path, seed: int = 0) -> Path:
     """A tiny MetaClip2Model folder (CLIP's layout) with the CLIP image processor config it publishes."""
     from transformers import MetaClip2Config, MetaClip2Model
 
-    folder.mkdir(parents=True, exist_ok=True)
-    ids = char_tokenizer(folder, bos=True, input_names=["input_ids", "attention_mask"])
-    torch.manual_seed(seed)
-    config = MetaClip2Config(text_config=_text_config(ids), vision_config=_vision_config(), projection_dim=16)
-    MetaClip2Model(config).eval().save_pretrained(str(folder))
-    _write_json(folder / "preprocessor_config.json", {
-        "image_processor_type": "CLIPImageProcessor", "do_resize": True, "size": {"shortest_edge": IMAGE_SIZE},
-        "do_center_crop": True, "crop_size": {"height": IMAGE_SIZE, "width": IMAGE_SIZE}, "do_rescale": True,
-        "rescale_factor": 1 / 255, "do_normalize": True, "resample": 3,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711]})
-    return folder
+    return _clip_layout(folder, seed, MetaClip2Config, MetaClip2Model)
 
 
 def make_siglip2(folder: Path, seed: int = 0) -> Path:
