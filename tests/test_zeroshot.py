@@ -491,7 +491,7 @@ def test_new_families_text_side_scores_kept_embeddings(family, new_folders):
         net.keep_embeddings = True
         out = net(clips)
     assert out[:, len(LABELS):] == pytest.approx(video, abs=1e-6)
-    rescored = score(video, text, side.logit_scale, side.logit_bias, side.score_kind)
+    rescored = score(video, text, side.scale, side.logit_bias, side.score_kind)
     assert rescored == pytest.approx(out[:, :len(LABELS)], abs=1e-5)
 
 

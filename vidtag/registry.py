@@ -59,6 +59,7 @@ class Family:
     fixed_frames: bool = True  # the network takes only the checkpoint's frame count (learned time positions)
     prompts: tuple[str, ...] = ()
     rescorable: bool = False  # its text side alone scores kept video embeddings (--embeddings, retag, search)
+    other_model_types: tuple[str, ...] = ()  # further config.json model_types whose folders hold this family
 
 
 FAMILIES: dict[str, Family] = {
@@ -99,12 +100,19 @@ FAMILIES: dict[str, Family] = {
     "videoprism": Family("zeroshot", "zero-shot", model_type="videoprism", model_class="VideoPrismClipModel",
                          mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bicubic", fixed_frames=False,
                          prompts=("a video of {}.",), rescorable=True),
+    # Perception Encoder video-text: the video branch of the PE-AV checkpoints (model_type pe_audio_video;
+    # a PeVideoModel folder is pe_video); frames squashed to the frame encoder's square (336), pixels to
+    # [-1, 1], bilinear (its video processor); sigmoid scores
+    "pe_video": Family("zeroshot", "zero-shot", "sigmoid", model_type="pe_video", model_class="PeVideoModel",
+                       mean=HALF, std=HALF, prompts=("a video of {}.",), rescorable=True,
+                       other_model_types=("pe_audio_video",)),
 }
 
 
 def family_for_model_type(model_type: str) -> str | None:
     """The family whose checkpoints have this transformers `model_type`, if any."""
-    return next((name for name, f in FAMILIES.items() if f.model_type == model_type), None)
+    return next((name for name, f in FAMILIES.items()
+                 if model_type in (f.model_type, *f.other_model_types)), None)
 REGISTRY_ENV = "VIDTAG_REGISTRY"
 MODEL_ENV = "VIDTAG_MODEL"
 

@@ -89,7 +89,7 @@ def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str], pro
                 if last > first:
                     with torch.inference_mode():
                         vectors = torch.from_numpy(reader.read(first, last)).float()
-                        probs = score(vectors, text, text_side.logit_scale, text_side.logit_bias,
+                        probs = score(vectors, text, text_side.scale, text_side.logit_bias,
                                       text_side.score_kind)
                 for entry in group:
                     # the classify run's settings, with this vocabulary in the same places

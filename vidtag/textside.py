@@ -12,8 +12,6 @@ space of the embedding and a cross-attention pass per clip and label).
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal, Protocol
@@ -30,6 +28,8 @@ ScoreKind = Literal["softmax", "sigmoid"]
 TEXT_CHUNK = 256  # labels x templates per text-encoder call: bounds memory for large vocabularies
 _TOKEN_KEYS = ("input_ids", "attention_mask", "position_ids")
 _PAD_TO_MAX = ("siglip", "siglip2", "videoprism")
+# families whose video and text embeddings are used as the model gives them, not scaled to unit length
+RAW_EMBEDDINGS = ("xclip", "pe_video")
 # VideoPrism's checkpoints carry no learned temperature; its forward divides the similarities by the one
 # given. 0.01 is the temperature of the authors' video-text demo (google-deepmind/videoprism).
 VIDEOPRISM_TEMPERATURE = 0.01
@@ -49,21 +49,23 @@ class TextSide(Protocol):
     identity: ModelIdentity  # the checkpoint: must match the store's (vidtag.embeddings.check_same_model)
     family: str
     score_kind: ScoreKind  # softmax: the labels compete; sigmoid: each label on its own
-    logit_scale: torch.Tensor  # the learned log-temperature (scores use its exp)
-    logit_bias: torch.Tensor | None  # SigLIP's bias, else None
+    scale: torch.Tensor  # what the similarities are multiplied by (CLIP-style: exp of the learned log-temperature)
+    logit_bias: torch.Tensor | None  # the sigmoid families' bias, else None
     default_prompts: list[str]
 
     def encode(self, labels: Sequence[str], prompts: Sequence[str]) -> torch.Tensor:
         """(labels, dim) float32 unit text embeddings; several templates are averaged per label."""
 
 
-def score(video: torch.Tensor, text: torch.Tensor, logit_scale: torch.Tensor, logit_bias: torch.Tensor | None,
+def score(video: torch.Tensor, text: torch.Tensor, scale: torch.Tensor, logit_bias: torch.Tensor | None,
           kind: ScoreKind) -> torch.Tensor:
-    """(rows, dim) unit video embeddings x (labels, dim) unit text embeddings -> (rows, labels) probabilities.
+    """(rows, dim) video embeddings x (labels, dim) text embeddings -> (rows, labels) probabilities: the
+    similarities times `scale` (plus the bias for sigmoid scores). The embeddings are unit length for every
+    family but Perception Encoder video, whose forward does not normalise them.
 
     Float32 throughout, as in the families' forward passes: the logits are scaled by up to ~100.
     """
-    logits = video.float() @ text.float().T * logit_scale.float().exp()
+    logits = video.float() @ text.float().T * scale.float()
     if kind == "sigmoid":
         return (logits + logit_bias.float()).sigmoid()
     return logits.softmax(-1)
@@ -74,6 +76,15 @@ def unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(p=2, dim=-1, keepdim=True)
 
 
+def ensemble(embeds: torch.Tensor, family: str) -> torch.Tensor:
+    """(templates, labels, dim) text embeddings -> (labels, dim): one template as it is; several averaged
+    per label and renormalised (the CLIP paper's prompt ensemble), or for the families whose embeddings are
+    not unit length (Perception Encoder video) averaged only, so a label's logit is the templates' mean."""
+    if len(embeds) == 1:
+        return embeds[0]
+    return embeds.mean(0) if family in RAW_EMBEDDINGS else unit(embeds.mean(0))
+
+
 def tokens(tokenizer, texts: list[str], family: str, max_length: int) -> dict[str, torch.Tensor]:
     """The text tower's inputs for `texts`. SigLIP (1 and 2) was trained on text padded to its full length
     and pools the last position, so it is padded to max_length, as VideoPrism's processor does too;
@@ -81,33 +92,6 @@ def tokens(tokenizer, texts: list[str], family: str, max_length: int) -> dict[st
     padding = "max_length" if family in _PAD_TO_MAX else True
     batch = tokenizer(texts, padding=padding, truncation=True, max_length=max_length, return_tensors="pt")
     return {k: v for k, v in batch.items() if k in _TOKEN_KEYS}
-
-
-def _tensors(folder: Path, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors whose names start with `prefixes` (only those are read from safetensors)."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        files = sorted({f for k, f in weight_map.items() if k.startswith(prefixes)})
-    else:
-        files = ["model.safetensors"] if (folder / "model.safetensors").is_file() else []
-    if files:
-        from safetensors import SafetensorError, safe_open
-
-        out = {}
-        try:
-            for name in files:
-                with safe_open(str(folder / name), framework="pt") as f:
-                    out.update({k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)})
-        except (SafetensorError, OSError) as exc:
-            raise FatalError(f"cannot read the checkpoint in {folder}: {exc}") from None
-        return out
-    if (folder / "pytorch_model.bin").is_file():
-        from .checkpoint import load_state_dict
-
-        state = load_state_dict(folder / "pytorch_model.bin")
-        return {k: v for k, v in state.items() if k.startswith(prefixes)}
-    raise FatalError(f"no weights in {folder} (model.safetensors or pytorch_model.bin)")
 
 
 def _load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, folder: Path) -> None:
@@ -123,8 +107,8 @@ def _load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, f
 
 
 class ImageTextTextSide:
-    """CLIP, SigLIP (1, 2), MetaCLIP 2 and VideoPrism: the text tower, tokenizer, logit scale (and the
-    sigmoid families' bias) of a checkpoint folder."""
+    """CLIP, SigLIP (1, 2), MetaCLIP 2, VideoPrism and Perception Encoder video: the text tower, tokenizer,
+    logit scale (and the sigmoid families' bias) of a checkpoint folder."""
 
     def __init__(self, folder: str | Path, *, name: str | None = None, weights: str | None = None):
         from .families.hf_common import load_tokenizer, read_json
@@ -142,18 +126,27 @@ class ImageTextTextSide:
                 "and search")
         if family not in FAMILIES or not FAMILIES[family].rescorable:
             raise ConfigError(f"{folder} holds a '{family}' checkpoint: retag and search support "
-                              f"{', '.join(sorted(_TEXT_TOWERS))}")
+                              f"{', '.join(sorted([*_TEXT_TOWERS, 'pe_video']))}")
         facts = FAMILIES[family]
         self.family = family
         self.score_kind: ScoreKind = facts.score
         self.default_prompts = list(facts.prompts)
         self.identity = ModelIdentity.of(name or str(folder), weights or str(folder), folder)
         self.tokenizer = load_tokenizer(name or str(folder), folder)
-        self.model = self._text_tower(folder, family)
+        if family == "pe_video":
+            from .families import pe_video
+
+            self.model = pe_video.load_text_tower(name or str(folder), folder, str(config.get("model_type")))
+            scale, bias = pe_video.scale_and_bias(self.model)
+            self.scale, self.logit_bias, self.projected = scale.detach().float(), bias.detach().float(), False
+        else:
+            self.model = self._text_tower(folder, family)
         self.max_length = int(self.model.config.max_position_embeddings)
 
     def _text_tower(self, folder: Path, family: str) -> nn.Module:
         import transformers
+
+        from .families.hf_common import read_tensors
 
         config_class, tower_class, projected = _TEXT_TOWERS[family]
         config = getattr(transformers, config_class).from_pretrained(str(folder))
@@ -162,13 +155,13 @@ class ImageTextTextSide:
             text_config.projection_dim = config.projection_dim  # kept on the outer config
         model = getattr(transformers, tower_class)(text_config)
         prefixes = ("text_model.", "text_projection.") if projected else ("text_model.",)
-        state = _tensors(folder, prefixes + ("logit_scale", "logit_bias"))
+        state = read_tensors(folder, prefixes + ("logit_scale", "logit_bias"))
         _load_into(model, {k: v for k, v in state.items() if not k.startswith("logit")},
                    "" if projected else "text_model.", folder)
         if family == "videoprism":  # no learned temperature in the checkpoint
-            self.logit_scale = torch.tensor(-math.log(VIDEOPRISM_TEMPERATURE))
+            self.scale = torch.tensor(1 / VIDEOPRISM_TEMPERATURE)
         else:
-            self.logit_scale = state["logit_scale"].float().reshape(())
+            self.scale = state["logit_scale"].float().reshape(()).exp()
         self.logit_bias = state["logit_bias"].float().reshape(()) if self.score_kind == "sigmoid" else None
         self.projected = projected
         return model.float().eval()
@@ -177,16 +170,20 @@ class ImageTextTextSide:
         parts = []
         with torch.inference_mode():
             for start in range(0, len(texts), TEXT_CHUNK):
-                out = self.model(**tokens(self.tokenizer, texts[start:start + TEXT_CHUNK], self.family,
-                                          self.max_length))
+                batch = tokens(self.tokenizer, texts[start:start + TEXT_CHUNK], self.family, self.max_length)
+                if self.family == "pe_video":
+                    from .families import pe_video
+
+                    parts.append(pe_video.text_features(self.model, batch))
+                    continue
+                out = self.model(**batch)
                 parts.append(unit(out.text_embeds if self.projected else out.pooler_output))
         return torch.cat(parts).float()
 
     def encode(self, labels: Sequence[str], prompts: Sequence[str]) -> torch.Tensor:
         labels, prompts = check_labels(labels), check_prompts(prompts)
         texts = [fill(template, label) for template in prompts for label in labels]
-        embeds = self._embed(texts).view(len(prompts), len(labels), -1)
-        return unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
+        return ensemble(self._embed(texts).view(len(prompts), len(labels), -1), self.family)
 
 
 def load_text_side(model: str | Path, *, name: str | None = None, weights: str | None = None,

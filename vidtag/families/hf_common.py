@@ -13,10 +13,13 @@ import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, FatalError
 from ..registry import HALF, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+
+if TYPE_CHECKING:
+    import torch
 
 # where a checkpoint keeps its preprocessor settings, in the order transformers looks them up
 _PROCESSOR_FILES = ("processor_config.json", "video_preprocessor_config.json", "preprocessor_config.json")
@@ -214,3 +217,30 @@ def load_tokenizer(name: str, folder: Path) -> Any:
                              f"is missing: {exc}") from None
         except Exception as exc:  # noqa: BLE001 - any failure of the tokenizer files is the model's
             raise FatalError(f"model '{name}': cannot load the tokenizer in {folder}: {exc}") from None
+
+
+def read_tensors(folder: Path, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors whose names start with `prefixes` (only those are read from safetensors)."""
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        files = sorted({f for k, f in weight_map.items() if k.startswith(prefixes)})
+    else:
+        files = ["model.safetensors"] if (folder / "model.safetensors").is_file() else []
+    if files:
+        from safetensors import SafetensorError, safe_open
+
+        out = {}
+        try:
+            for name in files:
+                with safe_open(str(folder / name), framework="pt") as f:
+                    out.update({k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)})
+        except (SafetensorError, OSError) as exc:
+            raise FatalError(f"cannot read the checkpoint in {folder}: {exc}") from None
+        return out
+    if (folder / "pytorch_model.bin").is_file():
+        from ..checkpoint import load_state_dict
+
+        state = load_state_dict(folder / "pytorch_model.bin")
+        return {k: v for k, v in state.items() if k.startswith(prefixes)}
+    raise FatalError(f"no weights in {folder} (model.safetensors or pytorch_model.bin)")

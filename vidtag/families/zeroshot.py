@@ -14,6 +14,9 @@ Families:
           then pooled like SigLIP.
   videoprism  VideoPrism video-text (`VideoPrismClipModel`): the video encoder sees the whole clip and
           pools it to one unit embedding; softmax over the labels of the similarities / temperature.
+  pe_video  Perception Encoder video-text (`PeVideoModel`, vidtag.families.pe_video): the frames are embedded
+          and combined by a transformer over time; embeddings are not normalised; an independent sigmoid
+          of scale x similarity + bias per label.
 
 The text side is computed once, when the model loads: every label is put into every prompt template
 ('a photo of {}.'), encoded, and with several templates the unit-length embeddings of one label are
@@ -24,7 +27,6 @@ cached, and the templates are ensembled after the prompt generator.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,16 +37,17 @@ from torch import nn
 from ..errors import ConfigError
 from ..labels import check_labels, check_prompts, fill
 from ..registry import ModelSpec
-from ..textside import TEXT_CHUNK, VIDEOPRISM_TEMPERATURE, score, tokens, unit
+from ..textside import TEXT_CHUNK, VIDEOPRISM_TEMPERATURE, ensemble, score, tokens, unit
 from ..weights import check_needs
+from . import pe_video
 from .base import LoadedNet
 from .hf_common import (checkpoint_folder, load_pretrained, load_tokenizer, preprocessor_recipe,
                         read_processor_config)
 
 # families whose video encoder takes the whole clip (frames from the checkpoint) rather than pooling frames
-_VIDEO_ENCODERS = ("xclip", "videoprism")
+_VIDEO_ENCODERS = ("xclip", "videoprism", "pe_video")
 # families whose processor resizes to the exact square (no centre crop)
-_SQUARE = ("siglip", "siglip2", "videoprism")
+_SQUARE = ("siglip", "siglip2", "videoprism", "pe_video")
 
 
 def _naflex_side(vision: dict[str, Any], proc: dict[str, Any]) -> int:
@@ -64,6 +67,8 @@ def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
     vision = config.get("vision_config") or {}
     if spec.family == "siglip2":
         size = _naflex_side(vision, read_processor_config(folder) or {})
+    elif spec.family == "pe_video":
+        size = pe_video.frame_size(config)
     else:
         size = int(vision.get("image_size", 224))
     facts = spec.facts
@@ -77,7 +82,9 @@ def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
         # LlavaOnevision video processor config says (its defaults are 384 and CLIP's mean/std); only the
         # resampling comes from that config
         recipe.update(resize=[size, size], crop=[size, size], mean=list(facts.mean), std=list(facts.std))
-    if spec.family in _VIDEO_ENCODERS:
+    if spec.family == "pe_video":
+        recipe["frames"] = pe_video.frames(folder)
+    elif spec.family in _VIDEO_ENCODERS:
         recipe["frames"] = int(vision.get("num_frames", 8))
     return recipe
 
@@ -112,8 +119,9 @@ class EmbeddingScorer(nn.Module):
         raise NotImplementedError
 
     def scale_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The learned log-temperature and (sigmoid families) the bias."""
-        return self.model.logit_scale, (self.model.logit_bias if self.kind == "sigmoid" else None)
+        """What the similarities are multiplied by (the exp of the learned log-temperature) and (sigmoid
+        families) the bias."""
+        return self.model.logit_scale.exp(), (self.model.logit_bias if self.kind == "sigmoid" else None)
 
     def forward(self, clips: torch.Tensor) -> torch.Tensor:
         video = self.embed(clips)
@@ -171,16 +179,33 @@ class VideoTextEncoder(EmbeddingScorer):
         size = vision.image_size
         self.image_size = tuple(size) if isinstance(size, (list, tuple)) else (int(size), int(size))
         self.frames = int(vision.num_frames)
-        self.register_buffer("logit_scale", torch.tensor(-math.log(temperature)), persistent=False)
+        self.register_buffer("scale", torch.tensor(1 / temperature), persistent=False)
 
     def scale_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return self.logit_scale, None
+        return self.scale, None
 
     def embed(self, clips: torch.Tensor) -> torch.Tensor:
         other = tuple(clips.shape[-2:]) != self.image_size or clips.shape[1] != self.frames
         video = _pooled(self.model.get_video_features(pixel_values_videos=clips, interpolate_pos_encoding=other))
         with _no_autocast(clips.device):  # the pooling head keeps a length-1 query axis: (batch, 1, dim)
             return unit(video.float().reshape(clips.shape[0], -1))
+
+
+class PeVideoText(EmbeddingScorer):
+    """Perception Encoder video-text (`PeVideoModel`): the clip's frames through the frame encoder and the
+    transformer over time, then the video head; embeddings as they come (not unit length), scored with the
+    learned multiplier and bias, as `PeVideoModel.forward` does."""
+
+    def __init__(self, model: nn.Module, text_embeds: torch.Tensor):
+        super().__init__(model, text_embeds, "sigmoid")
+
+    def scale_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return pe_video.scale_and_bias(self.model)
+
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        video = pe_video.video_features(self.model, clips)
+        with _no_autocast(clips.device):
+            return video.float()
 
 
 class XCLIPVideoText(nn.Module):
@@ -219,7 +244,8 @@ class XCLIPVideoText(nn.Module):
 
 
 def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> torch.Tensor:
-    """(texts, dim) text embeddings: unit length for CLIP / SigLIP, the raw projection for X-CLIP."""
+    """(texts, dim) text embeddings: unit length for CLIP / SigLIP, as they come for X-CLIP (the raw projection)
+    and Perception Encoder video."""
     max_length = int(model.config.text_config.max_position_embeddings)
     parts = []
     with torch.no_grad():
@@ -227,6 +253,8 @@ def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> 
             batch = tokens(tokenizer, texts[start:start + TEXT_CHUNK], family, max_length)
             if family == "xclip":
                 parts.append(model.text_projection(model.text_model(**batch)[1]))
+            elif family == "pe_video":
+                parts.append(pe_video.text_features(model, batch))
             else:
                 parts.append(unit(_pooled(model.get_text_features(**batch))))
     return torch.cat(parts).float()
@@ -234,7 +262,7 @@ def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> 
 
 def _drop_text_tower(model: nn.Module) -> None:
     # the text encoder is not needed once the label embeddings are cached: free its memory
-    for name in ("text_model", "text_projection"):
+    for name in ("text_model", "text_projection", "text_video_head"):
         if hasattr(model, name):
             delattr(model, name)
 
@@ -246,7 +274,7 @@ def text_embeddings(model: nn.Module, tokenizer, family: str, labels: Sequence[s
     embeds = encode_texts(model, tokenizer, texts, family).view(len(prompts), len(labels), -1)
     if family == "xclip":
         return embeds
-    return unit(embeds.mean(0)) if len(prompts) > 1 else embeds[0]
+    return ensemble(embeds, family)
 
 
 def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
@@ -260,14 +288,17 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
     labels = check_labels(labels or [])
     prompts = check_prompts(list(spec.options.get("prompts") or facts.prompts))
     folder, config = checkpoint_folder(spec, weights)
-    if config.get("model_type") != facts.model_type:
+    if config.get("model_type") not in (facts.model_type, *facts.other_model_types):
         raise ConfigError(
             f"model '{spec.name}': {folder} holds a '{config.get('model_type')}' checkpoint, "
             f"not one of the '{family}' family"
         )
     check_needs(spec)
     tokenizer = load_tokenizer(spec.name, folder)
-    model = load_pretrained(spec, folder, facts.model_class, trust_remote_code=trust_remote_code)
+    if family == "pe_video":
+        model = pe_video.load_model(spec.name, folder, str(config.get("model_type")))
+    else:
+        model = load_pretrained(spec, folder, facts.model_class, trust_remote_code=trust_remote_code)
     text = text_embeddings(model, tokenizer, family, labels, prompts)
     _drop_text_tower(model)
     if family == "xclip":
@@ -278,6 +309,8 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
         module: nn.Module = XCLIPVideoText(model, text)
     elif family == "videoprism":
         module = VideoTextEncoder(model, text, VIDEOPRISM_TEMPERATURE)
+    elif family == "pe_video":
+        module = PeVideoText(model, text)
     elif family == "siglip2":
         module = NaFlexPooling(model, text, facts.score)
     else:

@@ -1,0 +1,153 @@
+"""Perception Encoder video-text (`pe_video`): vidtag's PE Core port and loader against transformers'
+`PeVideoModel` run with timm's own frame encoder.
+
+The reference figures in tests/data/pe_video/expected.safetensors come from scripts/make_pe_video_fixture.py,
+run in a scratch environment with timm and torchvision (which cannot be installed beside vidtag's torch):
+a tiny random `PeVideoModel` whose frame encoder is timm's `vit_pe_core_*` Eva, saved as it is
+(`pe_video_tiny`) and as the video branch of a tiny `PeAudioVideoModel` (`pe_av_tiny`, the layout of the
+published `facebook/pe-av-*` checkpoints, without the audio branch's tensors, which vidtag never reads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+import vidtag
+from vidtag import ConfigError, FatalError
+from vidtag.embeddings import EmbeddingStore
+from vidtag.families import pe_core, pe_video, zeroshot
+from vidtag.families.hf_resolve import spec_from_folder
+from vidtag.retag import retag
+from vidtag.textside import ImageTextTextSide
+
+from _zeroshot_helpers import picture
+from media import make_video
+
+DATA = Path(__file__).parent / "data" / "pe_video"
+LAYOUTS = {"pe_video_tiny": "pe_video", "pe_av_tiny": "pe_audio_video"}
+EXPECTED = load_file(str(DATA / "expected.safetensors"))
+LABELS = json.loads((DATA / "expected.json").read_text())["labels"]
+TOL = 1e-5
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_port_reproduces_the_reference_forward(layout):
+    """Frame encoder, video embeddings, text embeddings and logits equal transformers + timm's."""
+    model = pe_video.load_model("pe", DATA / layout, LAYOUTS[layout])
+    encoder = model.video_encoder.embedder.vision_model
+    assert type(encoder).__name__ == "PeCoreForImageClassification"  # the port ran, not timm
+    pixels = EXPECTED["pixel_values_videos"]
+    batch = {"input_ids": EXPECTED["input_ids"], "attention_mask": EXPECTED["attention_mask"]}
+    with torch.no_grad():
+        frames = encoder(pixels.flatten(0, 1)).logits
+        video = pe_video.video_features(model, pixels)
+        text = pe_video.text_features(model, batch)
+        scale, bias = pe_video.scale_and_bias(model)
+        logits = video @ text.T * scale + bias
+    for got, key in ((frames, "frame_logits"), (video, "video_embeds"), (text, "text_embeds"), (logits, "logits")):
+        assert torch.allclose(got, EXPECTED[key], atol=TOL, rtol=0), key
+    assert logits.std() > 1  # the figures discriminate: a broken port could not match by chance
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_zero_shot_family_scores_as_the_model_does(layout):
+    """The `pe_video` family (tokenizer, text side cached once, PeVideoText) gives sigmoid(logits), labels
+    in the order given, and keeps the raw video embeddings for --embeddings."""
+    spec = dataclasses.replace(spec_from_folder("pe", DATA / layout), options={"prompts": ["{}"]})
+    assert spec.family == "pe_video" and spec.task == "zero-shot"
+    net = zeroshot.load(spec, DATA / layout, LABELS)
+    assert net.labels == LABELS and net.score == "sigmoid"
+    with torch.no_grad():
+        probs = net.module(EXPECTED["pixel_values_videos"])
+        net.module.keep_embeddings = True
+        both = net.module(EXPECTED["pixel_values_videos"])
+    assert torch.allclose(probs, EXPECTED["logits"].sigmoid(), atol=1e-6)
+    assert torch.allclose(both[:, len(LABELS):], EXPECTED["video_embeds"], atol=TOL)
+
+
+def test_checkpoint_recipe_comes_from_the_folder():
+    """Frames from the video processor config, the square from the frame encoder, [-1, 1] pixels."""
+    spec = spec_from_folder("pe", DATA / "pe_av_tiny")
+    recipe = zeroshot.checkpoint_recipe(spec, DATA / "pe_av_tiny")
+    assert recipe["frames"] == 4 and recipe["resize"] == [32, 32] and recipe["crop"] == [32, 32]
+    assert recipe["mean"] == [0.5] * 3 and recipe["std"] == [0.5] * 3
+
+
+def test_text_side_alone_matches(tmp_path):
+    """retag's text side (no vision tower) equals the full model's text embeddings, scale and bias."""
+    side = ImageTextTextSide(DATA / "pe_av_tiny")
+    assert side.family == "pe_video" and side.score_kind == "sigmoid"
+    text = side.encode(LABELS, ["{}"])
+    assert torch.allclose(text, EXPECTED["text_embeds"], atol=TOL)
+    assert float(side.scale) == pytest.approx(2.5) and float(side.logit_bias) == pytest.approx(-1.0)
+    # several templates: the mean of the raw embeddings (not renormalised), so logits average
+    two = side.encode(LABELS, ["{}", "a video of {}."])
+    assert torch.allclose(two, (text + side.encode(LABELS, ["a video of {}."])) / 2, atol=1e-6)
+
+
+def test_classify_keep_retag_and_search(tmp_path):
+    """End to end on a real video: classify keeps raw embeddings, retag equals a fresh classify."""
+    folder = str(DATA / "pe_video_tiny")
+    video = make_video(tmp_path / "a.mp4", frames=40, fps=10, width=48, height=40,
+                       picture=lambda i, w, h: picture(h, w, seed=i // 8))
+    kept = list(vidtag.classify([str(video)], model=folder, labels=["x", "y"], clips=3, device="cpu", workers=0,
+                                embeddings=str(tmp_path / "store")))
+    assert kept[0].ok, kept[0].error
+    new = ["a dog", "wedding", "a red car at night"]
+    fresh = list(vidtag.classify([str(video)], model=folder, labels=new, clips=3, device="cpu", workers=0,
+                                 top_k=3))
+    store = EmbeddingStore(tmp_path / "store")
+    got = list(retag(store, ImageTextTextSide(folder), new, top_k=3))
+    assert [c.labels[0].label for c in got[0].clips] == [c.labels[0].label for c in fresh[0].clips]
+    for g, f in zip(got[0].clips + [got[0]], fresh[0].clips + [fresh[0]]):
+        assert [x.label for x in g.labels] == [x.label for x in f.labels]
+        assert [x.score for x in g.labels] == pytest.approx([x.score for x in f.labels], abs=TOL)
+
+
+def test_cli_stdout_is_only_records(tmp_path):
+    """transformers prints a docstring complaint on every PeVideoModel; stdout must hold the records alone."""
+    from vidtag._cli.app import app
+
+    video = make_video(tmp_path / "a.mp4", frames=16, fps=8, width=40, height=40)
+    result = CliRunner().invoke(app, ["classify", str(video), "-m", str(DATA / "pe_av_tiny"), "--labels",
+                                      "a dog,wedding", "--format", "jsonl", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stdout.splitlines() if line.strip()]
+    assert len(lines) == 1 and json.loads(lines[0])["labels"][0]["label"] in ("a dog", "wedding")
+
+
+def test_weights_that_do_not_fit_are_refused(tmp_path):
+    folder = tmp_path / "pe"
+    shutil.copytree(DATA / "pe_video_tiny", folder)
+    state = load_file(str(folder / "model.safetensors"))
+    state.pop("video_head.proj.weight")
+    save_file(state, str(folder / "model.safetensors"))
+    with pytest.raises(FatalError, match="1 tensors missing"):
+        pe_video.load_model("pe", folder, "pe_video")
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(FatalError):
+        pe_video.load_model("pe", folder, "pe_video")
+
+
+def test_other_frame_encoders_need_timm():
+    with pytest.raises(ConfigError, match="install timm"):
+        pe_core.resolve_arch("vit_base_patch16_224")
+    with pytest.raises(ConfigError, match="need timm"):
+        pe_core.resolve_arch("vit_pe_core_large_patch14_336", {"dynamic_img_size": True})
+    arch = pe_core.resolve_arch("vit_pe_core_large_patch14_336", {"ref_feat_shape": 12})
+    assert arch.ref_feat_shape == (12, 12) and arch.img_size == 336 and arch.class_token
+
+
+def test_a_pe_folder_is_not_another_family(tmp_path):
+    """A registry entry of another zero-shot family pointing at a PE folder gets a clear error."""
+    spec = dataclasses.replace(spec_from_folder("pe", DATA / "pe_video_tiny"), family="clip")
+    with pytest.raises(ConfigError, match="'pe_video' checkpoint, not one of the 'clip' family"):
+        zeroshot.load(spec, DATA / "pe_video_tiny", LABELS)
