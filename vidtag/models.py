@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .families.base import Loader, LoadedNet, ScoreKind
 from .registry import ModelSpec, close_names, default_model_name, load_registry, resolve_spec
 from .settings import Settings
-from .weights import fetch, looks_like_hub_id, require_weights
+from .weights import fetch, parse_hub_id, require_weights
 
 log = logging.getLogger("vidtag")
 
@@ -207,8 +207,9 @@ def load_model(model: str | ModelSpec | None = None, **options: Any) -> VideoMod
 def fetch_model(name: str, registry_files: list[str] | None = None) -> Path:
     """Put a model's weights into the local cache (`vidtag fetch`) and return where they are.
 
-    `name` is a registry name or a Hugging Face Hub id (downloaded into the standard Hugging Face
-    cache); a model folder is already local and is returned as it is. A no-op when already cached.
+    `name` is a registry name or a Hugging Face Hub id `ORG/NAME[@REV]` (downloaded into the standard
+    Hugging Face cache, at that revision); a model folder is already local and is returned as it is. A
+    no-op when already cached.
     """
     registry = load_registry(registry_files)
     if name in registry:
@@ -216,9 +217,9 @@ def fetch_model(name: str, registry_files: list[str] | None = None) -> Path:
     path = Path(name).expanduser()
     if path.is_dir():
         return path
-    if looks_like_hub_id(name):
+    if parse_hub_id(name) is not None:
         return fetch(f"hf:{name}")
     raise ConfigError(
         f"unknown model '{name}': not in the registry (see 'vidtag models'), not a folder, "
-        "and not a Hugging Face Hub id (ORG/NAME)"
+        "and not a Hugging Face Hub id (ORG/NAME or ORG/NAME@REVISION)"
     )

