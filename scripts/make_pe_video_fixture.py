@@ -110,3 +110,15 @@ save_file({k: v for k, v in state.items() if k.startswith(("video_model.", "text
           str(av / "model.safetensors"), metadata={"format": "pt"})
 for name in ("tokenizer.json", "tokenizer_config.json", "video_preprocessor_config.json"):
     shutil.copy(out / name, av / name)
+
+# the model's own video processor (torchvision) on a smooth 40 x 48 video, for vidtag's torch preprocessing
+import numpy as np  # noqa: E402
+from transformers import PeVideoVideoProcessor  # noqa: E402
+
+yy, xx = np.mgrid[0:40, 0:48].astype(np.float32)
+video = np.stack([np.stack([127 + 100 * np.sin(xx / 7 + t + c) * np.cos(yy / 9 - c) for c in range(3)], -1)
+                  for t in range(4)]).round().clip(0, 255).astype(np.uint8)
+processor = PeVideoVideoProcessor.from_pretrained(out)
+processed = processor(video, return_tensors="pt", do_sample_frames=False)["pixel_values_videos"][0]
+save_file({"video": torch.from_numpy(video), "pixel_values_videos": processed.contiguous()},
+          str(root / "processor.safetensors"))

@@ -25,7 +25,7 @@ from vidtag import ConfigError, FatalError
 from vidtag.embeddings import EmbeddingStore
 from vidtag.families import pe_core, pe_video, zeroshot
 from vidtag.families.hf_resolve import spec_from_folder
-from vidtag.retag import retag
+from vidtag.retag import retag, search
 from vidtag.textside import ImageTextTextSide
 
 from _zeroshot_helpers import picture
@@ -110,6 +110,12 @@ def test_classify_keep_retag_and_search(tmp_path):
     for g, f in zip(got[0].clips + [got[0]], fresh[0].clips + [fresh[0]]):
         assert [x.label for x in g.labels] == [x.label for x in f.labels]
         assert [x.score for x in g.labels] == pytest.approx([x.score for x in f.labels], abs=TOL)
+    # search ranks by the model's own similarity: the clip order of its sigmoid scores for that text
+    side = ImageTextTextSide(folder)
+    hits = search(store, side.encode(["a dog"], ["a video of {}."]), ["a dog"], k=3)  # the run's prompt
+    dog = [next(x.score for x in c.labels if x.label == "a dog") for c in got[0].clips]
+    order = sorted(range(3), key=lambda i: -dog[i])
+    assert [(h.start, h.end) for h in hits] == [(got[0].clips[i].start, got[0].clips[i].end) for i in order]
 
 
 def test_cli_stdout_is_only_records(tmp_path):
@@ -151,3 +157,18 @@ def test_a_pe_folder_is_not_another_family(tmp_path):
     spec = dataclasses.replace(spec_from_folder("pe", DATA / "pe_video_tiny"), family="clip")
     with pytest.raises(ConfigError, match="'pe_video' checkpoint, not one of the 'clip' family"):
         zeroshot.load(spec, DATA / "pe_video_tiny", LABELS)
+
+
+def test_preprocessing_equals_its_video_processor():
+    """vidtag's torch preprocessing with the family's recipe equals `PeVideoVideoProcessor` (torchvision, run
+    in the scratch environment) on the same frames: squashed to the square, bilinear, [-1, 1]."""
+    from vidtag.preprocess import preprocess
+
+    reference = load_file(str(DATA / "processor.safetensors"))
+    spec = spec_from_folder("pe", DATA / "pe_video_tiny")
+    recipe = zeroshot.checkpoint_recipe(spec, DATA / "pe_video_tiny")
+    pixels = preprocess(reference["video"].numpy(), resize=recipe["resize"], crop=recipe["crop"],
+                        mean=recipe["mean"], std=recipe["std"], interpolation=recipe.get("interpolation", "bilinear"))
+    assert recipe.get("interpolation", "bilinear") == "bilinear"
+    assert pixels[0].shape == reference["pixel_values_videos"].shape
+    assert (pixels[0] - reference["pixel_values_videos"]).abs().max() < 1e-4  # in [-1, 1] units: < 0.01 levels
