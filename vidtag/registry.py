@@ -99,6 +99,11 @@ FAMILIES: dict[str, Family] = {
     "videoprism": Family("zeroshot", "zero-shot", model_type="videoprism", model_class="VideoPrismClipModel",
                          mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bicubic", fixed_frames=False,
                          prompts=("a video of {}.",), rescorable=True),
+    # LanguageBind video-text, a native port (families/languagebind.py, loaded through the zero-shot loader):
+    # the checkpoint's frames (8) at 224, short side 224 then centre crop, bilinear (PyTorchVideo's
+    # ShortSideScale in the authors' processor), OpenAI CLIP mean/std; its folders carry no preprocessor config
+    "languagebind": Family("zeroshot", "zero-shot", model_type="LanguageBindVideo", mean=OPENAI_CLIP_MEAN,
+                           std=OPENAI_CLIP_STD, prompts=("a video of {}.",), rescorable=True),
 }
 
 
