@@ -107,6 +107,11 @@ FAMILIES: dict[str, Family] = {
     "pe_video": Family("zeroshot", "zero-shot", "sigmoid", model_type="pe_video", model_class="PeVideoModel",
                        mean=HALF, std=HALF, prompts=("a video of {}.",), rescorable=True,
                        other_model_types=("pe_audio_video",)),
+    # LanguageBind video-text, a native port (families/languagebind.py, loaded through the zero-shot loader):
+    # the checkpoint's frames (8) at 224, short side 224 then centre crop, bilinear (PyTorchVideo's
+    # ShortSideScale in the authors' processor), OpenAI CLIP mean/std; its folders carry no preprocessor config
+    "languagebind": Family("zeroshot", "zero-shot", model_type="LanguageBindVideo", mean=OPENAI_CLIP_MEAN,
+                           std=OPENAI_CLIP_STD, prompts=("a video of {}.",), rescorable=True),
 }
 
 

@@ -107,8 +107,8 @@ def _load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, f
 
 
 class ImageTextTextSide:
-    """CLIP, SigLIP (1, 2), MetaCLIP 2, VideoPrism and Perception Encoder video: the text tower, tokenizer,
-    logit scale (and the sigmoid families' bias) of a checkpoint folder."""
+    """CLIP, SigLIP (1, 2), MetaCLIP 2, VideoPrism, LanguageBind and Perception Encoder video: the text tower,
+    tokenizer, logit scale (and the sigmoid families' bias) of a checkpoint folder."""
 
     def __init__(self, folder: str | Path, *, name: str | None = None, weights: str | None = None):
         from .families.hf_common import load_tokenizer, read_json
@@ -126,12 +126,21 @@ class ImageTextTextSide:
                 "and search")
         if family not in FAMILIES or not FAMILIES[family].rescorable:
             raise ConfigError(f"{folder} holds a '{family}' checkpoint: retag and search support "
-                              f"{', '.join(sorted([*_TEXT_TOWERS, 'pe_video']))}")
+                              f"{', '.join(sorted([*_TEXT_TOWERS, 'languagebind', 'pe_video']))}")
         facts = FAMILIES[family]
         self.family = family
         self.score_kind: ScoreKind = facts.score
         self.default_prompts = list(facts.prompts)
         self.identity = ModelIdentity.of(name or str(folder), weights or str(folder), folder)
+        if family == "languagebind":  # a native port (families/languagebind.py): its own tokenizer and tower
+            from .families import languagebind
+
+            self.tokenizer = languagebind.load_tokenizer(name or str(folder), folder)
+            self.model, logit_scale = languagebind.load_text_tower(folder)
+            self.scale = logit_scale.exp()
+            self.logit_bias, self.projected = None, True
+            self.max_length = int(self.model.config.text_config.max_position_embeddings)
+            return
         self.tokenizer = load_tokenizer(name or str(folder), folder)
         if family == "pe_video":
             from .families import pe_video

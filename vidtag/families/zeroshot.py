@@ -17,6 +17,8 @@ Families:
   pe_video  Perception Encoder video-text (`PeVideoModel`, vidtag.families.pe_video): the frames are embedded
           and combined by a transformer over time; embeddings are not normalised; an independent sigmoid
           of scale x similarity + bias per label.
+  languagebind  LanguageBind video-text, a native port (`families/languagebind.py`): CLIP with temporal
+          attention in every layer of its video encoder, which sees the whole clip; softmax as CLIP.
 
 The text side is computed once, when the model loads: every label is put into every prompt template
 ('a photo of {}.'), encoded, and with several templates the unit-length embeddings of one label are
@@ -45,7 +47,7 @@ from .hf_common import (checkpoint_folder, load_pretrained, load_tokenizer, prep
                         read_processor_config)
 
 # families whose video encoder takes the whole clip (frames from the checkpoint) rather than pooling frames
-_VIDEO_ENCODERS = ("xclip", "videoprism", "pe_video")
+_VIDEO_ENCODERS = ("xclip", "videoprism", "pe_video", "languagebind")
 # families whose processor resizes to the exact square (no centre crop)
 _SQUARE = ("siglip", "siglip2", "videoprism", "pe_video")
 
@@ -65,6 +67,11 @@ def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
     VideoPrism: the trained count, others interpolated)."""
     folder, config = checkpoint_folder(spec, weights)
     vision = config.get("vision_config") or {}
+    if spec.family == "languagebind":  # its effective config (a legacy vision_config_dict overrides vision_config)
+        from .languagebind import read_architecture
+
+        arch = read_architecture(folder)
+        vision = {"image_size": arch.image_size, "num_frames": arch.frames}
     if spec.family == "siglip2":
         size = _naflex_side(vision, read_processor_config(folder) or {})
     elif spec.family == "pe_video":
@@ -208,6 +215,19 @@ class PeVideoText(EmbeddingScorer):
             return video.float()
 
 
+class LanguageBindVideoText(EmbeddingScorer):
+    """LanguageBind video-text (`families/languagebind.py`): the clip's frames go through the video tower
+    together to one embedding; softmax over the labels of the similarities x exp(logit_scale), as its forward."""
+
+    def __init__(self, model: nn.Module, text_embeds: torch.Tensor):
+        super().__init__(model, text_embeds, "softmax")
+
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        video = self.model.get_video_features(clips)
+        with _no_autocast(clips.device):
+            return unit(video.float())
+
+
 class XCLIPVideoText(nn.Module):
     """X-CLIP on a clip, following `XCLIPModel.forward` with the text encoder's output cached.
 
@@ -294,10 +314,16 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
             f"not one of the '{family}' family"
         )
     check_needs(spec)
-    tokenizer = load_tokenizer(spec.name, folder)
-    if family == "pe_video":
+    if family == "languagebind":  # a native port, with its own tokenizer class (not AutoTokenizer's)
+        from . import languagebind
+
+        languagebind.check_recipe(spec, languagebind.read_architecture(folder))
+        tokenizer, model = languagebind.load_tokenizer(spec.name, folder), languagebind.load_network(folder)
+    elif family == "pe_video":
+        tokenizer = load_tokenizer(spec.name, folder)
         model = pe_video.load_model(spec.name, folder, str(config.get("model_type")))
     else:
+        tokenizer = load_tokenizer(spec.name, folder)
         model = load_pretrained(spec, folder, facts.model_class, trust_remote_code=trust_remote_code)
     text = text_embeddings(model, tokenizer, family, labels, prompts)
     _drop_text_tower(model)
@@ -311,6 +337,8 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
         module = VideoTextEncoder(model, text, VIDEOPRISM_TEMPERATURE)
     elif family == "pe_video":
         module = PeVideoText(model, text)
+    elif family == "languagebind":
+        module = LanguageBindVideoText(model, text)
     elif family == "siglip2":
         module = NaFlexPooling(model, text, facts.score)
     else:
