@@ -219,28 +219,40 @@ def load_tokenizer(name: str, folder: Path) -> Any:
             raise FatalError(f"model '{name}': cannot load the tokenizer in {folder}: {exc}") from None
 
 
-def read_tensors(folder: Path, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
-    """The checkpoint's tensors whose names start with `prefixes` (only those are read from safetensors)."""
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
-        files = sorted({f for k, f in weight_map.items() if k.startswith(prefixes)})
-    else:
-        files = ["model.safetensors"] if (folder / "model.safetensors").is_file() else []
-    if files:
-        from safetensors import SafetensorError, safe_open
+def read_tensors(folder: Path, prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """A checkpoint folder's tensors (only those whose names start with `prefixes`, when given), read safely:
+    safetensors (single or sharded; only the wanted tensors are read), else PyTorch pickles (single or
+    sharded) through `checkpoint.load_state_dict` (weights_only)."""
+    from ..checkpoint import load_state_dict
 
-        out = {}
-        try:
+    folder = Path(folder)
+
+    def wanted(key: str) -> bool:
+        return not prefixes or key.startswith(prefixes)
+
+    for single, index in (("model.safetensors", "model.safetensors.index.json"),
+                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        if (folder / single).is_file():
+            files = [single]
+        elif (folder / index).is_file():
+            weight_map = (read_json(folder / index) or {}).get("weight_map")
+            if not isinstance(weight_map, dict):
+                raise FatalError(f"cannot read {folder / index}: it has no weight_map")
+            files = sorted({name for key, name in weight_map.items() if wanted(key)})
+        else:
+            continue
+        out: dict[str, torch.Tensor] = {}
+        if single.endswith(".safetensors"):
+            from safetensors import SafetensorError, safe_open
+
+            try:
+                for name in files:
+                    with safe_open(str(folder / name), framework="pt") as f:
+                        out.update({k: f.get_tensor(k) for k in f.keys() if wanted(k)})
+            except (SafetensorError, OSError) as exc:
+                raise FatalError(f"cannot read the checkpoint in {folder}: {exc}") from None
+        else:
             for name in files:
-                with safe_open(str(folder / name), framework="pt") as f:
-                    out.update({k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)})
-        except (SafetensorError, OSError) as exc:
-            raise FatalError(f"cannot read the checkpoint in {folder}: {exc}") from None
+                out.update({k: v for k, v in load_state_dict(folder / name).items() if wanted(k)})
         return out
-    if (folder / "pytorch_model.bin").is_file():
-        from ..checkpoint import load_state_dict
-
-        state = load_state_dict(folder / "pytorch_model.bin")
-        return {k: v for k, v in state.items() if k.startswith(prefixes)}
     raise FatalError(f"no weights in {folder} (model.safetensors or pytorch_model.bin)")

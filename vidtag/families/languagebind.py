@@ -20,7 +20,6 @@ transformers' CLIP attention, MLP and embeddings, whose weights and math are the
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,9 +27,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..checkpoint import load_state_dict, load_strict
+from ..checkpoint import load_strict
 from ..errors import ConfigError, FatalError
-from .hf_common import quiet_transformers, read_json
+from .hf_common import quiet_transformers, read_json, read_tensors
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
@@ -260,30 +259,11 @@ class LanguageBindVideo(LanguageBindText):
 
 # ------------------------------------------------------------------------------------------- loading
 
-def _files(folder: Path) -> list[Path]:
-    """The checkpoint's weight files: safetensors first (single or sharded), else PyTorch pickles."""
-    for single, index in (("model.safetensors", "model.safetensors.index.json"),
-                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
-        if (folder / single).is_file():
-            return [folder / single]
-        if (folder / index).is_file():
-            try:
-                weight_map = json.loads((folder / index).read_text(encoding="utf-8"))["weight_map"]
-            except (OSError, ValueError, KeyError) as exc:
-                raise FatalError(f"cannot read {folder / index}: {exc}") from None
-            return [folder / name for name in sorted(set(weight_map.values()))]
-    raise FatalError(f"no weights in {folder} (model.safetensors or pytorch_model.bin)")
-
-
 def read_state(folder: Path, prefixes: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
     """The checkpoint's tensors (those whose names start with `prefixes`, when given), read safely
-    (safetensors, or pickles with weights_only). The `position_ids` buffers that transformers 4.30 saved are
-    dropped: they are index ranges, not weights."""
-    state: dict[str, torch.Tensor] = {}
-    for path in _files(Path(folder)):
-        state.update({k: v for k, v in load_state_dict(path).items()
-                      if not k.endswith("position_ids") and (not prefixes or k.startswith(prefixes))})
-    return state
+    (`hf_common.read_tensors`). The `position_ids` buffers that transformers 4.30 saved are dropped: they
+    are index ranges, not weights."""
+    return {k: v for k, v in read_tensors(folder, prefixes).items() if not k.endswith("position_ids")}
 
 
 def merge_lora(state: dict[str, torch.Tensor], arch: Architecture, source: Path) -> dict[str, torch.Tensor]:
