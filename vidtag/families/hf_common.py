@@ -177,6 +177,19 @@ def quiet_transformers() -> Iterator[Any]:
             transformers.logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def skip_init() -> Iterator[None]:
+    """Build networks without initialising their weights (transformers' `no_init_weights`, which
+    `from_pretrained` uses too): for native loaders that then load every tensor strictly, it saves the
+    random initialisation of every parameter (Perception Encoder video's 900M: 49 s on 2 cores, 0.2 s without)."""
+    try:
+        from transformers.initialization import no_init_weights
+    except ImportError:  # an older transformers: initialise, only slower
+        no_init_weights = contextlib.nullcontext
+    with no_init_weights():
+        yield
+
+
 def load_pretrained(spec: ModelSpec, folder: Path, class_name: str | None, *, trust_remote_code: bool = False,
                     auto_class: str = "AutoModel") -> Any:
     """A transformers network from a local folder, the one way vidtag does it: local files only, pickled

@@ -29,7 +29,7 @@ from torch import nn
 
 from ..checkpoint import load_strict
 from ..errors import ConfigError, FatalError
-from .hf_common import quiet_transformers, read_json, read_tensors
+from .hf_common import quiet_transformers, read_json, read_tensors, skip_init
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
@@ -292,7 +292,8 @@ def load_network(folder: Path) -> LanguageBindVideo:
     """The whole network of a checkpoint folder, its weights loaded strictly, float32, eval mode."""
     folder = Path(folder)
     arch = read_architecture(folder)
-    net = LanguageBindVideo(arch)
+    with skip_init():  # every tensor is loaded strictly below
+        net = LanguageBindVideo(arch)
     state = merge_lora(read_state(folder), arch, folder)
     load_strict(net, state, folder, arch="LanguageBindVideo")
     return net.float().eval()
@@ -303,7 +304,8 @@ def load_text_tower(folder: Path) -> tuple[LanguageBindText, torch.Tensor]:
     log-temperature."""
     folder = Path(folder)
     arch = read_architecture(folder)
-    net = LanguageBindText(arch)
+    with skip_init():  # every tensor is loaded strictly below
+        net = LanguageBindText(arch)
     state = read_state(folder, ("text_model.", "text_projection.", "logit_scale"))
     scale = state.pop("logit_scale", None)
     if scale is None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, FatalError
-from .hf_common import quiet_transformers, read_processor_config, read_tensors
+from .hf_common import quiet_transformers, read_processor_config, read_tensors, skip_init
 from .pe_core import resolve_arch, use_native_frame_encoder
 
 _HEAD = "video_encoder.embedder.vision_model.timm_model.head.weight"
@@ -76,7 +76,7 @@ def load_model(name: str, folder: Path, model_type: str) -> nn.Module:
     config.video_config.vision_config.num_labels = int(state[_HEAD].shape[0])
     # transformers 5.24 prints a docstring complaint to stdout on every PeVideoModel (its get_*_features
     # are defined inside __init__): stdout may be the user's records, so it goes nowhere
-    with quiet_transformers() as transformers, contextlib.redirect_stdout(io.StringIO()):
+    with quiet_transformers() as transformers, contextlib.redirect_stdout(io.StringIO()), skip_init():
         try:
             model = transformers.PeVideoModel(config)
         except ConfigError as exc:
@@ -132,7 +132,7 @@ def load_text_tower(name: str, folder: Path, model_type: str) -> TextTower:
     config = _config(folder, model_type)
     state = _video_branch(read_tensors(folder, ("video_model.text_model.", "video_model.text_video_",
                                                 "text_model.", "text_video_")))
-    with quiet_transformers():
+    with quiet_transformers(), skip_init():
         tower = TextTower(config)
     own = tower.state_dict()
     missing = [k for k in own if k not in state or state[k].shape != own[k].shape]
