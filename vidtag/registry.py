@@ -112,6 +112,11 @@ FAMILIES: dict[str, Family] = {
     # ShortSideScale in the authors' processor), OpenAI CLIP mean/std; its folders carry no preprocessor config
     "languagebind": Family("zeroshot", "zero-shot", model_type="LanguageBindVideo", mean=OPENAI_CLIP_MEAN,
                            std=OPENAI_CLIP_STD, prompts=("a video of {}.",), rescorable=True),
+    # InternVideo2 stage-2 video-text, a native port (families/internvideo2.py) of the authors' bare .pt (its
+    # folder needs no transformers config.json): 4 frames squashed to 224 x 224 (the demo's cv2.resize,
+    # bilinear), ImageNet mean/std; softmax of 100 x cosine
+    "internvideo2": Family("zeroshot", "zero-shot", model_type="internvideo2_stage2", prompts=("a video of {}.",),
+                           rescorable=True),
 }
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 import torch
 from torch import nn
@@ -23,16 +23,22 @@ from .embeddings import ModelIdentity
 from .errors import ConfigError, FatalError
 from .labels import check_labels, check_prompts, fill
 
+if TYPE_CHECKING:
+    from .registry import ModelSpec
+
 ScoreKind = Literal["softmax", "sigmoid"]
 
 TEXT_CHUNK = 256  # labels x templates per text-encoder call: bounds memory for large vocabularies
 _TOKEN_KEYS = ("input_ids", "attention_mask", "position_ids")
-_PAD_TO_MAX = ("siglip", "siglip2", "videoprism")
+_PAD_TO_MAX = ("siglip", "siglip2", "videoprism", "internvideo2")  # InternVideo2: as its authors' code
 # families whose video and text embeddings are used as the model gives them, not scaled to unit length
 RAW_EMBEDDINGS = ("xclip", "pe_video")
 # VideoPrism's checkpoints carry no learned temperature; its forward divides the similarities by the one
 # given. 0.01 is the temperature of the authors' video-text demo (google-deepmind/videoprism).
 VIDEOPRISM_TEMPERATURE = 0.01
+# InternVideo2 stage 2: the authors' demo (`predict_label`) softmaxes 100 x cosine; the checkpoint's learned
+# `temp` is not used for inference there
+INTERNVIDEO2_SCALE = 100.0
 # family -> (config class, text tower class, whether the tower has its own projection (CLIP-style))
 _TEXT_TOWERS = {
     "clip": ("CLIPConfig", "CLIPTextModelWithProjection", True),
@@ -107,15 +113,19 @@ def _load_into(module: nn.Module, state: dict[str, torch.Tensor], prefix: str, f
 
 
 class ImageTextTextSide:
-    """CLIP, SigLIP (1, 2), MetaCLIP 2, VideoPrism, LanguageBind and Perception Encoder video: the text tower,
-    tokenizer, logit scale (and the sigmoid families' bias) of a checkpoint folder."""
+    """CLIP, SigLIP (1, 2), MetaCLIP 2, VideoPrism, LanguageBind, Perception Encoder video and InternVideo2: the
+    text tower, tokenizer, logit scale (and the sigmoid families' bias) of a checkpoint folder. `spec`: the
+    registry entry, for a family whose folders carry no config.json (InternVideo2's bare .pt)."""
 
-    def __init__(self, folder: str | Path, *, name: str | None = None, weights: str | None = None):
+    def __init__(self, folder: str | Path, *, name: str | None = None, weights: str | None = None,
+                 spec: ModelSpec | None = None):
         from .families.hf_common import load_tokenizer, read_json
         from .registry import FAMILIES, family_for_model_type
 
         folder = Path(folder)
         config = read_json(folder / "config.json")
+        if config is None and spec is not None and spec.family == "internvideo2":
+            config = {"model_type": FAMILIES["internvideo2"].model_type}  # the authors' bare .pt: no config.json
         if config is None:
             raise FatalError(f"{folder} is not a transformers checkpoint folder (no config.json)")
         family = family_for_model_type(str(config.get("model_type"))) or str(config.get("model_type"))
@@ -126,12 +136,21 @@ class ImageTextTextSide:
                 "and search")
         if family not in FAMILIES or not FAMILIES[family].rescorable:
             raise ConfigError(f"{folder} holds a '{family}' checkpoint: retag and search support "
-                              f"{', '.join(sorted([*_TEXT_TOWERS, 'languagebind', 'pe_video']))}")
+                              f"{', '.join(sorted([*_TEXT_TOWERS, 'languagebind', 'pe_video', 'internvideo2']))}")
         facts = FAMILIES[family]
         self.family = family
         self.score_kind: ScoreKind = facts.score
         self.default_prompts = list(facts.prompts)
         self.identity = ModelIdentity.of(name or str(folder), weights or str(folder), folder)
+        if family == "internvideo2":  # a native port (families/internvideo2.py): the authors' tokenizer and BERT
+            from .families import internvideo2
+
+            options = spec.options if spec is not None else None
+            self.tokenizer = internvideo2.load_tokenizer(name or str(folder), folder, options)
+            self.model = internvideo2.load_text_tower(folder, options)
+            self.scale, self.logit_bias, self.projected = torch.tensor(INTERNVIDEO2_SCALE), None, True
+            self.max_length = int(self.model.config.max_text_length)
+            return
         if family == "languagebind":  # a native port (families/languagebind.py): its own tokenizer and tower
             from .families import languagebind
 
@@ -185,6 +204,9 @@ class ImageTextTextSide:
 
                     parts.append(pe_video.text_features(self.model, batch))
                     continue
+                if self.family == "internvideo2":
+                    parts.append(self.model.get_text_features(**batch))  # unit length already
+                    continue
                 out = self.model(**batch)
                 parts.append(unit(out.text_embeds if self.projected else out.pooler_output))
         return torch.cat(parts).float()
@@ -200,18 +222,24 @@ def load_text_side(model: str | Path, *, name: str | None = None, weights: str |
     """The text side of a model folder, registry name, Hub id (cached) or `hf:ID` / registry weights source."""
     from .weights import require_weights
 
+    from .models import find_spec
+
     text = str(model)
     path = Path(text).expanduser()
+    spec = None
     if path.is_dir():
         folder = path
     elif text.startswith(("hf:", "https://", "http://", "pypi:")):
         folder = require_weights(text, name or text)
     else:
-        from .models import find_spec
-
         from .weights import check_needs
 
         spec = find_spec(text, registry_files)
         check_needs(spec)
         folder, weights = require_weights(spec.weights, spec.name), weights or spec.weights
-    return ImageTextTextSide(folder, name=name or text, weights=weights or text)
+    if spec is None and name and not (folder / "config.json").is_file():
+        try:  # a folder without config.json (InternVideo2's bare .pt): its registry entry says the family
+            spec = find_spec(name, registry_files)
+        except ConfigError:
+            spec = None
+    return ImageTextTextSide(folder, name=name or text, weights=weights or text, spec=spec)

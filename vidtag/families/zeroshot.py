@@ -19,6 +19,8 @@ Families:
           of scale x similarity + bias per label.
   languagebind  LanguageBind video-text, a native port (`families/languagebind.py`): CLIP with temporal
           attention in every layer of its video encoder, which sees the whole clip; softmax as CLIP.
+  internvideo2  InternVideo2 stage-2 video-text, a native port (`families/internvideo2.py`): the authors'
+          bare .pt; a ViT over the whole clip pooled by attention, BERT's text layers; softmax of 100 x cosine.
 
 The text side is computed once, when the model loads: every label is put into every prompt template
 ('a photo of {}.'), encoded, and with several templates the unit-length embeddings of one label are
@@ -39,7 +41,7 @@ from torch import nn
 from ..errors import ConfigError
 from ..labels import check_labels, check_prompts, fill
 from ..registry import ModelSpec
-from ..textside import TEXT_CHUNK, VIDEOPRISM_TEMPERATURE, ensemble, score, tokens, unit
+from ..textside import INTERNVIDEO2_SCALE, TEXT_CHUNK, VIDEOPRISM_TEMPERATURE, ensemble, score, tokens, unit
 from ..weights import check_needs
 from . import pe_video
 from .base import LoadedNet
@@ -47,7 +49,7 @@ from .hf_common import (checkpoint_folder, load_pretrained, load_tokenizer, prep
                         read_processor_config)
 
 # families whose video encoder takes the whole clip (frames from the checkpoint) rather than pooling frames
-_VIDEO_ENCODERS = ("xclip", "videoprism", "pe_video", "languagebind")
+_VIDEO_ENCODERS = ("xclip", "videoprism", "pe_video", "languagebind", "internvideo2")
 # families whose processor resizes to the exact square (no centre crop)
 _SQUARE = ("siglip", "siglip2", "videoprism", "pe_video")
 
@@ -65,6 +67,12 @@ def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
     """The recipe a checkpoint folder defines: the family's published preprocessing at the vision tower's
     input size, then what its preprocessor config sets; the frames of the video encoders (X-CLIP: fixed;
     VideoPrism: the trained count, others interpolated)."""
+    if spec.family == "internvideo2":  # the authors' bare .pt: the folder needs no transformers config
+        from . import internvideo2
+
+        frames, size = internvideo2.recipe_facts(Path(weights), spec.options)
+        return {"resize": [size, size], "crop": [size, size], "mean": list(spec.facts.mean),
+                "std": list(spec.facts.std), "interpolation": spec.facts.interpolation, "frames": frames}
     folder, config = checkpoint_folder(spec, weights)
     vision = config.get("vision_config") or {}
     if spec.family == "languagebind":  # its effective config (a legacy vision_config_dict overrides vision_config)
@@ -228,6 +236,23 @@ class LanguageBindVideoText(EmbeddingScorer):
             return unit(video.float())
 
 
+class InternVideo2VideoText(EmbeddingScorer):
+    """InternVideo2 stage-2 video-text (`families/internvideo2.py`): the clip through the video encoder to one
+    unit embedding; softmax over the labels of 100 x cosine, the authors' demo (`predict_label`)."""
+
+    def __init__(self, model: nn.Module, text_embeds: torch.Tensor):
+        super().__init__(model, text_embeds, "softmax")
+        self.register_buffer("scale", torch.tensor(INTERNVIDEO2_SCALE), persistent=False)
+
+    def scale_and_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.scale, None
+
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        video = self.model.get_video_features(clips)
+        with _no_autocast(clips.device):
+            return unit(video.float())
+
+
 class XCLIPVideoText(nn.Module):
     """X-CLIP on a clip, following `XCLIPModel.forward` with the text encoder's output cached.
 
@@ -266,7 +291,10 @@ class XCLIPVideoText(nn.Module):
 def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> torch.Tensor:
     """(texts, dim) text embeddings: unit length for CLIP / SigLIP, as they come for X-CLIP (the raw projection)
     and Perception Encoder video."""
-    max_length = int(model.config.text_config.max_position_embeddings)
+    if family == "internvideo2":  # the authors' max_txt_l, shorter than BERT's positions
+        max_length = int(model.config.max_text_length)
+    else:
+        max_length = int(model.config.text_config.max_position_embeddings)
     parts = []
     with torch.no_grad():
         for start in range(0, len(texts), TEXT_CHUNK):
@@ -275,6 +303,8 @@ def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> 
                 parts.append(model.text_projection(model.text_model(**batch)[1]))
             elif family == "pe_video":
                 parts.append(pe_video.text_features(model, batch))
+            elif family == "internvideo2":
+                parts.append(model.get_text_features(**batch))  # unit length already
             else:
                 parts.append(unit(_pooled(model.get_text_features(**batch))))
     return torch.cat(parts).float()
@@ -282,7 +312,7 @@ def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> 
 
 def _drop_text_tower(model: nn.Module) -> None:
     # the text encoder is not needed once the label embeddings are cached: free its memory
-    for name in ("text_model", "text_projection", "text_video_head"):
+    for name in ("text_model", "text_projection", "text_video_head", "text_encoder", "text_proj"):
         if hasattr(model, name):
             delattr(model, name)
 
@@ -307,6 +337,16 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
         raise ConfigError(f"model '{spec.name}': the zero-shot loader has no family '{family}'")
     labels = check_labels(labels or [])
     prompts = check_prompts(list(spec.options.get("prompts") or facts.prompts))
+    if family == "internvideo2":  # a native port of the authors' bare .pt (no transformers folder)
+        from . import internvideo2
+
+        check_needs(spec)
+        model = internvideo2.load_network(Path(weights), spec.options)
+        internvideo2.check_recipe(spec, model.config)
+        tokenizer = internvideo2.load_tokenizer(spec.name, Path(weights), spec.options)
+        text = text_embeddings(model, tokenizer, family, labels, prompts)
+        _drop_text_tower(model)
+        return LoadedNet(module=InternVideo2VideoText(model, text), labels=labels, score=facts.score)
     folder, config = checkpoint_folder(spec, weights)
     if config.get("model_type") not in (facts.model_type, *facts.other_model_types):
         raise ConfigError(
