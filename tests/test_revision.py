@@ -230,3 +230,30 @@ def test_fetch_downloads_that_revision(hub, monkeypatch):
     fetched = [kwargs for repo_id, kwargs in calls if kwargs.get("local_files_only") is False]
     assert len(fetched) == 1 and fetched[0]["revision"] == "v2"
     assert "*.bin" not in fetched[0]["allow_patterns"]  # the revision has safetensors
+    assert "*.pt" not in fetched[0]["allow_patterns"]
+
+
+def test_fetch_of_an_entry_takes_its_pt_file_and_its_tokenizer_repository(monkeypatch):
+    """InternVideo2's entry: its weights are a bare .pt in one repository and its tokenizer (BERT's vocab.txt)
+    in another; `vidtag fetch` downloads the .pt and the tokenizer's repository too."""
+    import huggingface_hub
+
+    from vidtag import weights
+
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    calls: list[tuple[str, list]] = []
+
+    def download(repo_id, **kw):
+        if kw["local_files_only"]:  # nothing is cached yet
+            raise LocalEntryNotFoundError("not cached")
+        calls.append((repo_id, kw["allow_patterns"]))
+        return f"/cache/{repo_id}"
+
+    monkeypatch.setattr(weights, "check_reachable", lambda url: None)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", download)
+    monkeypatch.setattr(huggingface_hub.HfApi, "list_repo_files",
+                        lambda self, repo_id, revision=None: ["InternVideo2-stage2_1b-224p-f4.pt", "README.md"])
+    assert fetch_model("internvideo2-stage2-1b") == Path("/cache/OpenGVLab/InternVideo2-Stage2_1B-224p-f4")
+    assert [repo for repo, _ in calls] == ["google-bert/bert-large-uncased", "OpenGVLab/InternVideo2-Stage2_1B-224p-f4"]
+    assert all("*.pt" in patterns and "*.txt" in patterns for _, patterns in calls)  # no safetensors listed

@@ -213,7 +213,11 @@ def fetch_model(name: str, registry_files: list[str] | None = None) -> Path:
     """
     registry = load_registry(registry_files)
     if name in registry:
-        return fetch(registry[name].weights)
+        spec = registry[name]
+        tokenizer = spec.options.get("tokenizer")  # a tokenizer kept in another repository (InternVideo2's BERT)
+        if isinstance(tokenizer, str) and tokenizer.startswith("hf:"):
+            fetch(tokenizer)
+        return fetch(spec.weights)
     path = Path(name).expanduser()
     if path.is_dir():
         return path

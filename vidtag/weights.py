@@ -70,11 +70,13 @@ def _pypi_path(ref: str) -> Path | None:
 
 
 # what `vidtag fetch` takes from a Hub repository (not the README, .gitattributes, Flax or ONNX files)
-_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.bin"]
+_HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.bin", "*.pt"]
+# PyTorch pickles (read only with weights_only): skipped when the repository also has safetensors
+_PICKLES = ("*.bin", "*.pt")
 # what a cached snapshot must hold: huggingface_hub checks a snapshot against the repository's cached file
 # list, and without patterns the files `fetch` skipped would make every fetched snapshot "incomplete". The
 # pickled weights are left out: `fetch` skips them when the repository has safetensors
-_HUB_CACHED = [p for p in _HUB_PATTERNS if p != "*.bin"]
+_HUB_CACHED = [p for p in _HUB_PATTERNS if p not in _PICKLES]
 
 
 def _hf_snapshot(repo_id: str, revision: str | None = None, download: bool = False) -> Path | None:
@@ -98,7 +100,7 @@ def _hf_snapshot(repo_id: str, revision: str | None = None, download: bool = Fal
 
 
 def _prefer_safetensors(repo_id: str, revision: str | None, patterns: list[str]) -> list[str]:
-    """Skip pickled `.bin` weights when the revision also has safetensors (safer, and half the download)."""
+    """Skip pickled weights (`.bin`, `.pt`) when the revision also has safetensors (safer, and half the download)."""
     from huggingface_hub import HfApi
 
     try:
@@ -106,7 +108,7 @@ def _prefer_safetensors(repo_id: str, revision: str | None, patterns: list[str])
     except Exception:  # the download itself will report what is wrong
         return patterns
     if any(f.endswith(".safetensors") for f in files):
-        return [p for p in patterns if p != "*.bin"]
+        return [p for p in patterns if p not in _PICKLES]
     return patterns
 
 

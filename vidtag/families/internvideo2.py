@@ -46,7 +46,7 @@ from torch import nn
 
 from ..checkpoint import load_state_dict, load_strict
 from ..errors import ConfigError, FatalError
-from .hf_common import quiet_transformers, read_json
+from .hf_common import quiet_transformers, read_json, skip_init
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
@@ -363,7 +363,8 @@ def _load(folder: Path, text_only: bool, options: dict[str, Any] | None) -> nn.M
     config = read_config(folder, options)
     state = read_state(folder, config)
     arch = architecture(config, state, str(folder))
-    net = InternVideo2Text(arch) if text_only else InternVideo2(arch)
+    with skip_init():  # every tensor is loaded strictly below
+        net = InternVideo2Text(arch) if text_only else InternVideo2(arch)
     load_strict(net, _used(state, arch.text_config.num_hidden_layers, text_only), folder,
                 arch="the InternVideo2 text encoder" if text_only else "InternVideo2 stage 2")
     return net.float().eval()
