@@ -67,3 +67,17 @@ def variant_and_labels(spec: ModelSpec, family: str, variants: str,
     if names is None:
         raise ConfigError(f"model '{spec.name}': {family} entries need a label set (e.g. labels: kinetics400)")
     return str(spec.options["variant"]), names
+
+
+def check_fixed_input(spec: ModelSpec, frames: int, size: int, model: str) -> None:
+    """A ConfigError unless the run feeds the clip length and square frame size a network's learned time and
+    position embeddings were trained at (for ports whose reference does not interpolate them)."""
+    from ..errors import ConfigError
+
+    if spec.frames != frames:
+        raise ConfigError(f"this {model} checkpoint takes exactly {frames} frames per clip "
+                          f"(got {spec.frames}); do not override the frames for it")
+    crop = spec.crop if isinstance(spec.crop, (list, tuple)) else [spec.crop, spec.crop]
+    if [int(c) for c in crop] != [size] * 2:
+        raise ConfigError(f"this {model} checkpoint takes {size}x{size} frames "
+                          f"(got a {crop[0]}x{crop[1]} crop); do not override the crop for it")

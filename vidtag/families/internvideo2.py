@@ -46,7 +46,9 @@ from torch import nn
 
 from ..checkpoint import load_state_dict, load_strict
 from ..errors import ConfigError, FatalError
+from .base import check_fixed_input
 from .hf_common import quiet_transformers, read_json, skip_init
+from .layers import Mlp
 
 if TYPE_CHECKING:
     from ..registry import ModelSpec
@@ -204,18 +206,6 @@ class Attention(nn.Module):
         q, k, v = (t.view(batch, n, self.heads, -1).transpose(1, 2) for t in (q, k, v))
         out = F.scaled_dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(batch, n, dim))
-
-
-class Mlp(nn.Module):
-    """fc1, exact GELU, fc2."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class Block(nn.Module):
@@ -433,12 +423,6 @@ def recipe_facts(folder: Path, options: dict[str, Any] | None = None) -> tuple[i
 
 
 def check_recipe(spec: ModelSpec, arch: Architecture) -> None:
-    """A ConfigError unless the run feeds the clip length and square frame size the position embedding was
-    learned at (the port, like the published demo at its trained size, does not interpolate it)."""
-    if spec.frames != arch.frames:
-        raise ConfigError(f"this InternVideo2 checkpoint takes exactly {arch.frames} frames per clip "
-                          f"(got {spec.frames}); do not override the frames for it")
-    crop = spec.crop if isinstance(spec.crop, (list, tuple)) else [spec.crop, spec.crop]
-    if [int(c) for c in crop] != [arch.image_size] * 2:
-        raise ConfigError(f"this InternVideo2 checkpoint takes {arch.image_size}x{arch.image_size} frames "
-                          f"(got {crop[0]}x{crop[1]}); do not override the crop for it")
+    """A ConfigError unless the run feeds the frames and frame size the checkpoint was trained at (the
+    reference does not interpolate its learned embeddings)."""
+    check_fixed_input(spec, arch.frames, arch.image_size, "InternVideo2")

@@ -29,6 +29,7 @@ from torch import nn
 
 from ..checkpoint import load_strict
 from ..errors import ConfigError, FatalError
+from .base import check_fixed_input
 from .hf_common import quiet_transformers, read_json, read_tensors, skip_init
 
 if TYPE_CHECKING:
@@ -328,13 +329,6 @@ def load_tokenizer(name: str, folder: Path) -> Any:
 
 
 def check_recipe(spec: ModelSpec, arch: Architecture) -> None:
-    """A ConfigError unless the run feeds the clip length and square input size the network was built for
-    (the temporal embedding and the position embedding are learned at those sizes, and the reference does
-    not interpolate them)."""
-    if spec.frames != arch.frames:
-        raise ConfigError(f"this LanguageBind checkpoint takes exactly {arch.frames} frames per clip "
-                          f"(got {spec.frames}); do not override the frames for it")
-    crop = spec.crop if isinstance(spec.crop, (list, tuple)) else [spec.crop, spec.crop]
-    if [int(c) for c in crop] != [arch.image_size] * 2:
-        raise ConfigError(f"this LanguageBind checkpoint takes {arch.image_size}x{arch.image_size} frames "
-                          f"(got a {crop[0]}x{crop[1]} crop); do not override the crop for it")
+    """A ConfigError unless the run feeds the frames and frame size the checkpoint was trained at (the
+    reference does not interpolate its learned embeddings)."""
+    check_fixed_input(spec, arch.frames, arch.image_size, "LanguageBind")

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..errors import ConfigError
+from .layers import Mlp
 
 
 @dataclass(frozen=True)
@@ -96,18 +97,6 @@ def _rotate(x: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     sin, cos = table.chunk(2, -1)
     turned = torch.stack([-x[..., 1::2], x[..., ::2]], -1).reshape(x.shape)
     return x * cos + turned * sin
-
-
-class Mlp(nn.Module):
-    """Linear, GELU, linear."""
-
-    def __init__(self, dim: int, hidden: int):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
 
 
 class RotaryAttention(nn.Module):
