@@ -191,3 +191,61 @@ def make_videoprism(folder: Path, seed: int = 0) -> Path:
         "do_normalize": True, "image_mean": [0.48145466, 0.4578275, 0.40821073],
         "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3})
     return folder
+
+
+def classify_through_entry(tmp_path: Path, name: str, family: str, folder: Path, labels: list[str], frames: int,
+                           options: dict | None = None) -> tuple[dict, Path]:
+    """`vidtag classify --labels` on a static video through a user registry entry `name` for `folder`:
+    the one record (checked to be an ok softmax record of that entry, all labels scored, `frames` per clip,
+    the default prompt) and the video."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from vidtag._cli import app
+
+    registry = tmp_path / "mine.yaml"
+    extra = f"    options: {json.dumps(options)}\n" if options else ""
+    registry.write_text(f"models:\n  {name}:\n    family: {family}\n    task: zero-shot\n"
+                        f"    weights: {json.dumps(str(folder))}\n{extra}", encoding="utf-8")
+    video = static_video(tmp_path / "static.mkv", picture(40, 48), frames=24, fps=8)
+    result = CliRunner().invoke(app, ["classify", str(video), "-m", name, "--registry", str(registry),
+                                      "--labels", ",".join(labels), "--clips", "2", "-k", "5", "-q"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["status"] == "ok" and record["score"] == "softmax" and record["model"] == name
+    assert record["settings"]["frames"] == frames and record["settings"]["prompts"] == ["a video of {}."]
+    assert sorted(x["label"] for x in record["labels"]) == sorted(labels)
+    return record, video
+
+
+def assert_retag_equals(store_dir: Path, side, new: list[str], fresh) -> None:
+    """`retag` of the store at `store_dir` with `new` (top 3) equals the fresh classify record `fresh`:
+    label order, and scores within 1e-5 for the video and every clip."""
+    import pytest
+
+    from vidtag.embeddings import EmbeddingStore
+    from vidtag.retag import retag
+
+    (got,) = retag(EmbeddingStore(store_dir), side, new, top_k=3)
+    assert [x.label for x in got.labels] == [x.label for x in fresh.labels]
+    for mine, theirs in zip([got, *got.clips], [fresh, *fresh.clips]):
+        assert {x.label: x.score for x in mine.labels} == pytest.approx({x.label: x.score for x in theirs.labels},
+                                                                        abs=1e-5)
+
+
+def assert_text_side_rescores(side, net, clips, labels: list[str], prompts: list[str]) -> None:
+    """The text side alone gives the loaded zero-shot net's text embeddings, and rescoring the net's kept
+    video embeddings with it gives the net's own probabilities."""
+    import pytest
+    import torch
+
+    from vidtag.textside import score
+
+    text = side.encode(labels, prompts)
+    assert text == pytest.approx(net.text_embeds, abs=1e-5)
+    with torch.no_grad():
+        net.keep_embeddings = True
+        out = net(clips)
+    rescored = score(out[:, len(labels):], text, side.scale, side.logit_bias, side.score_kind)
+    assert rescored == pytest.approx(out[:, :len(labels)], abs=1e-5)

@@ -25,9 +25,9 @@ from vidtag._cli import app
 from vidtag.families import internvideo2, zeroshot
 from vidtag.models import resolve_model
 from vidtag.settings import Settings
-from vidtag.textside import ImageTextTextSide, load_text_side, score
+from vidtag.textside import ImageTextTextSide, load_text_side
 
-from _zeroshot_helpers import decoded_frames, make_clip, picture, static_video
+from _zeroshot_helpers import assert_retag_equals, assert_text_side_rescores, classify_through_entry, decoded_frames, make_clip, picture, static_video
 from media import make_video
 
 DATA = Path(__file__).parent / "data" / "internvideo2_tiny"
@@ -117,19 +117,9 @@ def test_classify_command_through_a_user_registry_entry(tmp_path):
     for name in ("tiny-stage2.pt", "vocab.txt"):
         shutil.copy(DATA / name, folder / name)
     settings = {k: v for k, v in json.loads((DATA / "config.json").read_text()).items() if k != "model_type"}
+    record, video = classify_through_entry(tmp_path, "tiny-iv2", "internvideo2", folder, LABELS, FRAMES, settings)
     registry = tmp_path / "mine.yaml"
-    registry.write_text(f"models:\n  tiny-iv2:\n    family: internvideo2\n    task: zero-shot\n"
-                        f"    weights: {json.dumps(str(folder))}\n    options: {json.dumps(settings)}\n",
-                        encoding="utf-8")
-    video = static_video(tmp_path / "static.mkv", picture(40, 48), frames=24, fps=8)
-    result = CliRunner().invoke(app, ["classify", str(video), "-m", "tiny-iv2", "--registry", str(registry),
-                                      "--labels", ",".join(LABELS), "--clips", "2", "-k", "5", "-q"])
-    assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)
-    assert record["status"] == "ok" and record["score"] == "softmax" and record["model"] == "tiny-iv2"
-    assert record["settings"]["frames"] == FRAMES and record["settings"]["prompts"] == ["a video of {}."]
     got = {x["label"]: x["score"] for x in record["labels"]}
-    assert sorted(got) == sorted(LABELS)
 
     net = zeroshot.load(spec(DATA, options={"prompts": ["a video of {}."]}), DATA, LABELS).module
     clip = reference_pixels(decoded_frames(video)[0])[None, None].expand(1, FRAMES, -1, -1, -1)
@@ -147,9 +137,6 @@ def test_classify_command_through_a_user_registry_entry(tmp_path):
 
 def test_kept_embeddings_retag_equals_a_fresh_classify(tmp_path):
     """classify --embeddings, then retag a new vocabulary with the text encoder alone."""
-    from vidtag.embeddings import EmbeddingStore
-    from vidtag.retag import retag
-
     new = ["a red car", "a dog", "a crowd marching"]
     video = make_video(tmp_path / "v.mp4", frames=40, fps=10, width=48, height=40,
                        picture=lambda i, w, h: picture(h, w, seed=i // 10))
@@ -161,20 +148,11 @@ def test_kept_embeddings_retag_equals_a_fresh_classify(tmp_path):
     side = ImageTextTextSide(DATA)
     assert (side.family, side.score_kind, side.logit_bias) == ("internvideo2", "softmax", None)
     assert float(side.scale) == 100.0  # the demo's fixed multiplier
-    (got,) = retag(EmbeddingStore(tmp_path / "store"), side, new, top_k=3)
-    assert [x.label for x in got.labels] == [x.label for x in fresh[0].labels]
-    assert {x.label: x.score for x in got.labels} == pytest.approx({x.label: x.score for x in fresh[0].labels},
-                                                                   abs=1e-5)
+    assert_retag_equals(tmp_path / "store", side, new, fresh[0])
     # the text side alone gives the loaded net's text embeddings and scores (a prompt ensemble too)
     prompts = ["a video of {}.", "{}"]
     net = zeroshot.load(spec(DATA, options={"prompts": prompts}), DATA, LABELS).module
-    text = side.encode(LABELS, prompts)
-    assert text == pytest.approx(net.text_embeds, abs=1e-5)
-    with torch.no_grad():
-        net.keep_embeddings = True
-        out = net(clips())
-    rescored = score(out[:, len(LABELS):], text, side.scale, side.logit_bias, side.score_kind)
-    assert rescored == pytest.approx(out[:, :len(LABELS)], abs=1e-5)
+    assert_text_side_rescores(side, net, clips(), LABELS, prompts)
 
 
 def test_wrong_folders_and_recipes_are_errors(tmp_path):

@@ -24,9 +24,9 @@ from vidtag._cli import app
 from vidtag.families import languagebind, zeroshot
 from vidtag.models import resolve_model
 from vidtag.settings import Settings
-from vidtag.textside import ImageTextTextSide, score
+from vidtag.textside import ImageTextTextSide
 
-from _zeroshot_helpers import decoded_frames, make_clip, picture, static_video
+from _zeroshot_helpers import assert_retag_equals, assert_text_side_rescores, classify_through_entry, decoded_frames, make_clip, picture, static_video
 from media import make_video
 
 DATA = Path(__file__).parent / "data" / "languagebind_tiny"
@@ -122,18 +122,8 @@ def test_classify_command_through_a_user_registry_entry(tmp_path):
     """`vidtag classify --labels` with a registry entry naming the folder: the record's scores are the
     module's own output on the clip."""
     folder = DATA / "v15"
-    registry = tmp_path / "mine.yaml"
-    registry.write_text(f"models:\n  tiny-lb:\n    family: languagebind\n    task: zero-shot\n"
-                        f"    weights: {json.dumps(str(folder))}\n", encoding="utf-8")
-    video = static_video(tmp_path / "static.mkv", picture(40, 48), frames=24, fps=8)
-    result = CliRunner().invoke(app, ["classify", str(video), "-m", "tiny-lb", "--registry", str(registry),
-                                      "--labels", ",".join(LABELS), "--clips", "2", "-k", "5", "-q"])
-    assert result.exit_code == 0, result.output
-    record = json.loads(result.stdout)
-    assert record["status"] == "ok" and record["score"] == "softmax" and record["model"] == "tiny-lb"
-    assert record["settings"]["frames"] == FRAMES and record["settings"]["prompts"] == ["a video of {}."]
+    record, video = classify_through_entry(tmp_path, "tiny-lb", "languagebind", folder, LABELS, FRAMES)
     got = {x["label"]: x["score"] for x in record["labels"]}
-    assert sorted(got) == sorted(LABELS)
 
     net = zeroshot.load(spec(folder, options={"prompts": ["a video of {}."]}), folder, LABELS).module
     clip = reference_pixels(decoded_frames(video)[0])[None, None].expand(1, FRAMES, -1, -1, -1)
@@ -149,9 +139,6 @@ def test_classify_command_through_a_user_registry_entry(tmp_path):
 def test_kept_embeddings_retag_equals_a_fresh_classify(tmp_path):
     """classify --embeddings, then retag a new vocabulary with the text tower alone (LoRA layout: the text
     side needs none of the video tower's adapters)."""
-    from vidtag.embeddings import EmbeddingStore
-    from vidtag.retag import retag
-
     folder, new = DATA / "lora", ["a red car", "a dog", "a crowd marching"]
     video = make_video(tmp_path / "v.mp4", frames=40, fps=10, width=48, height=40,
                        picture=lambda i, w, h: picture(h, w, seed=i // 10))
@@ -163,23 +150,11 @@ def test_kept_embeddings_retag_equals_a_fresh_classify(tmp_path):
     side = ImageTextTextSide(folder)
     assert (side.family, side.score_kind, side.logit_bias) == ("languagebind", "softmax", None)
     assert float(side.scale) == pytest.approx(math.exp(EXPECTED["lora"]["logit_scale"]), rel=1e-6)
-    (got,) = retag(EmbeddingStore(tmp_path / "store"), side, new, top_k=3)
-    assert [x.label for x in got.labels] == [x.label for x in fresh[0].labels]
-    assert {x.label: x.score for x in got.labels} == pytest.approx({x.label: x.score for x in fresh[0].labels},
-                                                                   abs=1e-5)
-    for mine, theirs in zip(got.clips, fresh[0].clips):
-        assert {x.label: x.score for x in mine.labels} == pytest.approx({x.label: x.score for x in theirs.labels},
-                                                                        abs=1e-5)
+    assert_retag_equals(tmp_path / "store", side, new, fresh[0])
     # the text side alone gives the loaded net's text embeddings and scores (a prompt ensemble too)
     prompts = ["a video of {}.", "{}"]
     net = zeroshot.load(spec(folder, options={"prompts": prompts}), folder, LABELS).module
-    text = side.encode(LABELS, prompts)
-    assert text == pytest.approx(net.text_embeds, abs=1e-5)
-    with torch.no_grad():
-        net.keep_embeddings = True
-        out = net(clips())
-    rescored = score(out[:, len(LABELS):], text, side.scale, side.logit_bias, side.score_kind)
-    assert rescored == pytest.approx(out[:, :len(LABELS)], abs=1e-5)
+    assert_text_side_rescores(side, net, clips(), LABELS, prompts)
 
 
 def test_wrong_folders_and_recipes_are_config_errors(tmp_path):
