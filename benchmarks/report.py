@@ -31,6 +31,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
+import procs  # noqa: E402
 from corpus import VideoSpec, build  # noqa: E402
 
 LABELS = [f"label {i:03d}" for i in range(200)]
@@ -58,34 +59,6 @@ def records(videos: list[str], n: int, seed: int = 0) -> list[dict]:
     return out
 
 
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def _pss(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
 def timed_report(records_file: Path, output: Path, workers: int, per_page: int) -> dict:
     """Run make_report in a fresh process; its wall time and the peak PSS of its process tree."""
     code = ("import sys, json; from pathlib import Path; from vidtag.report import make_report\n"
@@ -100,7 +73,7 @@ def timed_report(records_file: Path, output: Path, workers: int, per_page: int) 
                              env={**os.environ, "PYTHONPATH": str(ROOT)})
     peak = 0
     while child.poll() is None:
-        peak = max(peak, sum(_pss(p) for p in _descendants(child.pid)))
+        peak = max(peak, sum(procs.memory(p)[0] for p in procs.tree(child.pid)))
         time.sleep(0.02)
     elapsed = time.perf_counter() - began
     if child.returncode:

@@ -40,6 +40,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import corpus  # noqa: E402
+import procs  # noqa: E402
 from vidtag.engine import LocalEngine  # noqa: E402
 from vidtag.families.base import LoadedNet  # noqa: E402
 from vidtag.models import VideoModel, load_model  # noqa: E402
@@ -275,38 +276,6 @@ def part_videomae(args) -> dict:
 
 
 # -- part 3: peak memory ---------------------------------------------------------------------------------
-def _tree(pid: int) -> list[int]:
-    """pid and all its descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(children.get(p, []))
-    return out
-
-
-def _memory(pid: int) -> tuple[int, int]:
-    """(PSS, RSS) in bytes of one process."""
-    pss = rss = 0
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                pss = int(line.split()[1]) * 1024
-            elif line.startswith("Rss:"):
-                rss = int(line.split()[1]) * 1024
-    except (OSError, ValueError):
-        pass
-    return pss, rss
-
-
 def peak_memory(cmd: list[str]) -> dict:
     """Run a command; sample the memory of its process tree every 50 ms; the peaks of the sums."""
     env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -315,8 +284,8 @@ def peak_memory(cmd: list[str]) -> dict:
     peak_pss = peak_rss = 0
     most = 0
     while proc.poll() is None:
-        pids = _tree(proc.pid)
-        pss, rss = map(sum, zip(*(_memory(p) for p in pids))) if pids else (0, 0)
+        pids = procs.tree(proc.pid)
+        pss, rss = map(sum, zip(*(procs.memory(p) for p in pids))) if pids else (0, 0)
         peak_pss, peak_rss, most = max(peak_pss, pss), max(peak_rss, rss), max(most, len(pids))
         time.sleep(0.05)
     seconds = time.perf_counter() - began

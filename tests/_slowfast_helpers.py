@@ -1,5 +1,6 @@
 """Seeded random SlowFast weights and clips, shared by tests/test_slowfast.py and scripts/slowfast_reference.py
-(which feeds the same tensors to PyTorchVideo's `create_slowfast` to record the reference logits).
+(which feeds the same tensors to PyTorchVideo's `create_slowfast` to record the reference logits);
+`random_state` also draws tests/test_x3d.py's X3D weights (the same PySlowFast layout conventions).
 
 Only torch is needed here, so the reference script can import this module from its scratch environment.
 """

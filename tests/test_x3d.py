@@ -11,12 +11,12 @@ import json
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 import vidtag
+import _slowfast_helpers
 from media import make_video, moving_blocks
 
 from vidtag.errors import ConfigError, FatalError
@@ -32,25 +32,7 @@ EPS = 1e-5
 
 def random_state(variant: str, seed: int = 0) -> dict[str, torch.Tensor]:
     """A random state dict in the reference's layout, with plausible BN statistics (activations stay in range)."""
-    gen = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in REFERENCE[variant].items():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(1000)
-        elif key.endswith("running_var"):
-            state[key] = torch.rand(shape, generator=gen) + 0.5
-        elif key.endswith("running_mean"):
-            state[key] = torch.randn(shape, generator=gen) * 0.1
-        elif len(shape) > 1:  # conv and linear weights, He-scaled
-            fan_in = int(np.prod(shape[1:]))
-            state[key] = torch.randn(shape, generator=gen) * (2.0 / fan_in) ** 0.5
-        elif key.endswith("norm_c.weight"):  # a small residual branch, as trained networks have
-            state[key] = torch.rand(shape, generator=gen) * 0.2 + 0.1
-        elif "norm" in key and key.endswith("weight"):
-            state[key] = torch.rand(shape, generator=gen) * 0.4 + 0.8
-        else:  # BN shifts, SE and linear biases
-            state[key] = torch.randn(shape, generator=gen) * 0.1
-    return state
+    return _slowfast_helpers.random_state(REFERENCE[variant], seed)
 
 
 def save_official(path: Path, state: dict[str, torch.Tensor]) -> Path:
