@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checkpoint import load_strict
 from ..errors import ConfigError, FatalError
 from .hf_common import quiet_transformers, read_processor_config, read_tensors, skip_init
 from .pe_core import resolve_arch, use_native_frame_encoder
@@ -65,6 +66,13 @@ def _video_branch(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return branch
 
 
+def _load_fitting(net: nn.Module, state: dict[str, torch.Tensor], folder: Path, what: str) -> None:
+    """Load the tensors `net` has from `state` (the checkpoint's other branches are not its), refusing any
+    missing or misshapen one (`checkpoint.load_strict`)."""
+    own = net.state_dict()
+    load_strict(net, {k: v for k, v in state.items() if k in own}, folder, arch=what)
+
+
 def load_model(name: str, folder: Path, model_type: str) -> nn.Module:
     """A `PeVideoModel` with the folder's weights, every tensor accounted for; float32, eval mode."""
     use_native_frame_encoder()
@@ -83,14 +91,7 @@ def load_model(name: str, folder: Path, model_type: str) -> nn.Module:
             raise ConfigError(f"model '{name}': {exc}") from None
         except (ValueError, TypeError, ImportError) as exc:
             raise FatalError(f"cannot build model '{name}' from {folder}: {exc}") from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    misshapen = [k for k in own if k in state and state[k].shape != own[k].shape]
-    if missing or misshapen:
-        example = (missing or misshapen)[0]
-        raise FatalError(f"model '{name}': the weights in {folder} do not fit its config: "
-                         f"{len(missing)} tensors missing, {len(misshapen)} of another shape (e.g. {example})")
-    model.load_state_dict({k: state[k] for k in own}, strict=True)
+    _load_fitting(model, state, folder, f"model '{name}' (PeVideoModel)")
     return model.float().eval()
 
 
@@ -134,10 +135,5 @@ def load_text_tower(name: str, folder: Path, model_type: str) -> TextTower:
                                                 "text_model.", "text_video_")))
     with quiet_transformers(), skip_init():
         tower = TextTower(config)
-    own = tower.state_dict()
-    missing = [k for k in own if k not in state or state[k].shape != own[k].shape]
-    if missing:
-        raise FatalError(f"model '{name}': the text tower in {folder} does not match its config "
-                         f"({len(missing)} tensors missing or of another shape, e.g. {missing[0]})")
-    tower.load_state_dict({k: state[k] for k in own}, strict=True)
+    _load_fitting(tower, state, folder, f"model '{name}' (its text tower)")
     return tower.float().eval()
