@@ -82,6 +82,23 @@ def unit(x: torch.Tensor) -> torch.Tensor:
     return x / x.norm(p=2, dim=-1, keepdim=True)
 
 
+def text_features(model: nn.Module, batch: dict[str, torch.Tensor], family: str) -> torch.Tensor:
+    """Tokenised texts -> (texts, dim) text embeddings as the family's forward computes them, from its whole
+    zero-shot network or a native port's text tower: unit length, but as they come for X-CLIP (the raw
+    projection, which its prompt generator takes) and Perception Encoder video."""
+    if family == "xclip":
+        return model.text_projection(model.text_model(**batch)[1])
+    if family == "pe_video":
+        from .families import pe_video
+
+        return pe_video.text_features(model, batch)
+    if family == "internvideo2":
+        return model.get_text_features(**batch)  # unit length already
+    from .families.hf_common import pooled
+
+    return unit(pooled(model.get_text_features(**batch)))
+
+
 def ensemble(embeds: torch.Tensor, family: str) -> torch.Tensor:
     """(templates, labels, dim) text embeddings -> (labels, dim): one template as it is; several averaged
     per label and renormalised (the CLIP paper's prompt ensemble), or for the families whose embeddings are
@@ -148,7 +165,7 @@ class ImageTextTextSide:
             options = spec.options if spec is not None else None
             self.tokenizer = internvideo2.load_tokenizer(name or str(folder), folder, options)
             self.model = internvideo2.load_text_tower(folder, options)
-            self.scale, self.logit_bias, self.projected = torch.tensor(INTERNVIDEO2_SCALE), None, True
+            self.scale, self.logit_bias = torch.tensor(INTERNVIDEO2_SCALE), None
             self.max_length = int(self.model.config.max_text_length)
             return
         if family == "languagebind":  # a native port (families/languagebind.py): its own tokenizer and tower
@@ -157,7 +174,7 @@ class ImageTextTextSide:
             self.tokenizer = languagebind.load_tokenizer(name or str(folder), folder)
             self.model, logit_scale = languagebind.load_text_tower(folder)
             self.scale = logit_scale.exp()
-            self.logit_bias, self.projected = None, True
+            self.logit_bias = None
             self.max_length = int(self.model.config.text_config.max_position_embeddings)
             return
         self.tokenizer = load_tokenizer(name or str(folder), folder)
@@ -166,7 +183,7 @@ class ImageTextTextSide:
 
             self.model = pe_video.load_text_tower(name or str(folder), folder, str(config.get("model_type")))
             scale, bias = pe_video.scale_and_bias(self.model)
-            self.scale, self.logit_bias, self.projected = scale.detach().float(), bias.detach().float(), False
+            self.scale, self.logit_bias = scale.detach().float(), bias.detach().float()
         else:
             self.model = self._text_tower(folder, family)
         self.max_length = int(self.model.config.max_position_embeddings)
@@ -199,16 +216,11 @@ class ImageTextTextSide:
         with torch.inference_mode():
             for start in range(0, len(texts), TEXT_CHUNK):
                 batch = tokens(self.tokenizer, texts[start:start + TEXT_CHUNK], self.family, self.max_length)
-                if self.family == "pe_video":
-                    from .families import pe_video
-
-                    parts.append(pe_video.text_features(self.model, batch))
-                    continue
-                if self.family == "internvideo2":
-                    parts.append(self.model.get_text_features(**batch))  # unit length already
-                    continue
-                out = self.model(**batch)
-                parts.append(unit(out.text_embeds if self.projected else out.pooler_output))
+                if self.family in _TEXT_TOWERS:  # transformers' text tower classes: their outputs
+                    out = self.model(**batch)
+                    parts.append(unit(out.text_embeds if self.projected else out.pooler_output))
+                else:  # the native ports' towers: the family's own text features
+                    parts.append(text_features(self.model, batch, self.family))
         return torch.cat(parts).float()
 
     def encode(self, labels: Sequence[str], prompts: Sequence[str]) -> torch.Tensor:

@@ -177,6 +177,13 @@ def quiet_transformers() -> Iterator[Any]:
             transformers.logging.enable_progress_bar()
 
 
+def pooled(output: Any) -> torch.Tensor:
+    """The embeddings a `get_*_features` call returns: a tensor in transformers 4, an output object in 5."""
+    import torch
+
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
 @contextlib.contextmanager
 def skip_init() -> Iterator[None]:
     """Build networks without initialising their weights (transformers' `no_init_weights`, which

@@ -232,13 +232,6 @@ class LanguageBindText(nn.Module):
         pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), input_ids.to(torch.int).argmax(-1)]
         return self.text_projection(pooled)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None) -> Any:
-        """As `CLIPTextModelWithProjection`: an output whose `text_embeds` are the projected embeddings."""
-        from transformers.models.clip.modeling_clip import CLIPTextModelOutput
-
-        return CLIPTextModelOutput(text_embeds=self.get_text_features(input_ids, attention_mask, position_ids))
-
 
 class LanguageBindVideo(LanguageBindText):
     """The whole checkpoint: text tower, video tower, both projections and the learned log-temperature."""

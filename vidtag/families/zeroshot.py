@@ -41,11 +41,12 @@ from torch import nn
 from ..errors import ConfigError
 from ..labels import check_labels, check_prompts, fill
 from ..registry import ModelSpec
-from ..textside import INTERNVIDEO2_SCALE, TEXT_CHUNK, VIDEOPRISM_TEMPERATURE, ensemble, score, tokens, unit
+from ..textside import (INTERNVIDEO2_SCALE, TEXT_CHUNK, VIDEOPRISM_TEMPERATURE, ensemble, score, text_features,
+                        tokens, unit)
 from ..weights import check_needs
 from . import pe_video
 from .base import LoadedNet
-from .hf_common import (checkpoint_folder, load_pretrained, load_tokenizer, preprocessor_recipe,
+from .hf_common import (checkpoint_folder, load_pretrained, load_tokenizer, pooled, preprocessor_recipe,
                         read_processor_config)
 
 # families whose video encoder takes the whole clip (frames from the checkpoint) rather than pooling frames
@@ -104,11 +105,6 @@ def checkpoint_recipe(spec: ModelSpec, weights: Path) -> dict[str, Any]:
     return recipe
 
 
-def _pooled(output: Any) -> torch.Tensor:
-    """`get_*_features` returns a tensor in transformers 4 and an output object in 5."""
-    return output if isinstance(output, torch.Tensor) else output.pooler_output
-
-
 def _no_autocast(device: torch.device):
     # the similarity logits are scaled by up to ~100: keep them in float32 under bf16/fp16 inference
     return torch.autocast(device.type, enabled=False)
@@ -157,7 +153,7 @@ class ImageTextPooling(EmbeddingScorer):
     def frame_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(frames, 3, H, W) -> (frames, dim) projected frame embeddings, as `get_image_features` gives them."""
         resized = tuple(pixels.shape[-2:]) != (self.image_size, self.image_size)
-        return _pooled(self.model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=resized))
+        return pooled(self.model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=resized))
 
     def embed(self, clips: torch.Tensor) -> torch.Tensor:
         """(batch, dim) float32 unit video embeddings: the mean of the frames' unit embeddings, renormalised."""
@@ -179,7 +175,7 @@ class NaFlexPooling(ImageTextPooling):
                    .permute(0, 2, 4, 3, 5, 1).reshape(n, rows * cols, p * p * c))
         mask = torch.ones(n, rows * cols, dtype=torch.long, device=pixels.device)
         shapes = torch.tensor([[rows, cols]] * n, dtype=torch.long, device=pixels.device)
-        return _pooled(self.model.get_image_features(pixel_values=patches, pixel_attention_mask=mask,
+        return pooled(self.model.get_image_features(pixel_values=patches, pixel_attention_mask=mask,
                                                      spatial_shapes=shapes))
 
 
@@ -201,7 +197,7 @@ class VideoTextEncoder(EmbeddingScorer):
 
     def embed(self, clips: torch.Tensor) -> torch.Tensor:
         other = tuple(clips.shape[-2:]) != self.image_size or clips.shape[1] != self.frames
-        video = _pooled(self.model.get_video_features(pixel_values_videos=clips, interpolate_pos_encoding=other))
+        video = pooled(self.model.get_video_features(pixel_values_videos=clips, interpolate_pos_encoding=other))
         with _no_autocast(clips.device):  # the pooling head keeps a length-1 query axis: (batch, 1, dim)
             return unit(video.float().reshape(clips.shape[0], -1))
 
@@ -299,14 +295,7 @@ def encode_texts(model: nn.Module, tokenizer, texts: list[str], family: str) -> 
     with torch.no_grad():
         for start in range(0, len(texts), TEXT_CHUNK):
             batch = tokens(tokenizer, texts[start:start + TEXT_CHUNK], family, max_length)
-            if family == "xclip":
-                parts.append(model.text_projection(model.text_model(**batch)[1]))
-            elif family == "pe_video":
-                parts.append(pe_video.text_features(model, batch))
-            elif family == "internvideo2":
-                parts.append(model.get_text_features(**batch))  # unit length already
-            else:
-                parts.append(unit(_pooled(model.get_text_features(**batch))))
+            parts.append(text_features(model, batch, family))
     return torch.cat(parts).float()
 
 
@@ -327,26 +316,16 @@ def text_embeddings(model: nn.Module, tokenizer, family: str, labels: Sequence[s
     return ensemble(embeds, family)
 
 
-def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
-    """A transformers image-text or video-text checkpoint folder plus the user's labels -> a zero-shot net.
-
-    The prompt templates are the resolved entry's (`options.prompts`); the text side is encoded here, once.
-    """
+def _network(spec: ModelSpec, weights: Path, trust_remote_code: bool) -> tuple[nn.Module, Any]:
+    """The family's whole network (float32, eval mode) and tokenizer, from a checkpoint folder of its kind."""
     family, facts = spec.family, spec.facts
-    if facts.module != "zeroshot":
-        raise ConfigError(f"model '{spec.name}': the zero-shot loader has no family '{family}'")
-    labels = check_labels(labels or [])
-    prompts = check_prompts(list(spec.options.get("prompts") or facts.prompts))
     if family == "internvideo2":  # a native port of the authors' bare .pt (no transformers folder)
         from . import internvideo2
 
         check_needs(spec)
         model = internvideo2.load_network(Path(weights), spec.options)
         internvideo2.check_recipe(spec, model.config)
-        tokenizer = internvideo2.load_tokenizer(spec.name, Path(weights), spec.options)
-        text = text_embeddings(model, tokenizer, family, labels, prompts)
-        _drop_text_tower(model)
-        return LoadedNet(module=InternVideo2VideoText(model, text), labels=labels, score=facts.score)
+        return model, internvideo2.load_tokenizer(spec.name, Path(weights), spec.options)
     folder, config = checkpoint_folder(spec, weights)
     if config.get("model_type") not in (facts.model_type, *facts.other_model_types):
         raise ConfigError(
@@ -358,13 +337,24 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
         from . import languagebind
 
         languagebind.check_recipe(spec, languagebind.read_architecture(folder))
-        tokenizer, model = languagebind.load_tokenizer(spec.name, folder), languagebind.load_network(folder)
-    elif family == "pe_video":
-        tokenizer = load_tokenizer(spec.name, folder)
-        model = pe_video.load_model(spec.name, folder, str(config.get("model_type")))
-    else:
-        tokenizer = load_tokenizer(spec.name, folder)
-        model = load_pretrained(spec, folder, facts.model_class, trust_remote_code=trust_remote_code)
+        return languagebind.load_network(folder), languagebind.load_tokenizer(spec.name, folder)
+    tokenizer = load_tokenizer(spec.name, folder)
+    if family == "pe_video":
+        return pe_video.load_model(spec.name, folder, str(config.get("model_type"))), tokenizer
+    return load_pretrained(spec, folder, facts.model_class, trust_remote_code=trust_remote_code), tokenizer
+
+
+def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
+    """A transformers image-text or video-text checkpoint folder plus the user's labels -> a zero-shot net.
+
+    The prompt templates are the resolved entry's (`options.prompts`); the text side is encoded here, once.
+    """
+    family, facts = spec.family, spec.facts
+    if facts.module != "zeroshot":
+        raise ConfigError(f"model '{spec.name}': the zero-shot loader has no family '{family}'")
+    labels = check_labels(labels or [])
+    prompts = check_prompts(list(spec.options.get("prompts") or facts.prompts))
+    model, tokenizer = _network(spec, weights, trust_remote_code)
     text = text_embeddings(model, tokenizer, family, labels, prompts)
     _drop_text_tower(model)
     if family == "xclip":
@@ -379,6 +369,8 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
         module = PeVideoText(model, text)
     elif family == "languagebind":
         module = LanguageBindVideoText(model, text)
+    elif family == "internvideo2":
+        module = InternVideo2VideoText(model, text)
     elif family == "siglip2":
         module = NaFlexPooling(model, text, facts.score)
     else:
