@@ -153,7 +153,7 @@ class ImageTextTextSide:
                 "and search")
         if family not in FAMILIES or not FAMILIES[family].rescorable:
             raise ConfigError(f"{folder} holds a '{family}' checkpoint: retag and search support "
-                              f"{', '.join(sorted([*_TEXT_TOWERS, 'languagebind', 'pe_video', 'internvideo2']))}")
+                              f"{', '.join(sorted(n for n, f in FAMILIES.items() if f.rescorable))}")
         facts = FAMILIES[family]
         self.family = family
         self.score_kind: ScoreKind = facts.score
