@@ -41,11 +41,11 @@ import torch  # noqa: E402
 
 import corpus  # noqa: E402
 import procs  # noqa: E402
-from vidtag.engine import LocalEngine  # noqa: E402
-from vidtag.families.base import LoadedNet  # noqa: E402
-from vidtag.models import VideoModel, load_model  # noqa: E402
-from vidtag.preprocess import preprocess  # noqa: E402
-from vidtag.registry import ModelSpec  # noqa: E402
+from vidtag.run.engine import LocalEngine  # noqa: E402
+from vidtag.models.families.base import LoadedNet  # noqa: E402
+from vidtag.models.loading import VideoModel, load_model  # noqa: E402
+from vidtag.media.preprocess import preprocess  # noqa: E402
+from vidtag.models.registry import ModelSpec  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"

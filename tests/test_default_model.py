@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import vidtag
-from vidtag.labels import builtin_labels
-from vidtag.models import load_model
-from vidtag.preprocess import preprocess
+from vidtag.models.labels import builtin_labels
+from vidtag.models.loading import load_model
+from vidtag.media.preprocess import preprocess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -78,7 +78,7 @@ def test_same_padding_without_a_padded_copy_matches_tensorflow_same(kernel, stri
 
     import torch.nn.functional as F
 
-    from vidtag.families.efficientnet_lite import SameConv2d
+    from vidtag.models.families.efficientnet_lite import SameConv2d
 
     torch.manual_seed(0)
     conv = SameConv2d(4, 4, kernel, stride, groups=4)

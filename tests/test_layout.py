@@ -82,13 +82,13 @@ def test_the_library_never_imports_its_command_line():
 
 
 def test_no_signature_inspection():
-    # interfaces are declared (vidtag.families.base, the settings object), never guessed from signatures
+    # interfaces are declared (vidtag.models.families.base, the settings object), never guessed from signatures
     for path in PACKAGE.rglob("*.py"):
         assert "inspect.signature" not in path.read_text(encoding="utf-8"), path
 
 
 def test_front_door_does_not_import_torch():
-    code = ("import sys, vidtag; from vidtag.settings import Settings; from vidtag.errors import OptionError\n"
+    code = ("import sys, vidtag; from vidtag.run.settings import Settings; from vidtag.errors import OptionError\n"
             "try:\n    Settings(top_k=0)\nexcept OptionError:\n    pass\n"
             "print('torch' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 from _hf_helpers import LABELS, processor_config
 from vidtag._cli import app
 from vidtag.errors import ConfigError, FatalError
-from vidtag.job import Job
-from vidtag.models import fetch_model, find_spec
-from vidtag.registry import load_registry
-from vidtag.settings import Settings
-from vidtag.weights import local_weights, require_weights
+from vidtag.run.job import Job
+from vidtag.models.loading import fetch_model, find_spec
+from vidtag.models.registry import load_registry
+from vidtag.run.settings import Settings
+from vidtag.models.weights import local_weights, require_weights
 
 REPO = "tiny-org/tiny-videomae"
 MAIN, PR, TAG = "1" * 40, "2" * 40, "3" * 40

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 
 from ..errors import VidtagError
-from ..writers import OutputClosed
+from ..records.writers import OutputClosed
 from .context import (per_record, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, err, fail, labels_from,
                       printable, progress, quiet_stdout, setup_logging, split_paths, terminate_as_interrupt)
 
@@ -110,7 +110,7 @@ def classify(
     began = time.perf_counter()
     try:
         with terminate_as_interrupt():
-            from ..settings import Settings
+            from ..run.settings import Settings
 
             settings = Settings(
                 model=model, weights=weights, labels=labels_from(labels, labels_file), prompts=prompt or None,
@@ -126,7 +126,7 @@ def classify(
                 format=fmt, resume=resume, retry_failed=retry_failed, overwrite=overwrite,
                 max_failures=1 if fail_fast else max_failures)
             from ..errors import ConfigError
-            from ..paths import discover, read_file_list
+            from ..media.paths import discover, read_file_list
 
             named = list(paths or [])
             if named == ["-"]:
@@ -141,11 +141,11 @@ def classify(
                              hidden=hidden)
             if not files:
                 raise ConfigError("no video files found in the given paths (see --ext for the extensions looked for)")
-            from ..runner import check_output
+            from ..run.runner import check_output
 
             check_output(settings, files)  # before the model is resolved and loaded
-            from ..job import Job
-            from ..runner import make_engine, run
+            from ..run.job import Job
+            from ..run.runner import make_engine, run
 
             job = Job(settings)
             with progress(len(files), quiet) as update:
@@ -185,8 +185,8 @@ def models(
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model on standard output (JSON Lines).")] = False,
 ) -> None:
     """List the model registry and whether each model's weights are on this machine."""
-    from ..registry import load_registry
-    from ..weights import local_weights, missing_needs
+    from ..models.registry import load_registry
+    from ..models.weights import local_weights, missing_needs
 
     try:
         entries = load_registry(list(split_paths(registry)))
@@ -233,7 +233,7 @@ def fetch(
     registry: RegistryOpt = None,
 ) -> None:
     """Put models' weights into the local cache ahead of time (needs network access)."""
-    from ..models import fetch_model
+    from ..models.loading import fetch_model
 
     try:
         for name in names:

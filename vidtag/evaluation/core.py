@@ -17,8 +17,8 @@ from typing import Any
 import torch
 
 from ..errors import ConfigError
-from ..record import Record
-from .calibration import CalibrationProfile, ModelCalibration, apply_to_record, clip_matrix, fit_calibration
+from ..results.record import Record
+from ..results.calibration import CalibrationProfile, ModelCalibration, apply_to_record, clip_matrix, fit_calibration
 from .metrics import Scored, compute_metrics, gather, known_depth
 from .truth import LabelMatcher, Truth, match_records, unknown_labels_error
 
@@ -59,9 +59,9 @@ def model_labels_of(records: Sequence[Record], registry_files: list[str] | None 
             return [str(x) for x in labels]
     name = _records_model(records)
     try:  # the registry's label list (models.py is the place that reads it)
-        from ..labels import spec_labels
-        from ..models import find_spec
-        from ..registry import load_registry
+        from ..models.labels import spec_labels
+        from ..models.loading import find_spec
+        from ..models.registry import load_registry
 
         if name in load_registry(registry_files):
             return spec_labels(find_spec(name, registry_files))
@@ -167,10 +167,10 @@ def classify_truth(truth: Truth, *, model: str | None = None, label_map: dict[st
     """
     import vidtag
 
-    from ..job import Job
-    from ..models import find_spec  # which models take free-text labels (the registry and model folders)
-    from ..settings import Settings
-    from ..writers import get_writer, read_records
+    from ..run.job import Job
+    from ..models.loading import find_spec  # which models take free-text labels (the registry and model folders)
+    from ..run.settings import Settings
+    from ..records.writers import get_writer, read_records
 
     registry_files = options.get("registry_files")
     spec = find_spec(model, registry_files)

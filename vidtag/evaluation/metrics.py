@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..record import ClipResult, Record
+from ..results.record import ClipResult, Record
 from .truth import LabelMatcher, Truth, TruthVideo
 
 ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017, "On Calibration of Modern Neural Networks"

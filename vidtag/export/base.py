@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..errors import MediaError
-from ..record import ClipResult, Label, Record
-from ..segments import cells, segments_from_clips
+from ..results.record import ClipResult, Label, Record
+from ..results.segments import cells, segments_from_clips
 
 CUE_LABELS = 3  # labels shown per subtitle cue or chapter title
 
@@ -51,7 +51,7 @@ def segment_pieces(record: Record) -> list[Piece]:
 
 
 def clip_pieces(record: Record, limit: int = CUE_LABELS) -> list[Piece]:
-    """The clips' labels on the timeline: each clip stands for its cell (see vidtag.segments.cells), so
+    """The clips' labels on the timeline: each clip stands for its cell (see vidtag.results.segments.cells), so
     overlapping windows give pieces that do not overlap; neighbours with the same labels are joined."""
     clips = [c for c in record.clips if c.labels]
     if not clips:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import ConfigError, FatalError, MediaError
-from ..record import Record
-from ..writers import iter_records, sync_folder, temp_beside
+from ..results.record import Record
+from ..records.writers import iter_records, sync_folder, temp_beside
 from .base import Exporter, with_segments
 from .formats import EXPORTERS
 

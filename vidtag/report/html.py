@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..record import Label, Record
+from ..results.record import Label, Record
 from .records import Overview
 from .thumbs import Thumbnails
 
