@@ -24,7 +24,7 @@ from vidtag import ConfigError, FatalError
 from vidtag._cli.embeddings import hits_table, retag as retag_command, search as search_command
 from vidtag.embeddings.store import EmbeddingStore, EmbeddingWriter, ModelIdentity, fingerprint
 from vidtag.models.families import zeroshot
-from vidtag.run.job import digest
+from vidtag.results.record import digest
 from vidtag.embeddings.retag import retag, search
 from vidtag.embeddings.textside import ImageTextTextSide, load_text_side
 

@@ -70,7 +70,7 @@ def retag(
 ) -> None:
     """Score a new vocabulary from kept embeddings: the records a fresh classify would write, without decoding."""
     from ..embeddings.retag import retag as retag_records
-    from ..records.writers import format_for, get_writer
+    from ..records.writers import format_for, write_records
 
     began = time.perf_counter()
     count = failed = 0
@@ -83,16 +83,10 @@ def retag(
         store, side = _open(store_dir, model)
         records = retag_records(store, side, vocabulary, prompt or None, top_k=top_k, threshold=threshold)
         first = next(records, None)  # the text side and options are checked before the output is touched
-        writer = get_writer(output, fmt)
-        try:
-            for record in itertools.chain([first] if first is not None else [], records):
-                writer.write(record)
-                count += 1
-                failed += not record.ok
-        except BaseException:
-            writer.discard()
-            raise
-        writer.close()
+        failures = []
+        count = write_records(itertools.chain([first] if first is not None else [], records), output, fmt,
+                              on_record=lambda r: failures.append(r) if not r.ok else None)
+        failed = len(failures)
     except VidtagError as exc:
         raise fail(exc) from None
     if not quiet:
@@ -163,7 +157,7 @@ def search(
     model: ModelOpt = None,
 ) -> None:
     """The clips (or videos) that best match each text query, with their times and scores."""
-    from ..embeddings.store import write_atomic
+    from ..records.files import write_atomic
     from ..embeddings.retag import search as search_hits
 
     try:

@@ -55,7 +55,7 @@ def eval_(
                               metrics_json, plot_svg, print_report, read_label_map, read_truth)
     from ..evaluation.gates import check_minimums
     from ..evaluation.report import write_text
-    from ..records.writers import read_records
+    from ..records.readers import read_records
 
     minimums = dict(top1=min_top1, top5=min_top5, mAP=min_map, mean_class_accuracy=min_mean_class_accuracy)
     try:

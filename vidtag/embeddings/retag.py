@@ -18,9 +18,8 @@ import torch
 from .store import EmbeddingStore, FileEntry, ShardInfo
 from ..errors import ConfigError, OptionError
 from ..models.labels import check_labels, check_prompts
-from ..run.job import digest
-from ..media.clips import label_results
-from ..results.record import Record
+from ..results.finish import record_from_probs
+from ..results.record import Record, RecordSettings, digest
 from .textside import TextSide, score
 
 BLOCK_ROWS = 8192  # rows read and scored at a time
@@ -29,7 +28,7 @@ BLOCK_ROWS = 8192  # rows read and scored at a time
 def default_prompts(store: EmbeddingStore, text_side: TextSide) -> list[str]:
     """The prompt templates the classify run used (its records' settings), else the family's default."""
     for _, entry in store.files():
-        prompts = entry.settings.get("prompts")
+        prompts = RecordSettings.from_dict(entry.settings).prompts
         if prompts:
             return list(prompts)
     return list(text_side.default_prompts)
@@ -50,16 +49,13 @@ def _groups(entries: list[FileEntry], block_rows: int) -> Iterator[list[FileEntr
 
 
 def _record(entry: FileEntry, probs: torch.Tensor | None, labels: list[str], top_k: int,
-            threshold: float | None, settings: dict) -> Record:
+            threshold: float | None, settings: RecordSettings) -> Record:
+    fields = dict(path=entry.path, model=entry.model, video=entry.video, settings=settings)
     if probs is None:  # the file failed in the classify run: its error record again
-        return Record(path=entry.path, status=entry.status, error=entry.error, model=entry.model,
-                      duration=entry.duration, score=entry.score, video=entry.video, settings=settings)
-    per_clip = probs.view(len(entry.clips), entry.crops, -1).mean(1)
-    video_labels, clips, _, found = label_results(
-        per_clip, [(a, b) for a, b in entry.clips], labels, score=entry.score, duration=entry.duration,
-        top_k=top_k, threshold=threshold, segments=settings.get("segments"))
-    return Record(path=entry.path, model=entry.model, duration=entry.duration, labels=video_labels, clips=clips,
-                  segments=found, score=entry.score, video=entry.video, settings=settings)
+        return Record(status=entry.status, error=entry.error, duration=entry.duration, score=entry.score, **fields)
+    return record_from_probs(probs, [(a, b) for a, b in entry.clips], crops=entry.crops, labels=labels,
+                             score=entry.score, duration=entry.duration, top_k=top_k, threshold=threshold,
+                             segments=settings.segments, **fields)
 
 
 def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str], prompts: Sequence[str] | None = None,
@@ -92,8 +88,8 @@ def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str], pro
                         probs = score(vectors, text, text_side.scale, text_side.logit_bias,
                                       text_side.score_kind)
                 for entry in group:
-                    # the classify run's settings, with this vocabulary in the same places
-                    settings = {**entry.settings, **vocabulary, "file": entry.settings.get("file", {})}
+                    kept = RecordSettings.from_dict(entry.settings)  # the classify run's, this vocabulary's in place
+                    settings = kept.updated(**vocabulary, file=kept.file or {})
                     rows = probs[entry.row - first:entry.row - first + entry.clip_rows] if entry.ok else None
                     yield _record(entry, rows, labels, top_k, threshold, settings)
         finally:

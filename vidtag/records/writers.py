@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import base64
 import csv
-import glob
 import io
 import json
 import os
-import stat
 import sys
-import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from collections.abc import Iterator
 from typing import IO
 
-from ..errors import ConfigError, FatalError, OptionError
+from ..errors import FatalError, OptionError
 from ..results.record import ClipResult, Record
+from .files import remove_stale_temporaries, sync_folder, temp_beside
 
 FORMATS = ("jsonl", "json", "csv")
 # CSV: one row per (file, thing, rank), the `kind` column saying which thing: the whole video (`video`),
@@ -58,17 +56,6 @@ def record_dict(record: Record) -> dict:
     if raw is not None:
         data["path"] = text
         data = {"path": text, "path_bytes": raw, **{k: v for k, v in data.items() if k != "path"}}
-    return data
-
-
-def _path_from(data: dict) -> dict:
-    """The exact path back from a written record (`path_bytes` when present)."""
-    raw = data.get("path_bytes")
-    if isinstance(raw, str):
-        try:
-            data = {**data, "path": os.fsdecode(base64.b64decode(raw, validate=True))}
-        except ValueError:
-            pass  # not ours: the readable path stands
     return data
 
 
@@ -136,54 +123,6 @@ def format_for(output: str, fmt: str | None) -> str:
         raise OptionError(f"cannot tell the format from '{shown}': use a .json, .jsonl or .csv name, or {{}}",
                           "format")
     return ext
-
-
-def temp_beside(target: Path) -> tuple[int, str]:
-    """A new hidden temporary file in the target's folder (so renaming it over the target is atomic).
-
-    It gets the target's permissions, or those a new file gets (mkstemp's own are owner-only).
-    """
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except OSError:
-        mode = 0o666 & ~_umask()
-    if hasattr(os, "fchmod"):  # POSIX; on Windows the new file already gets ordinary permissions
-        try:
-            os.fchmod(fd, mode)
-        except OSError:
-            pass
-    return fd, name
-
-
-def remove_stale_temporaries(target: Path, before: float) -> None:
-    """Delete temporary files of the target left by killed runs (untouched since `before`)."""
-    for path in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        try:
-            if path.stat().st_mtime < before:
-                path.unlink()
-        except OSError:
-            pass  # gone already, or not ours to remove
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def sync_folder(folder: Path) -> None:
-    """Make a rename in `folder` durable (best effort: some systems cannot sync a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _cannot_write(output: str, exc: OSError) -> FatalError:
@@ -397,6 +336,25 @@ def get_writer(output: str = "-", fmt: str | None = None, *, append: bool = Fals
     return WRITERS[format_for(output, fmt)](output, append=append)
 
 
+def write_records(records: Iterable[Record], output: str = "-", fmt: str | None = None, *,
+                  on_record: Callable[[Record], None] | None = None) -> int:
+    """Write every record to `output` as one run would (see `get_writer`); on any error, nothing of it
+    replaces an existing output. The records' count."""
+    writer = get_writer(output, fmt)
+    count = 0
+    try:
+        for record in records:
+            writer.write(record)
+            count += 1
+            if on_record is not None:
+                on_record(record)
+    except BaseException:
+        writer.discard()
+        raise
+    writer.close()
+    return count
+
+
 def rewrite_jsonl(output: str, records: list[Record]) -> None:
     """Replace a JSONL file by exactly `records`, atomically (a temporary file renamed over it)."""
     target = Path(output)
@@ -419,90 +377,5 @@ def rewrite_jsonl(output: str, records: list[Record]) -> None:
     remove_stale_temporaries(target, began)
 
 
-def holds_records(output: str) -> bool:
-    """Whether `output` names an existing file with something in it (a run would replace its content)."""
-    if output == "-":
-        return False
-    try:
-        info = os.stat(output)
-    except OSError:
-        return False
-    return stat.S_ISREG(info.st_mode) and info.st_size > 0
-
-
-def _record(data, where: str, item: str) -> Record:
-    if not isinstance(data, dict) or not isinstance(data.get("path"), str) or "status" not in data:
-        raise ConfigError(f"{item} of {where} is not a vidtag record (is this the output of a vidtag run?)")
-    try:
-        return Record.from_dict(_path_from(data))
-    except (TypeError, KeyError, ValueError):
-        raise ConfigError(f"{item} of {where} is not a vidtag record (a field has the wrong shape)") from None
-
-
-def iter_records(source: str | Path, fmt: str | None = None) -> Iterator[Record]:
-    """The records of a vidtag JSONL or JSON output ('-': standard input), in file order; JSONL is read
-    line by line, so memory does not grow with the run. `fmt` ('jsonl' or 'json') says which format it
-    is; None tells them apart by the first character.
-
-    A torn last JSONL line (a run killed while writing it) is skipped; anything else that is not a vidtag
-    record is a ConfigError naming the file and the line. A name that is not UTF-8 comes back exact
-    (from `path_bytes`). The one reader of records: --resume, export, report and eval use it.
-    """
-    stdin = str(source) == "-"
-    where = "standard input" if stdin else str(source)
-    try:
-        handle = sys.stdin.buffer if stdin else open(source, "rb")
-    except FileNotFoundError:
-        raise ConfigError(f"the records file {where} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{where} is a folder: give the JSONL or JSON output of a vidtag run") from None
-    except OSError as exc:
-        raise FatalError(f"cannot read the records file {where}: {exc.strerror or exc}") from None
-    try:
-        head = handle.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-        if fmt == "json" or (fmt is None and head.startswith(b"[")):
-            try:
-                items = json.load(handle)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise ConfigError(f"{where} is not a complete JSON document (a run still writing it?)") from None
-            if not isinstance(items, list):
-                raise ConfigError(f"{where} does not hold a JSON array of vidtag records")
-            for number, item in enumerate(items, 1):
-                yield _record(item, where, f"item {number}")
-            return
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                if not line.endswith(b"\n"):
-                    return  # the last line, which a killed run was writing
-                raise ConfigError(f"line {number} of {where} is not JSON: is it the output of a vidtag run "
-                                  "(JSONL or JSON; CSV rows do not hold whole records)?") from None
-            yield _record(data, where, f"line {number}")
-    finally:
-        if not stdin:
-            handle.close()
-
-
-def read_records(output: str, fmt: str | None = None) -> list[Record]:
-    """Records already in an output file (for --resume), in the format its name says.
-
-    Anything that is not a vidtag record is a ConfigError, so --resume never rewrites a file vidtag did
-    not write.
-    """
-    if output == "-" or not Path(output).exists():
-        return []
-    kind = format_for(output, fmt)
-    if kind == "csv":
-        raise ConfigError("--resume works with JSON and JSONL outputs (CSV rows do not hold whole records)")
-    try:
-        return list(iter_records(output, kind))
-    except ConfigError as exc:
-        raise ConfigError(f"cannot resume: {exc}") from None
-
-
 __all__ = ["CSV_COLUMNS", "FORMATS", "CsvWriter", "JsonWriter", "JsonlWriter", "OutputClosed", "Writer", "csv_cell",
-           "csv_rows", "format_for", "get_writer", "holds_records", "iter_records", "portable_path", "read_records",
-           "record_dict", "rewrite_jsonl"]
+           "csv_rows", "format_for", "get_writer", "portable_path", "record_dict", "rewrite_jsonl", "write_records"]

@@ -6,8 +6,6 @@ files, never the weights), and is what both engines receive, the Ray actors incl
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from typing import Any
 
@@ -15,17 +13,11 @@ import torch
 
 from ..errors import ConfigError
 from ..models.loading import resolve_model
-from ..media.clips import InputSpec, Prepared, finish
-from ..results.record import Record
+from ..media.clips import InputSpec, Prepared
+from ..results.finish import finish
+from ..results.record import Record, RecordSettings, digest
 from ..models.registry import ModelSpec
 from .settings import Settings
-
-
-def digest(values: list[str]) -> dict[str, Any]:
-    """A short stand-in for a long list in every record (zero-shot labels): its length and a SHA-256 of
-    its exact contents, so that --resume still compares the lists exactly."""
-    text = json.dumps(values, ensure_ascii=False)
-    return {"count": len(values), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 
 def file_key(path: str) -> dict[str, Any]:
@@ -56,10 +48,9 @@ class Job:
             from ..media.shots.transnetv2 import default_weights
 
             default_weights()
-        self.record_settings: dict[str, Any] = {
-            "model": self.spec.name, "weights": self.spec.weights, **self.inputs.settings(),
-            "top_k": settings.top_k, "threshold": settings.threshold, "segments": settings.segment_params,
-        }
+        self.record_settings = RecordSettings.of(
+            model=self.spec.name, weights=self.spec.weights, inputs=self.inputs.settings(),
+            top_k=settings.top_k, threshold=settings.threshold, segments=settings.segment_params)
         if settings.embeddings and not self.spec.facts.rescorable:
             raise ConfigError(f"--embeddings keeps the video embeddings of zero-shot image-text models (CLIP, SigLIP), "
                               f"whose labels can be scored again from them; '{self.spec.name}' is not one")
@@ -68,10 +59,11 @@ class Job:
             from ..results.calibration import CalibrationProfile
 
             self.calibration = CalibrationProfile.load(settings.calibration).for_model(self.spec.name)
-            self.record_settings["calibration"] = self.calibration.settings()
+            self.record_settings = self.record_settings.updated(calibration=self.calibration.settings())
         if self.spec.zero_shot:  # a zero-shot result depends on its labels and prompt templates
-            self.record_settings["labels"] = digest(list(labels or settings.labels or []))
-            self.record_settings["prompts"] = list(self.spec.options.get("prompts") or [])
+            self.record_settings = self.record_settings.updated(
+                labels=digest(list(labels or settings.labels or [])),
+                prompts=list(self.spec.options.get("prompts") or []))
 
     def make_record(self, item: Prepared | Record, probs: torch.Tensor | None, seconds: float,
                     labels: list[str], score: str) -> Record:
@@ -85,13 +77,12 @@ class Job:
                             crops=self.inputs.crops, top_k=self.settings.top_k, threshold=self.settings.threshold,
                             segments=self.settings.segment_params, calibration=self.calibration)
         record.elapsed = round(seconds, 4)
-        record.settings = {**self.record_settings, "file": file_key(record.path)}
+        record.settings = self.record_settings.updated(file=file_key(record.path))
         return record
 
     def is_done(self, record: Record, retry_failed: bool = False) -> bool:
         """Whether an earlier record still stands: same settings, same file, and ok (or failures kept)."""
-        settings = dict(record.settings or {})
-        file = settings.pop("file", None)
-        if settings != self.record_settings or file != file_key(record.path):
+        settings = record.settings or RecordSettings()
+        if settings.without_file() != self.record_settings or settings.file != file_key(record.path):
             return False
         return record.ok or not retry_failed
