@@ -19,8 +19,11 @@ from vidtag.errors import ConfigError, FatalError, MediaError
 from vidtag.media.shots.transnetv2 import HEIGHT, WIDTH, TransNetV2, default_weights, load_transnetv2
 from vidtag.media.probe import probe
 from vidtag.media.sampling import clip_times
-from vidtag.media.shots.scan import (ShotDetector, ShotSplitter, plan_shot_clips, scan_shots, scenes_from_predictions,
-                          shot_network, shots_from_predictions, small_frames)
+from vidtag.media.shots.detect import ShotDetector, shot_network
+from vidtag.media.shots.frames import small_frames
+from vidtag.media.shots.plan import plan_shot_clips
+from vidtag.media.shots.scan import scan_shots
+from vidtag.media.shots.split import ShotSplitter, scenes_from_predictions, shots_from_predictions
 from vidtag.results.postprocess import shot_probabilities
 
 EPS = 1e-5

@@ -21,7 +21,9 @@ from .preprocess import preprocess_frames
 from .probe import VideoInfo
 from ..models.registry import ModelSpec
 from .sampling import Clip, plan_clips
-from .shots.scan import Shot, plan_shot_clips, scan_shots
+from .shots.plan import plan_shot_clips
+from .shots.scan import scan_shots
+from .shots.split import Shot
 
 log = logging.getLogger("vidtag")
 
