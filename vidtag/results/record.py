@@ -16,22 +16,55 @@ class Label:
 
 
 @dataclass
+class Tag:
+    """An archive tag: its name, its score (a probability, from the model's own), and its category path
+    from the broadest category down to the tag itself."""
+
+    tag: str
+    score: float
+    path: list[str]
+
+
+@dataclass
 class ClipResult:
-    """One sampled clip (or one shot): its span in seconds from the first frame and its ranked labels."""
+    """One sampled clip (or one shot): its span in seconds from the first frame, its ranked labels and,
+    with a vocabulary, its ranked tags."""
 
     start: float
     end: float
     labels: list[Label]
+    tags: list[Tag] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"start": self.start, "end": self.end, "labels": [asdict(x) for x in self.labels]}
+        if self.tags is not None:
+            data["tags"] = [asdict(x) for x in self.tags]
+        return data
 
 
 @dataclass
 class Segment:
-    """Where one label holds: a span of the video in seconds, with the label's score over it."""
+    """Where one label (or tag) holds: a span of the video in seconds, with its score over it. `label` is
+    the name of what holds, a model label or, when `kind` is "tag", an archive tag; `source` says "audio"
+    for what is heard (None: what is seen)."""
 
     label: str
     start: float
     end: float
     score: float
+    kind: str = "label"
+    source: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {self.kind: self.label, "start": self.start, "end": self.end, "score": self.score}
+        if self.source is not None:
+            data["source"] = self.source
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Segment:
+        kind = "tag" if "tag" in data else "label"
+        return cls(data[kind], data["start"], data["end"], data["score"], kind, data.get("source"))
 
 
 def digest(values: list[str]) -> dict[str, Any]:
@@ -131,8 +164,12 @@ def _labels(items: Any) -> list[Label]:
     return [Label(**x) for x in items or []]
 
 
+def _tags(items: Any) -> list[Tag] | None:
+    return None if items is None else [Tag(x["tag"], x["score"], list(x["path"])) for x in items]
+
+
 def _spans(items: Any) -> list[ClipResult]:
-    return [ClipResult(c["start"], c["end"], _labels(c.get("labels"))) for c in items or []]
+    return [ClipResult(c["start"], c["end"], _labels(c.get("labels")), _tags(c.get("tags"))) for c in items or []]
 
 
 @dataclass
@@ -149,6 +186,7 @@ class Record:
     model: str = ""
     duration: float | None = None
     labels: list[Label] = field(default_factory=list)
+    tags: list[Tag] | None = None  # None: no vocabulary (--vocabulary raw)
     clips: list[ClipResult] = field(default_factory=list)
     shots: list[ClipResult] | None = None  # None: shot detection was not asked for
     segments: list[Segment] = field(default_factory=list)
@@ -166,10 +204,17 @@ class Record:
         return self.status == "ok"
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(replace(self, settings=None))
-        data["settings"] = None if self.settings is None else self.settings.to_dict()
-        if data["shots"] is None:
-            del data["shots"]
+        """The JSON form: `tags` only with a vocabulary, `shots` only with shot detection."""
+        data: dict[str, Any] = {
+            "path": self.path, "status": self.status, "error": self.error, "model": self.model,
+            "duration": self.duration, "labels": [asdict(x) for x in self.labels]}
+        if self.tags is not None:
+            data["tags"] = [asdict(x) for x in self.tags]
+        data["clips"] = [c.to_dict() for c in self.clips]
+        if self.shots is not None:
+            data["shots"] = [s.to_dict() for s in self.shots]
+        data.update(segments=[s.to_dict() for s in self.segments], score=self.score, video=self.video,
+                    settings=None if self.settings is None else self.settings.to_dict(), elapsed=self.elapsed)
         return data
 
     @classmethod
@@ -179,7 +224,8 @@ class Record:
         known["clips"] = _spans(known.get("clips"))
         if known.get("shots") is not None:
             known["shots"] = _spans(known["shots"])
-        known["segments"] = [Segment(**s) for s in known.get("segments") or []]
+        known["segments"] = [Segment.from_dict(s) for s in known.get("segments") or []]
+        known["tags"] = _tags(known.get("tags"))
         return cls(**known)
 
     @classmethod
