@@ -301,7 +301,7 @@ def test_extends_archive_adds_tags_and_mappings(tmp_path, vocab):
     ("extends: imagenet\n", 1, "`extends` can only name 'archive'"),
     ("tags:\n  - {tag: a, path: [a]\n", 3, "not valid YAML"),
     ("tags:\n  - {tag: a, path: [a], source: smell}\n", 2, "must be one of video, audio"),
-    ("tags:\n  - {tag: a, path: [a], obj: !!python/object:os.system ls}\n", 2, None),
+    ("tags:\n  - tag: a\n    path: [a]\n    description: !!python/object/apply:os.system [ls]\n", 4, "only plain YAML values are allowed"),
 ])
 def test_user_vocabulary_errors_name_the_line_and_the_problem(tmp_path, text, line, problem):
     path = write(tmp_path, text)

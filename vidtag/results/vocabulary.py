@@ -298,6 +298,9 @@ def _parse(text: str, where: str, name: str) -> Vocabulary:
         return _vocabulary(root, name)
     except _Error as exc:
         raise ConfigError(f"{where} line {exc.line}: {exc.problem}") from None
+    except yaml.MarkedYAMLError as exc:  # safe-loading refuses python objects and unknown YAML tags
+        line = exc.problem_mark.line + 1 if exc.problem_mark else "?"
+        raise ConfigError(f"{where} line {line}: {exc.problem} (only plain YAML values are allowed)") from None
 
 
 def _value(node: yaml.Node) -> Any:
