@@ -193,7 +193,7 @@ def rank_tags(tag_map: TagMap, scores: Any, top_k: int = 5, threshold: float = 0
 
     listed: list[str] = []
     implied: set[str] = set()
-    for name in sorted(names, key=lambda n: (-score[n], len(by_name[n].path))):
+    for name in sorted(names, key=lambda n: (-score[n], -len(by_name[n].path))):  # ties: the specific first
         if len(listed) >= top_k:
             break
         while True:
