@@ -118,7 +118,12 @@ def test_labels_are_matched_without_case_or_underscores(vocab, maps):
 def test_a_label_set_without_a_map_is_reported(vocab):
     labels = ["Putting something on a surface", "Pushing something from left to right"]
     assert vocab.map_labels(labels) is None
-    assert "2 of 2 classes" in vocab.mapping_reason(labels)
+    assert vocab.mapping_reason(labels).startswith("none of its 2 classes is in a map of the archive vocabulary (it maps imagenet1k, kinetics400")
+    # a list that is almost Kinetics-400 is not silently mapped in part
+    almost = builtin_labels("kinetics400")[:-1] + ["levitating"]
+    assert vocab.map_labels(almost) is None
+    assert "1 of its 400 classes are not in the map 'kinetics400'" in vocab.mapping_reason(almost)
+    assert vocab.mapping_reason(builtin_labels("kinetics600")) == "mapped through 'kinetics600'"
     assert vocab.map_labels(labels, label_set="ssv2") is None
     assert "no map for the label set 'ssv2'" in vocab.mapping_reason(labels, label_set="ssv2")
 

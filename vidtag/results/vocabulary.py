@@ -94,11 +94,13 @@ class Vocabulary:
             missing = [labels[i] for i, k in enumerate(keys) if k not in table]
             if len(missing) < len(best_missing) or best is None:
                 best, best_missing = name, missing
-        if best is None or best_missing:
+        if best is None or len(best_missing) == len(labels):
+            return None, (f"none of its {len(labels)} classes is in a map of the {self.name} vocabulary "
+                          f"(it maps {', '.join(sorted(self.maps)) or 'no label set'})")
+        if best_missing:
             shown = ", ".join(repr(m) for m in best_missing[:3])
-            where = f"the map '{best}'" if best else "any map"
-            return None, (f"{len(best_missing)} of {len(labels)} classes are not in {where} of the "
-                          f"{self.name} vocabulary (e.g. {shown})")
+            return None, (f"{len(best_missing)} of its {len(labels)} classes are not in the map '{best}' "
+                          f"of the {self.name} vocabulary (e.g. {shown})")
         table = {_norm(c): tags for c, tags in self.maps[best].items()}
         return TagMap.build(self, best, labels, [table[k] for k in keys]), f"mapped through '{best}'"
 
