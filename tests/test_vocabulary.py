@@ -246,6 +246,8 @@ def test_builtin_vocabulary_shape(vocab):
         assert vocab.tag(name).source == "audio" and vocab.tag(name).path[0] == "sound"
     for tag in vocab.tags:
         assert tag.prompts and tag.description, tag.name
+    prompts = [p for t in vocab.tags for p in t.prompts]
+    assert len(prompts) == len(set(prompts))  # a zero-shot model must be able to tell the tags apart
     video = vocab.labels_and_prompts()
     assert "cat" in video and "speech" not in video and video["cat"][0] == "a video of a cat"
     assert "speech" in vocab.labels_and_prompts("audio")
