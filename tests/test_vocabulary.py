@@ -218,6 +218,18 @@ def test_a_category_is_listed_only_when_no_child_dominates(maps):
     assert [r["tag"] for r in ranked] == ["cat"]
 
 
+def test_a_sure_category_is_listed_before_unsure_specific_tags(maps):
+    # Big Buck Bunny seen by an ImageNet model: sure of an animal, unsure of which one
+    tag_map = maps["imagenet1k"]
+    ranked = rank_tags(tag_map, scored(tag_map, albatross=0.4, Mexican_hairless=0.25, sea_lion=0.15, switch=0.2))
+    assert [(r["tag"], round(r["score"], 6)) for r in ranked] == [
+        ("animals", 0.8), ("water birds", 0.4), ("dog", 0.25), ("objects", 0.2), ("marine mammals", 0.15)]
+    # "birds" (0.4) adds nothing to "water birds" (0.4), nor "pets" to "dog": they are not listed
+    # with the category 0.1 surer than its best tag (below the 0.25 gain), only the tag is listed
+    ranked = rank_tags(tag_map, scored(tag_map, albatross=0.5, pelican=0.1, switch=0.4))
+    assert [r["tag"] for r in ranked] == ["water birds", "objects"]
+
+
 def test_per_tag_thresholds_are_honoured(tmp_path):
     path = tmp_path / "v.yaml"
     path.write_text("tags:\n"
