@@ -207,8 +207,8 @@ def test_ranking_prefers_the_specific_tag_that_holds_the_mass(maps):
 def test_a_category_is_listed_only_when_no_child_dominates(maps):
     tag_map = maps["imagenet1k"]
     # the mass is spread over many object classes: "objects" is what the model is sure of
-    spread = dict(ashcan=0.1, barrel=0.1, bucket=0.1, crate=0.1, hammer=0.1, screwdriver=0.1,
-                  padlock=0.1, buckle=0.1, switch=0.1, pole=0.1)
+    spread = {"ashcan": 0.1, "barrel": 0.1, "bucket": 0.1, "crate": 0.1, "hammer": 0.1, "screwdriver": 0.1,
+              "padlock": 0.1, "buckle": 0.1, "switch": 0.1, "pole": 0.1}
     ranked = rank_tags(tag_map, scored(tag_map, **spread), top_k=5)
     names = [r["tag"] for r in ranked]
     assert names[0] == "objects" and names.count("objects") == 1
