@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from vidtag.errors import ConfigError
-from vidtag.labels import builtin_labels
+from vidtag.models.labels import builtin_labels
 from vidtag.results.vocabulary import (
     TagMap,
     describe,

@@ -16,7 +16,7 @@ class Label:
 
 
 @dataclass
-class Tag:
+class ScoredTag:
     """An archive tag: its name, its score (a probability, from the model's own), and its category path
     from the broadest category down to the tag itself."""
 
@@ -33,7 +33,7 @@ class ClipResult:
     start: float
     end: float
     labels: list[Label]
-    tags: list[Tag] | None = None
+    tags: list[ScoredTag] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"start": self.start, "end": self.end, "labels": [asdict(x) for x in self.labels]}
@@ -76,7 +76,8 @@ def digest(values: list[str]) -> dict[str, Any]:
 
 
 # A record's settings in the order records have always written them; anything else describes the input recipe.
-_NAMED = ("model", "weights", "top_k", "threshold", "segments", "calibration", "labels", "prompts", "file")
+_NAMED = ("model", "weights", "top_k", "threshold", "segments", "calibration", "labels", "prompts", "vocabulary",
+          "file")
 _BEFORE_INPUTS = ("model", "weights")
 
 
@@ -84,7 +85,7 @@ _BEFORE_INPUTS = ("model", "weights")
 class RecordSettings(Mapping[str, Any]):
     """What a record's result depends on: the model and its weights, the input recipe (sampling,
     preprocessing, shots), ranking, segment parameters, a calibration, a zero-shot vocabulary (`labels` as a
-    count and digest, `prompts`), and the file's size and time (`file`). `--resume` compares it.
+    count and digest, `prompts`), the vocabulary of its tags, and the file's size and time (`file`). `--resume` compares it.
 
     Read it by attribute. It is also a read-only mapping of its JSON form (`to_dict`), the form records
     are written in, so records written before it existed, with fewer or other keys, read back unchanged:
@@ -100,6 +101,7 @@ class RecordSettings(Mapping[str, Any]):
     calibration: Mapping[str, Any] | None = None
     labels: Mapping[str, Any] | None = None
     prompts: tuple[str, ...] | None = None
+    vocabulary: Mapping[str, Any] | None = None
     file: Mapping[str, Any] | None = None
     given: frozenset[str] = frozenset()
 
@@ -164,8 +166,8 @@ def _labels(items: Any) -> list[Label]:
     return [Label(**x) for x in items or []]
 
 
-def _tags(items: Any) -> list[Tag] | None:
-    return None if items is None else [Tag(x["tag"], x["score"], list(x["path"])) for x in items]
+def _tags(items: Any) -> list[ScoredTag] | None:
+    return None if items is None else [ScoredTag(x["tag"], x["score"], list(x["path"])) for x in items]
 
 
 def _spans(items: Any) -> list[ClipResult]:
@@ -186,7 +188,7 @@ class Record:
     model: str = ""
     duration: float | None = None
     labels: list[Label] = field(default_factory=list)
-    tags: list[Tag] | None = None  # None: no vocabulary (--vocabulary raw)
+    tags: list[ScoredTag] | None = None  # None: no vocabulary (--vocabulary raw)
     clips: list[ClipResult] = field(default_factory=list)
     shots: list[ClipResult] | None = None  # None: shot detection was not asked for
     segments: list[Segment] = field(default_factory=list)

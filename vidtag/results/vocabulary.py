@@ -9,6 +9,8 @@ model's `TagMap` once; `TagMap.scores` turns class probabilities into tag scores
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +71,28 @@ class Vocabulary:
     def labels_and_prompts(self, source: str = "video") -> dict[str, list[str]]:
         """Each tag of `source` with its zero-shot prompts: the labels a zero-shot model scores directly."""
         return {t.name: list(t.prompts) for t in self.tags if t.source == source}
+
+    def zero_shot_map(self, source: str = "video") -> TagMap:
+        """The vocabulary as a zero-shot model's classes: every prompt of each tag with no tag below it, as
+        one class mapped to its tag. The model's softmax over the prompts then scores each tag by the sum
+        over its prompts, and each category by the sum over the tags under it, as for a closed-set model."""
+        leaves = [t for t in self.tags if t.source == source and not self.children(t.name) and t.prompts]
+        prompts = [(p, t.name) for t in leaves for p in t.prompts]
+        return TagMap.build(self, f"{self.name} prompts", [p for p, _ in prompts], [[name] for _, name in prompts])
+
+    def label_map(self, labels: Sequence[str]) -> TagMap | None:
+        """Free-text labels that name tags (compared as `map_labels` compares class names) mapped to those
+        tags; None when none of them does."""
+        known = {_norm(t.name): t.name for t in self.tags}
+        direct = [[known[_norm(x)]] if _norm(x) in known else [] for x in labels]
+        return TagMap.build(self, "labels", labels, direct) if any(direct) else None
+
+    @functools.cached_property
+    def digest(self) -> str:
+        """SHA-256 of the tags and maps: records say which vocabulary made their tags."""
+        data = [[t.name, list(t.path), list(t.prompts), t.threshold, t.source] for t in self.tags]
+        maps = {k: {c: list(v) for c, v in sorted(m.items())} for k, m in sorted(self.maps.items())}
+        return hashlib.sha256(json.dumps([data, maps], ensure_ascii=False).encode("utf-8")).hexdigest()
 
     def map_labels(self, labels: Sequence[str], label_set: str | None = None) -> TagMap | None:
         """The TagMap for a model's class list, or None when no map covers it (`mapping_reason` says why).

@@ -6,15 +6,17 @@ files, never the weights), and is what both engines receive, the Ray actors incl
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 import torch
 
 from ..errors import ConfigError
-from ..models.loading import resolve_model
+from ..models.loading import find_spec, resolve_model
 from ..media.clips import InputSpec, Prepared
-from ..results.finish import finish
+from ..results.finish import Tagging, finish
+from ..results.vocabulary import TagMap, load_vocabulary
 from ..results.record import Record, RecordSettings, digest
 from ..models.registry import ModelSpec
 from .settings import Settings
@@ -35,8 +37,17 @@ class Job:
     compares it). `labels` are a loaded zero-shot model's, when the caller brings the model."""
 
     def __init__(self, settings: Settings, spec: ModelSpec | None = None, labels: list[str] | None = None):
+        self.vocabulary = None if settings.vocabulary == "raw" else load_vocabulary(settings.vocabulary)
+        self._prompt_map: TagMap | None = None
+        if self.vocabulary is not None and spec is None and not settings.labels:
+            entry = settings.model if isinstance(settings.model, ModelSpec) else find_spec(settings.model,
+                                                                                              settings.registry_files)
+            if entry.zero_shot:  # no labels given: the vocabulary's tags, each prompt a class of its own
+                self._prompt_map = self.vocabulary.zero_shot_map()
+                settings = dataclasses.replace(settings, labels=self._prompt_map.labels, prompts=("{}",))
         self.settings = settings
         self.spec = spec or resolve_model(settings)
+        self._taggings: dict[tuple[str, ...], Tagging | None] = {}
         self.inputs = InputSpec.from_spec(self.spec, clips=settings.planned_clips, window=settings.window,
                                           stride=settings.stride, crops=settings.crops, sampling=settings.sampling,
                                           shots=settings.shots, shot_threshold=settings.shot_threshold)
@@ -64,6 +75,28 @@ class Job:
             self.record_settings = self.record_settings.updated(
                 labels=digest(list(labels or settings.labels or [])),
                 prompts=list(self.spec.options.get("prompts") or []))
+        if self.vocabulary is not None:  # the tags depend on the vocabulary and its maps
+            self.record_settings = self.record_settings.updated(
+                vocabulary={"name": self.vocabulary.name, "sha256": self.vocabulary.digest})
+
+    def tagging(self, labels: list[str], score: str) -> Tagging | None:
+        """How this run's records get their tags from probabilities over `labels` (None: no vocabulary, or
+        no map for these labels: `vidtag vocabulary map MODEL` says why)."""
+        if self.vocabulary is None:
+            return None
+        key = tuple(labels)
+        if key not in self._taggings:
+            vocab = self.vocabulary
+            if self._prompt_map is not None and self._prompt_map.labels == key:
+                tag_map = self._prompt_map
+            elif self.spec.zero_shot:
+                tag_map = vocab.label_map(labels)
+            else:
+                named = self.spec.labels if isinstance(self.spec.labels, str) and self.spec.labels in vocab.maps else None
+                tag_map = vocab.map_labels(labels, named)
+            self._taggings[key] = tag_map and Tagging(tag_map, score == "sigmoid", self.settings.top_k,
+                                                      self.settings.threshold)
+        return self._taggings[key]
 
     def make_record(self, item: Prepared | Record, probs: torch.Tensor | None, seconds: float,
                     labels: list[str], score: str) -> Record:
@@ -75,7 +108,8 @@ class Job:
         else:
             record = finish(item, probs, model=self.spec.name, labels=labels, score=score,
                             crops=self.inputs.crops, top_k=self.settings.top_k, threshold=self.settings.threshold,
-                            segments=self.settings.segment_params, calibration=self.calibration)
+                            segments=self.settings.segment_params, calibration=self.calibration,
+                            tagging=self.tagging(labels, score))
         record.elapsed = round(seconds, 4)
         record.settings = self.record_settings.updated(file=file_key(record.path))
         return record
