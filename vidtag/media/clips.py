@@ -55,7 +55,7 @@ class InputSpec:
                   stride: float | None = None, crops: int = 1, threads: int = 0,
                   sampling: str = "uniform", shots: bool = False, shot_threshold: float = 0.5) -> InputSpec:
         """The input of a resolved model's recipe, with the run's clip plan."""
-        if window is None and clips is None and not shots:
+        if window is None and clips is None:  # with shots: the least the video gets, spread over its shots
             clips = spec.clips
         return cls(frames=spec.frames, frame_stride=spec.frame_stride, fps=spec.fps, clips=clips,
                    window=window, stride=stride, crops=crops, resize=spec.resize, crop=spec.crop,
@@ -154,7 +154,7 @@ def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] 
         nonlocal shot_of
         if shots is not None:  # clips inside the shots: one per shot at least, one per `window` seconds
             inside = plan_shot_clips(shots, info.duration, inputs.frames, seconds_per_clip=inputs.window or 10.0,
-                                     frame_stride=inputs.frame_stride, fps=inputs.fps)
+                                     frame_stride=inputs.frame_stride, fps=inputs.fps, clips_per_video=inputs.clips)
             plan.extend(inside.clips)
             shot_of = list(inside.shot)
         else:

@@ -23,11 +23,16 @@ from ..errors import FatalError, OptionError
 from ..results.record import ClipResult, Record
 from .files import remove_stale_temporaries, sync_folder, temp_beside
 
-FORMATS = ("jsonl", "json", "csv")
+FILE_FORMATS = ("jsonl", "json", "csv")
+FORMATS = (*FILE_FORMATS, "table")  # table: a line per file for a person at a terminal
 # CSV: one row per (file, thing, rank), the `kind` column saying which thing: the whole video (`video`),
-# each sampled clip (`clip`), each shot (`shot`, with shot detection), each label segment (`segment`)
+# each sampled clip (`clip`), each shot (`shot`, with shot detection), each segment (`segment`); with a
+# vocabulary, the tags of each as `video tag`, `clip tag`, `shot tag` (the tag in `label`, its categories in
+# `tag_path`, broadest first, joined by "|" as Lightroom's hierarchical keywords are); `source` says
+# "audio" for what is heard
 CSV_COLUMNS = ["path", "clip", "start", "end", "rank", "label", "score", "status", "error", "model", "kind",
-               "path_bytes"]
+               "path_bytes", "tag_path", "source"]
+TAG_PATH_SEPARATOR = "|"
 # a spreadsheet runs a cell that begins with one of these as a formula (OWASP "CSV injection")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -67,41 +72,51 @@ def csv_cell(value):
     return value
 
 
-def _ranked(base: list, index: int, span: ClipResult, tail: list, kind: str, raw: str) -> list[list]:
-    return [base + [index, span.start, span.end, rank, x.label, x.score] + tail + [kind, raw]
+def _ranked(base: list, index: int | str, span: ClipResult, tail: list, kind: str, raw: str) -> list[list]:
+    rows = [base + [index, span.start, span.end, rank, x.label, x.score] + tail + [kind, raw, "", ""]
             for rank, x in enumerate(span.labels, 1)]
+    return rows + [base + [index, span.start, span.end, rank, x.tag, x.score] + tail
+                   + [f"{kind} tag", raw, TAG_PATH_SEPARATOR.join(x.path), ""]
+                   for rank, x in enumerate(span.tags or [], 1)]
 
 
 def csv_rows(record: Record) -> list[list]:
     """The CSV rows of one record, in the columns of CSV_COLUMNS.
 
     `video` rows leave `clip` empty and span 0 to the duration; `clip` and `shot` rows give the index
-    (0-based, in time order) in `clip`; `segment` rows give the segment's index in `clip`, its span, its
-    label and score, and no rank. A failed file is one `video` row with `status` = error. A video whose
-    labels all fell below the threshold still has one `video` row, with empty rank, label and score.
-    `path_bytes` holds the exact name in base64 when it is not UTF-8 (see `portable_path`).
+    (0-based, in time order) in `clip`; each is followed by its tags' rows (`video tag`, ...); `segment`
+    rows give the segment's index in `clip`, its span, its tag (or label) and score, and no rank. A failed
+    file is one `video` row with `status` = error. A video whose labels all fell below the threshold still
+    has one `video` row, with empty rank, label and score. `path_bytes` holds the exact name in base64 when
+    it is not UTF-8 (see `portable_path`).
     """
     text, raw = portable_path(record.path)
     raw = raw or ""
     base = [text]
     tail = [record.status, record.error or "", record.model]
     if not record.ok:
-        return [base + ["", "", "", "", "", ""] + tail + ["video", raw]]
+        return [base + ["", "", "", "", "", ""] + tail + ["video", raw, "", ""]]
     duration = record.duration if record.duration is not None else ""
-    rows = [base + ["", 0.0, duration, rank, x.label, x.score] + tail + ["video", raw]
-            for rank, x in enumerate(record.labels, 1)]
-    if not rows:  # nothing passed the threshold: still one row, so the file is accounted for
-        rows = [base + ["", 0.0, duration, "", "", ""] + tail + ["video", raw]]
+    whole = ClipResult(0.0, duration, record.labels, record.tags)
+    rows = _ranked(base, "", whole, tail, "video", raw)
+    if not record.labels:  # nothing passed the threshold: still one row, so the file is accounted for
+        rows.insert(0, base + ["", 0.0, duration, "", "", ""] + tail + ["video", raw, "", ""])
     for index, clip in enumerate(record.clips):
         rows += _ranked(base, index, clip, tail, "clip", raw)
     for index, shot in enumerate(record.shots or []):
-        rows += _ranked(base, index, shot, tail, "shot", raw)
         if not shot.labels:  # a shot with no label above the threshold is still listed
-            rows.append(base + [index, shot.start, shot.end, "", "", ""] + tail + ["shot", raw])
+            rows.append(base + [index, shot.start, shot.end, "", "", ""] + tail + ["shot", raw, "", ""])
+        rows += _ranked(base, index, shot, tail, "shot", raw)
+    paths = {x.tag: x.path for x in _all_tags(record)}
     for index, segment in enumerate(record.segments):
         rows.append(base + [index, segment.start, segment.end, "", segment.label, segment.score] + tail
-                    + ["segment", raw])
+                    + ["segment", raw, TAG_PATH_SEPARATOR.join(paths.get(segment.label, [])) if segment.kind == "tag"
+                       else "", segment.source or ""])
     return rows
+
+
+def _all_tags(record: Record) -> list:
+    return [x for part in [record, *record.clips, *(record.shots or [])] for x in (part.tags or [])]
 
 
 def format_for(output: str, fmt: str | None) -> str:
@@ -112,13 +127,15 @@ def format_for(output: str, fmt: str | None) -> str:
         if fmt not in FORMATS:
             raise OptionError(f"{{}} must be one of {', '.join(FORMATS)} (got '{fmt}')", "format")
         shown = output.replace("{", "{{").replace("}", "}}")
-        if ext in FORMATS and ext != fmt:
+        if fmt == "table" and output != "-":
+            raise OptionError("{} table is for a terminal: write records to a file as jsonl, json or csv", "format")
+        if ext in FILE_FORMATS and ext != fmt:
             raise OptionError(f"{{}} {fmt} contradicts the output's extension: {{}} {shown} names a .{ext} file",
                               "format", "output")
         return fmt
     if not ext:
         return "jsonl"
-    if ext not in FORMATS:
+    if ext not in FILE_FORMATS:
         shown = output.replace("{", "{{").replace("}", "}}")
         raise OptionError(f"cannot tell the format from '{shown}': use a .json, .jsonl or .csv name, or {{}}",
                           "format")
@@ -328,7 +345,28 @@ class CsvWriter(Writer):
             raise _cannot_write(self.output, exc) from None
 
 
-WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter}
+class TableWriter(Writer):
+    """For a person at a terminal: one line per file as it finishes (its top tags, or labels, its shots),
+    not the records. `vidtag classify` picks it when standard output is a terminal and no -o or --format
+    is given; pipes and files get the records."""
+
+    format = "table"
+
+
+    def write(self, record: Record) -> None:
+        text, _ = portable_path(record.path)
+        name = "".join(c if c.isprintable() else "\ufffd" for c in text)
+        if not record.ok:
+            line = f"{name}\n    error: {record.error}\n"
+        else:
+            top = record.tags if record.tags is not None else record.labels
+            words = ", ".join(f"{getattr(x, 'tag', None) or x.label} {x.score:.2f}" for x in top) or "(nothing above the threshold)"
+            extra = f"  ({len(record.shots)} shots)" if record.shots is not None else ""
+            line = f"{name}  {record.duration or 0:.1f} s{extra}\n    {words}\n"
+        _to_stdout(line)
+
+
+WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter, "table": TableWriter}
 
 
 def get_writer(output: str = "-", fmt: str | None = None, *, append: bool = False) -> Writer:

@@ -20,10 +20,12 @@ class ShotClips(NamedTuple):
 
 
 def plan_shot_clips(shots: Sequence[Shot], duration: float, frames: int, *, seconds_per_clip: float = 10.0,
-                    frame_stride: int | None = None, fps: float = 30.0, max_clips_per_shot: int | None = None
-                    ) -> ShotClips:
+                    frame_stride: int | None = None, fps: float = 30.0, max_clips_per_shot: int | None = None,
+                    clips_per_video: int | None = None) -> ShotClips:
     """Sampled clips inside each shot: at least one per shot, one more for every `seconds_per_clip` of a
-    long shot (equal parts), never straddling a cut or a transition.
+    long shot (equal parts), never straddling a cut or a transition. With `clips_per_video` (the clips the
+    whole video gets without shots), a shot is never sampled more thinly than that: it gets at least its
+    share of them, by its length.
 
     Each part is sampled by `vidtag.media.sampling.clip_times` (uniform times, or `frames` x `frame_stride / fps`
     apart around the part's centre); times that would fall outside the shot's own frames (a strided clip
@@ -38,6 +40,8 @@ def plan_shot_clips(shots: Sequence[Shot], duration: float, frames: int, *, seco
     for k, shot in enumerate(shots):
         lo, hi = shot.content_start, max(shot.content_end, shot.content_start)
         count = max(1, math.ceil((hi - lo) / seconds_per_clip - 1e-9))
+        if clips_per_video and duration > 0:
+            count = max(count, math.ceil(clips_per_video * (shot.end - shot.start) / duration - 1e-9))
         if max_clips_per_shot is not None:
             count = min(count, max_clips_per_shot)
         step = (hi - lo) / count
