@@ -18,9 +18,10 @@ import torch
 from .store import EmbeddingStore, FileEntry, ShardInfo
 from ..errors import ConfigError, OptionError
 from ..models.labels import check_labels, check_prompts
-from ..results.finish import record_from_probs
+from ..results.finish import Tagging, record_from_probs
 from ..results.record import Record, RecordSettings, digest
 from .textside import TextSide, score
+from ..results.vocabulary import Vocabulary
 
 BLOCK_ROWS = 8192  # rows read and scored at a time
 
@@ -49,32 +50,43 @@ def _groups(entries: list[FileEntry], block_rows: int) -> Iterator[list[FileEntr
 
 
 def _record(entry: FileEntry, probs: torch.Tensor | None, labels: list[str], top_k: int,
-            threshold: float | None, settings: RecordSettings) -> Record:
+            threshold: float | None, settings: RecordSettings, tagging: Tagging | None) -> Record:
     fields = dict(path=entry.path, model=entry.model, video=entry.video, settings=settings)
     if probs is None:  # the file failed in the classify run: its error record again
         return Record(status=entry.status, error=entry.error, duration=entry.duration, score=entry.score, **fields)
     return record_from_probs(probs, [(a, b) for a, b in entry.clips], crops=entry.crops, labels=labels,
                              score=entry.score, duration=entry.duration, top_k=top_k, threshold=threshold,
-                             segments=settings.segments, **fields)
+                             segments=settings.segments, tagging=tagging, **fields)
 
 
-def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str], prompts: Sequence[str] | None = None,
-          top_k: int = 5, threshold: float | None = None, *, block_rows: int = BLOCK_ROWS) -> Iterator[Record]:
+def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str] | None, prompts: Sequence[str] | None = None,
+          top_k: int = 5, threshold: float | None = None, *, tags: Vocabulary | None = None,
+          block_rows: int = BLOCK_ROWS) -> Iterator[Record]:
     """One record per kept file, in the order they were added, scored for `labels` (see the module doc).
 
-    `prompts` default to those of the classify run. A file that failed then is its error record again.
-    Records carry the classify run's settings with this vocabulary's labels, prompts, top_k and
-    threshold, so `classify --resume` accepts them as its own.
+    `prompts` default to those of the classify run. With `tags` (an archive vocabulary), records carry its
+    tags: with no `labels`, the vocabulary's own prompts are the labels, as classify scores them. A file
+    that failed then is its error record again. Records carry the classify run's settings with this
+    vocabulary's labels, prompts, top_k and threshold, so `classify --resume` accepts them as its own.
     """
     store.check_model(text_side.identity)
     if top_k < 1:
         raise OptionError("{} must be at least 1", "top_k")
     if threshold is not None and not 0 <= threshold <= 1:
         raise OptionError("{} must be between 0 and 1", "threshold")
-    labels = check_labels(labels)
+    tag_map = None
+    if not labels and tags is not None:  # the vocabulary's tags, each prompt a label, as classify does
+        tag_map = tags.zero_shot_map()
+        labels, prompts = list(tag_map.labels), ["{}"]
+    labels = check_labels(labels or [])
     prompts = check_prompts(prompts) if prompts else default_prompts(store, text_side)
+    if tags is not None and tag_map is None:
+        tag_map = tags.label_map(labels)
+    tagging = tag_map and Tagging(tag_map, text_side.score_kind == "sigmoid", top_k, threshold)
     text = text_side.encode(labels, prompts)
     vocabulary = {"top_k": top_k, "threshold": threshold, "labels": digest(labels), "prompts": list(prompts)}
+    if tags is not None:
+        vocabulary["vocabulary"] = {"name": tags.name, "sha256": tags.digest}
     for shard in store.shards:
         reader = store.open_rows(shard) if shard.rows else None
         try:
@@ -89,9 +101,9 @@ def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str], pro
                                       text_side.score_kind)
                 for entry in group:
                     kept = RecordSettings.from_dict(entry.settings)  # the classify run's, this vocabulary's in place
-                    settings = kept.updated(**vocabulary, file=kept.file or {})
+                    settings = kept.without("vocabulary").updated(**vocabulary, file=kept.file or {})
                     rows = probs[entry.row - first:entry.row - first + entry.clip_rows] if entry.ok else None
-                    yield _record(entry, rows, labels, top_k, threshold, settings)
+                    yield _record(entry, rows, labels, top_k, threshold, settings, tagging)
         finally:
             if reader is not None:
                 reader.close()

@@ -141,9 +141,13 @@ class RecordSettings(Mapping[str, Any]):
         """A copy with these fields set (and held)."""
         return replace(self, **values, given=self.given | {k for k in values if k in _NAMED})
 
+    def without(self, *names: str) -> RecordSettings:
+        """A copy without these fields."""
+        return replace(self, **dict.fromkeys(names), given=self.given - set(names))
+
     def without_file(self) -> RecordSettings:
         """What a run's settings are, apart from the one file's size and time."""
-        return replace(self, file=None, given=self.given - {"file"})
+        return self.without("file")
 
     def __getitem__(self, key: str) -> Any:
         return self._dict[key]  # type: ignore[attr-defined]
