@@ -391,7 +391,7 @@ def test_commands_refuse_bad_input(folders, videos, tmp_path):
     result = runner.invoke(cli(), ["retag", str(tmp_path / "store"), "--labels", "a",
                                    "--model", str(folders["siglip"])])
     assert result.exit_code == 2 and "another model's text side" in result.output
-    result = runner.invoke(cli(), ["retag", str(tmp_path / "store")])
+    result = runner.invoke(cli(), ["retag", str(tmp_path / "store"), "--vocabulary", "raw"])
     assert result.exit_code == 2 and "--labels" in result.output
     result = runner.invoke(cli(), ["search", str(tmp_path), "a dog"])
     assert result.exit_code == 2 and "not an embeddings store" in result.output

@@ -88,7 +88,8 @@ def retag(
         format_for(output, fmt)  # a bad format before any work
         _refuse_overwrite(output, overwrite)
         store, side = _open(store_dir, model)
-        records = retag_records(store, side, new_labels, prompt or None, top_k=top_k, threshold=threshold, tags=tags)
+        records = retag_records(store, side, new_labels, prompt or None, top_k=top_k, threshold=threshold,
+                                vocabulary=tags or "raw")
         first = next(records, None)  # the text side and options are checked before the output is touched
         failures = []
         count = write_records(itertools.chain([first] if first is not None else [], records), output, fmt,

@@ -21,7 +21,7 @@ from ..models.labels import check_labels, check_prompts
 from ..results.finish import Tagging, record_from_probs
 from ..results.record import Record, RecordSettings, digest
 from .textside import TextSide, score
-from ..results.vocabulary import Vocabulary
+from ..results.vocabulary import Vocabulary, load_vocabulary
 
 BLOCK_ROWS = 8192  # rows read and scored at a time
 
@@ -60,12 +60,13 @@ def _record(entry: FileEntry, probs: torch.Tensor | None, labels: list[str], top
 
 
 def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str] | None, prompts: Sequence[str] | None = None,
-          top_k: int = 5, threshold: float | None = None, *, tags: Vocabulary | None = None,
+          top_k: int = 5, threshold: float | None = None, *, vocabulary: str | Vocabulary = "archive",
           block_rows: int = BLOCK_ROWS) -> Iterator[Record]:
     """One record per kept file, in the order they were added, scored for `labels` (see the module doc).
 
-    `prompts` default to those of the classify run. With `tags` (an archive vocabulary), records carry its
-    tags: with no `labels`, the vocabulary's own prompts are the labels, as classify scores them. A file
+    `prompts` default to those of the classify run. `vocabulary` is classify's: 'archive', 'raw' (no tags),
+    a vocabulary file or a loaded one; records carry its tags, and with no `labels` its own prompts are the
+    labels, as classify scores them. A file
     that failed then is its error record again. Records carry the classify run's settings with this
     vocabulary's labels, prompts, top_k and threshold, so `classify --resume` accepts them as its own.
     """
@@ -74,6 +75,7 @@ def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str] | No
         raise OptionError("{} must be at least 1", "top_k")
     if threshold is not None and not 0 <= threshold <= 1:
         raise OptionError("{} must be between 0 and 1", "threshold")
+    tags = None if vocabulary == "raw" else vocabulary if isinstance(vocabulary, Vocabulary) else load_vocabulary(vocabulary)
     tag_map = None
     if not labels and tags is not None:  # the vocabulary's tags, each prompt a label, as classify does
         tag_map = tags.zero_shot_map()
