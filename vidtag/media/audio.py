@@ -1,0 +1,255 @@
+"""Audio: the sound tracks of a video file, decoded in windows for the audio models.
+
+`probe_audio` lists a file's audio tracks. `audio_windows` decodes one of them (the first unless the user
+picks another, as `--audio-track N` does) with PyAV, resamples it with FFmpeg's resampler
+(`av.AudioResampler`) to the model's rate, averages the channels to mono, and yields fixed windows with
+their times on the video's timeline: seconds from the first video frame, the same origin as the picture
+clips, whatever the audio stream's own start time (audio that starts late is preceded by silence; audio
+before the first frame is dropped). Decoding streams: only the current window and one decoded frame are
+held, so memory does not grow with the file's length.
+
+Channels are averaged after resampling (resampling is linear, so this equals resampling the average):
+the plain mean most audio models were trained on (librosa's `to_mono`, torchaudio's mean over channels),
+rather than FFmpeg's downmix, which sums stereo at -3 dB and can exceed full scale.
+
+What can go wrong is said in plain words: a file without sound, a track number out of range or a codec
+FFmpeg cannot decode raise a MediaError (the video keeps its picture tags; the pipeline turns the error
+into a note), and packets that do not decode are skipped, their time filled with silence and counted in
+a note (`AudioWindows.notes`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vidtag.decode import open_video
+from vidtag.errors import MediaError
+
+# a timestamp jump larger than this between decoded frames is a gap in the sound, filled with silence
+_GAP_S = 0.02
+
+
+@dataclass(frozen=True)
+class AudioTrack:
+    """One audio track of a file. `index` counts audio tracks only (what `--audio-track N` names)."""
+
+    index: int
+    stream_index: int  # the stream's index in the container (all kinds of streams counted)
+    codec: str
+    sample_rate: int
+    channels: int
+    start: float  # seconds, the track's first sample on the file's own clock
+    duration: float | None  # seconds, when the container says
+    language: str | None
+    marked_default: bool  # the container flags it as the default track (vidtag reads track 0 unless told)
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """A file's audio tracks and the origin of the video's timeline (seconds on the file's clock)."""
+
+    tracks: tuple[AudioTrack, ...]
+    origin: float
+
+    def track(self, index: int = 0) -> AudioTrack:
+        """Track `index`, or a MediaError saying the file has no sound or how many tracks it has."""
+        if not self.tracks:
+            raise MediaError("the file has no audio track: no sound to tag")
+        if not isinstance(index, int) or not 0 <= index < len(self.tracks):
+            count = len(self.tracks)
+            numbers = "0" if count == 1 else f"0 to {count - 1}"
+            raise MediaError(f"audio track {index} does not exist: the file has {count} audio "
+                             f"track{'s' if count > 1 else ''} (numbered {numbers})")
+        return self.tracks[index]
+
+
+@dataclass(frozen=True)
+class AudioWindow:
+    """Mono float32 samples at the model's rate, and their span on the video's timeline in seconds."""
+
+    start: float
+    end: float
+    samples: np.ndarray
+
+
+def _seconds(value: int | None, time_base) -> float | None:
+    return None if value is None or time_base is None else float(value * time_base)
+
+
+def _origin(container: av.container.InputContainer) -> float:
+    """The time of the first video frame (the records' zero), else the container's start, else 0."""
+    pictures = [s for s in container.streams.video if not (s.disposition & av.stream.Disposition.attached_pic)]
+    if pictures:
+        start = _seconds(pictures[0].start_time, pictures[0].time_base)
+        if start is not None:
+            return start
+    return container.start_time / av.time_base if container.start_time is not None else 0.0
+
+
+def _tracks(container: av.container.InputContainer) -> tuple[AudioTrack, ...]:
+    tracks = []
+    for i, stream in enumerate(container.streams.audio):
+        ctx = stream.codec_context
+        tracks.append(AudioTrack(
+            index=i,
+            stream_index=stream.index,
+            codec=ctx.name or "unknown",
+            sample_rate=int(ctx.sample_rate or stream.sample_rate or 0),
+            channels=int(ctx.channels or 0),
+            start=_seconds(stream.start_time, stream.time_base) or 0.0,
+            duration=_seconds(stream.duration, stream.time_base),
+            language=stream.metadata.get("language"),
+            marked_default=bool(stream.disposition & av.stream.Disposition.default),
+        ))
+    return tuple(tracks)
+
+
+def _silence(like: av.AudioFrame, seconds: float) -> av.AudioFrame:
+    """A frame of digital silence in the format, layout and rate of `like`."""
+    frame = av.AudioFrame(format=like.format.name, layout=like.layout.name,
+                          samples=max(1, round(seconds * like.sample_rate)))
+    frame.sample_rate = like.sample_rate
+    for plane in frame.planes:
+        plane.update(bytes(plane.buffer_size))
+    return frame
+
+
+def probe_audio(path: str | Path) -> AudioInfo:
+    """The audio tracks of a media file (an empty tuple when it has none) and its timeline's origin."""
+    with open_video(path) as container:
+        return AudioInfo(tracks=_tracks(container), origin=_origin(container))
+
+
+class AudioWindows:
+    """Iterable over the windows of one audio track (see `audio_windows`), decoded as they are asked for.
+
+    While iterating, `notes` collects what was wrong with the sound (damaged packets skipped), and
+    `peak_samples` the most samples held at once (the window being filled plus one resampled frame:
+    bounded by the window, not by the file's length).
+    """
+
+    def __init__(self, path: str | Path, rate: int, window_s: float, hop_s: float | None = None,
+                 track: int = 0, origin: float | None = None):
+        if rate <= 0 or not window_s > 0 or (hop_s is not None and not hop_s > 0):
+            raise ValueError("rate, window_s and hop_s must be positive")
+        self.path, self.rate, self.track_index = Path(path), int(rate), track
+        self.window = max(1, round(window_s * rate))  # samples per window
+        self.hop = max(1, round((hop_s or window_s) * rate))
+        self.origin = origin
+        self.notes: list[str] = []
+        self.peak_samples = 0
+        self.decoded_s = 0.0  # seconds of sound decoded so far (from the track's start)
+        self.track: AudioTrack | None = None
+
+    def __iter__(self) -> Iterator[AudioWindow]:
+        with open_video(self.path) as container:
+            origin = _origin(container) if self.origin is None else self.origin
+            info = AudioInfo(_tracks(container), origin)
+            self.track = info.track(self.track_index)
+            stream = container.streams.audio[self.track.index]
+            if stream.codec_context is None or not stream.codec_context.name:
+                raise MediaError(f"audio track {self.track.index} uses a codec this FFmpeg cannot decode")
+            yield from self._windows(container, stream, origin)
+
+    # -- decoding --------------------------------------------------------------------------------
+    def _chunks(self, container, stream, origin: float) -> Iterator[np.ndarray]:
+        """Mono float32 samples at `rate`, from the video's time 0 on (silence before the sound starts)."""
+        resampler = None
+        drop = 0  # output samples still to drop (sound before the first video frame)
+        expected = 0.0  # the file-clock time the next decoded frame should start at
+        damaged = 0  # packets that did not decode
+        after_damage = False  # a packet failed since the last good frame
+        lost = 0.0  # seconds of sound those packets held (the timestamp gaps they left)
+
+        def mono(frames) -> Iterator[np.ndarray]:
+            nonlocal drop
+            for out in frames:
+                samples = out.to_ndarray().mean(0, dtype=np.float32)
+                cut = min(drop, len(samples))
+                drop -= cut
+                if len(samples) > cut:
+                    yield samples[cut:]
+
+        for frame in self._frames(container, stream):
+            if frame is None:
+                damaged, after_damage = damaged + 1, True
+                continue
+            parts = [frame]
+            if resampler is None:
+                resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=self.rate)
+                expected = frame.time if frame.time is not None else self.track.start
+                lead = round((expected - origin) * self.rate)
+                if lead > 0:
+                    yield np.zeros(lead, np.float32)
+                drop = max(0, -lead)
+            elif frame.time is not None and frame.time > expected + _GAP_S:
+                # missing sound (undecodable packets, or a track with holes): silence keeps the timeline
+                lost += (frame.time - expected) if after_damage else 0.0
+                parts.insert(0, _silence(frame, frame.time - expected))
+            after_damage = False
+            for part in parts:
+                yield from mono(resampler.resample(part))
+            expected = (frame.time if frame.time is not None else expected) + frame.samples / frame.sample_rate
+            self.decoded_s = expected - self.track.start
+        if resampler is None:
+            raise MediaError(f"audio track {self.track.index} holds no decodable sound"
+                             + (f" ({damaged} damaged packets)" if damaged else ""))
+        yield from mono(resampler.resample(None))
+        if damaged:
+            self.notes.append(f"the sound is damaged: {damaged} audio packet{'s' if damaged > 1 else ''} "
+                              f"could not be decoded and {'were' if damaged > 1 else 'was'} skipped"
+                              + (f" ({lost:.2f} s replaced by silence)" if lost >= 0.005 else ""))
+
+    def _frames(self, container, stream) -> Iterator[av.AudioFrame | None]:
+        """The track's decoded frames; None for each packet FFmpeg could not decode."""
+        try:
+            for packet in container.demux(stream):
+                try:
+                    yield from packet.decode()
+                except av.error.FFmpegError:
+                    yield None
+        except av.error.FFmpegError as exc:  # the demuxer itself gave up: keep what was read
+            self.notes.append(f"the sound stops early: the file cannot be read past "
+                              f"{self.decoded_s:.2f} s of its audio (FFmpeg: {exc.strerror or exc})")
+
+    def _windows(self, container, stream, origin: float) -> Iterator[AudioWindow]:
+        buffer = np.zeros(0, np.float32)
+        start = 0  # sample index (on the video's timeline) of buffer[0], a window start
+        skip = 0  # samples to drop before the next window starts (a hop longer than the window)
+        for chunk in self._chunks(container, stream, origin):
+            if skip:
+                cut = min(skip, len(chunk))
+                chunk, skip, start = chunk[cut:], skip - cut, start + cut
+            buffer = np.concatenate([buffer, chunk])
+            self.peak_samples = max(self.peak_samples, len(buffer))
+            while len(buffer) >= self.window:
+                yield self._window(start, buffer[:self.window])
+                step = min(self.hop, len(buffer))
+                skip = self.hop - step
+                buffer, start = buffer[step:], start + step
+        # the tail: the sound after the last full window, unless that window already reached the end
+        if len(buffer) and not skip and (start == 0 or len(buffer) > self.window - self.hop):
+            yield self._window(start, buffer)
+
+    def _window(self, start: int, samples: np.ndarray) -> AudioWindow:
+        return AudioWindow(start=start / self.rate, end=(start + len(samples)) / self.rate,
+                           samples=np.array(samples, dtype=np.float32))
+
+
+def audio_windows(path: str | Path, rate: int, window_s: float, hop_s: float | None = None, track: int = 0,
+                  origin: float | None = None) -> AudioWindows:
+    """Windows of `window_s` seconds every `hop_s` (default: back to back) of audio track `track`, mono
+    float32 at `rate` Hz, timed on the video's timeline (from `origin`, the first frame's time on the file's
+    clock as `VideoInfo.start` gives it; default: read from the file). The last window may be shorter.
+
+    Returns a lazy iterable; errors (no audio, no such track, nothing decodable) are MediaErrors raised when
+    iteration starts; its `notes` tell of damage met on the way.
+    """
+    return AudioWindows(path, rate, window_s, hop_s, track, origin)
+
+
