@@ -73,3 +73,52 @@ def _audio_frame(chunk: np.ndarray, fmt: str, layout: str) -> av.AudioFrame:
     if not planar:
         data = data.T.reshape(1, -1)  # interleaved
     return av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout=layout)
+
+
+# -- tiny transformers audio checkpoints (random weights, seeded), saved with save_pretrained ------------------
+LABELS = ["applause", "bark", "engine", "rain", "speech", "siren", "music"]
+AST_MEL_BINS, AST_FRAMES = 32, 100  # 100 frames: windows up to (100 - 1) x 10 ms + 25 ms = 1.015 s at 16 kHz
+
+
+def save_tiny_ast(folder: Path, *, labels: list[str] = LABELS, seed: int = 0) -> Path:
+    """A tiny ASTForAudioClassification folder with its ASTFeatureExtractor (16 kHz, 32 mel bins)."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    config = tf.ASTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                          num_mel_bins=AST_MEL_BINS, max_length=AST_FRAMES, patch_size=16, frequency_stride=8,
+                          time_stride=8, num_labels=len(labels), id2label=dict(enumerate(labels)),
+                          label2id={name: i for i, name in enumerate(labels)})
+    model = tf.ASTForAudioClassification(config).eval()
+    # wide classifier weights spread the scores, so that the labels' order is well defined
+    torch.nn.init.normal_(model.classifier.dense.weight, std=0.5)
+    model.save_pretrained(str(folder))
+    tf.ASTFeatureExtractor(num_mel_bins=AST_MEL_BINS, max_length=AST_FRAMES).save_pretrained(str(folder))
+    return folder
+
+
+CLAP_RATE, CLAP_SECONDS = 16000, 2  # the tiny CLAP's extractor: 2 s windows at 16 kHz, 16 mel bins
+
+
+def save_tiny_clap(folder: Path, *, fusion: bool = False, seed: int = 0) -> Path:
+    """A tiny ClapModel folder (HTSAT audio tower, RoBERTa-style text tower) with a character tokenizer and a
+    ClapFeatureExtractor in the published layout (`rand_trunc` unfused, `fusion` fused)."""
+    import torch
+    import transformers as tf
+    from _zeroshot_helpers import char_tokenizer
+
+    ids = char_tokenizer(folder, bos=True, input_names=["input_ids", "attention_mask"])
+    torch.manual_seed(seed)
+    text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                max_position_embeddings=80, projection_dim=16, **ids)
+    audio = dict(num_mel_bins=16, spec_size=64, patch_size=4, patch_stride=4, window_size=4, depths=[1, 1],
+                 num_attention_heads=[2, 2], patch_embeds_hidden_size=16, hidden_size=32, projection_dim=16,
+                 enable_fusion=fusion, fusion_type="aff_2d" if fusion else None)
+    config = tf.ClapConfig(text_config=text, audio_config=audio, projection_dim=16, logit_scale_init_value=50.0)
+    model = tf.ClapModel(config).eval()
+    model.save_pretrained(str(folder))
+    tf.ClapFeatureExtractor(feature_size=16, sampling_rate=CLAP_RATE, hop_length=160, fft_window_size=400,
+                            max_length_s=CLAP_SECONDS, frequency_min=50, frequency_max=8000,
+                            truncation="fusion" if fusion else "rand_trunc").save_pretrained(str(folder))
+    return folder
