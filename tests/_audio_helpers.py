@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from pathlib import Path
 
@@ -117,6 +118,8 @@ def save_tiny_clap(folder: Path, *, fusion: bool = False, seed: int = 0) -> Path
                  enable_fusion=fusion, fusion_type="aff_2d" if fusion else None)
     config = tf.ClapConfig(text_config=text, audio_config=audio, projection_dim=16, logit_scale_init_value=50.0)
     model = tf.ClapModel(config).eval()
+    with torch.no_grad():  # the text side's scale apart from the audio side's, so that using the wrong one shows
+        model.logit_scale_t.fill_(math.log(20.0))
     model.save_pretrained(str(folder))
     tf.ClapFeatureExtractor(feature_size=16, sampling_rate=CLAP_RATE, hop_length=160, fft_window_size=400,
                             max_length_s=CLAP_SECONDS, frequency_min=50, frequency_max=8000,

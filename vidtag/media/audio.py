@@ -218,23 +218,33 @@ class AudioWindows:
                               f"{self.decoded_s:.2f} s of its audio (FFmpeg: {exc.strerror or exc})")
 
     def _windows(self, container, stream, origin: float) -> Iterator[AudioWindow]:
-        buffer = np.zeros(0, np.float32)
-        start = 0  # sample index (on the video's timeline) of buffer[0], a window start
+        # decoded chunks are gathered in a list and joined once a window's worth is there: joining every
+        # chunk onto a growing buffer would copy a 10 s window some 500 times
+        pending: list[np.ndarray] = []  # samples not yet cut into windows, from sample `start` on
+        held = 0  # their count
+        start = 0  # sample index (on the video's timeline) of the first pending sample, a window start
         skip = 0  # samples to drop before the next window starts (a hop longer than the window)
         for chunk in self._chunks(container, stream, origin):
             if skip:
                 cut = min(skip, len(chunk))
                 chunk, skip, start = chunk[cut:], skip - cut, start + cut
-            buffer = np.concatenate([buffer, chunk])
-            self.peak_samples = max(self.peak_samples, len(buffer))
+            if not len(chunk):
+                continue
+            pending.append(chunk)
+            held += len(chunk)
+            self.peak_samples = max(self.peak_samples, held)
+            if held < self.window:
+                continue
+            buffer = np.concatenate(pending)
             while len(buffer) >= self.window:
                 yield self._window(start, buffer[:self.window])
                 step = min(self.hop, len(buffer))
                 skip = self.hop - step
                 buffer, start = buffer[step:], start + step
+            pending, held = ([buffer] if len(buffer) else []), len(buffer)
         # the tail: the sound after the last full window, unless that window already reached the end
-        if len(buffer) and not skip and (start == 0 or len(buffer) > self.window - self.hop):
-            yield self._window(start, buffer)
+        if held and (start == 0 or held > self.window - self.hop):
+            yield self._window(start, np.concatenate(pending))
 
     def _window(self, start: int, samples: np.ndarray) -> AudioWindow:
         return AudioWindow(start=start / self.rate, end=(start + len(samples)) / self.rate,
