@@ -13,7 +13,7 @@ import pytest
 
 from _audio_helpers import make_av, tone
 from vidtag.errors import MediaError
-from vidtag.media.audio import audio_windows, probe_audio
+from vidtag.media.audio import RESAMPLE_BATCH, audio_windows, probe_audio
 
 RATE = 16000  # the model rate the tests resample to
 
@@ -152,16 +152,27 @@ def test_undecodable_sound_is_a_media_error(tmp_path):
 
 
 def test_windows_are_decoded_lazily_in_flat_memory(tmp_path):
-    """Structure, not timing: over a 10-minute track, taking the first window decodes at most a few seconds
-    of it, and the samples held at any time never exceed one window plus one resampled frame, however long
-    the file (a 1024-sample PCM frame at 8 kHz is 2048 samples at 16 kHz)."""
+    """Structure, not timing: over a 10-minute track, taking the first window decodes only a few seconds of
+    it, and the samples held at any time never exceed one window plus one resampled batch, however long the
+    file: RESAMPLE_BATCH decoded samples plus the frame that filled it (1024) at 8 kHz are twice as many at
+    16 kHz, plus the resampler's filter delay (< 64 samples), released when it is flushed."""
     rate = 8000
     path = make_av(tmp_path / "long.mkv", [tone(600.0, rate, amplitude=0.1)], rate=rate, video=False)
     windows = audio_windows(path, RATE, 1.0)
     it = iter(windows)
     first = next(it)
     assert first.start == 0.0 and len(first.samples) == RATE
-    assert windows.decoded_s < 2.0  # of 600 s
+    # one window (1 s) needs one batch: RESAMPLE_BATCH samples (2.05 s at 8 kHz) and a frame
+    assert windows.decoded_s <= (RESAMPLE_BATCH + 1024) / rate
     count = 1 + sum(1 for _ in it)
     assert count == 600
-    assert windows.peak_samples <= RATE + 2 * 1024 + 64  # 64: the resampler's filter delay, flushed at once
+    assert windows.peak_samples <= RATE + (RESAMPLE_BATCH + 1024) * RATE // rate + 64
+
+
+def test_a_cut_off_file_is_a_plain_media_error(tmp_path):
+    """An MP4 cut short loses its index (written at the end): the same plain words as the picture path."""
+    path = make_av(tmp_path / "whole.mp4", [tone(2.0, RATE)], rate=RATE, seconds=2.0, codec="aac")
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(MediaError, match="the file was cut off"):
+        list(audio_windows(cut, RATE, 1.0))
