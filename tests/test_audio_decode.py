@@ -10,8 +10,8 @@ from __future__ import annotations
 import av
 import numpy as np
 import pytest
-
 from _audio_helpers import make_av, tone
+
 from vidtag.errors import MediaError
 from vidtag.media.audio import RESAMPLE_BATCH, audio_windows, probe_audio
 

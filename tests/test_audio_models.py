@@ -22,8 +22,15 @@ import numpy as np
 import pytest
 import torch
 import transformers as tf
+from _audio_helpers import (
+    CLAP_RATE,
+    LABELS,
+    make_av,
+    save_tiny_ast,
+    save_tiny_clap,
+    tone,
+)
 
-from _audio_helpers import CLAP_RATE, LABELS, make_av, save_tiny_ast, save_tiny_clap, tone
 from vidtag.errors import ConfigError, FatalError
 from vidtag.media.audio import audio_windows
 from vidtag.models.families import ast, clap
@@ -219,5 +226,5 @@ def test_audioset_map_uses_the_classifier_names_and_the_audio_tags():
 
 def test_audioset_map_regenerates_byte_identically():
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "make_audioset_map.py"), "--check"],
-                          capture_output=True, text=True)
+                          check=False, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

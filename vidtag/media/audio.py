@@ -29,7 +29,7 @@ import numpy as np
 from av.audio.frame import format_dtypes
 
 from vidtag.decode import open_video
-from vidtag.errors import MediaError
+from vidtag.errors import ConfigError, MediaError
 
 # a timestamp jump larger than this between decoded frames is a gap in the sound, filled with silence
 _GAP_S = 0.02
@@ -133,14 +133,15 @@ class AudioWindows:
     """Iterable over the windows of one audio track (see `audio_windows`), decoded as they are asked for.
 
     While iterating, `notes` collects what was wrong with the sound (damaged packets skipped), and
-    `peak_samples` the most samples held at once (the window being filled plus one resampled frame:
+    `peak_samples` the most samples held at once (the window being filled plus one resampled batch:
     bounded by the window, not by the file's length).
     """
 
     def __init__(self, path: str | Path, rate: int, window_s: float, hop_s: float | None = None,
                  track: int = 0, origin: float | None = None):
         if rate <= 0 or not window_s > 0 or (hop_s is not None and not hop_s > 0):
-            raise ValueError("rate, window_s and hop_s must be positive")
+            raise ConfigError(f"audio windows need a positive rate, window and hop (got {rate} Hz, "
+                              f"window {window_s} s, hop {hop_s} s)")
         self.path, self.rate, self.track_index = Path(path), int(rate), track
         self.window = max(1, round(window_s * rate))  # samples per window
         self.hop = max(1, round((hop_s or window_s) * rate))
