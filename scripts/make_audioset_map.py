@@ -7,8 +7,9 @@ The ontology (github.com/audioset/ontology, ontology.json, CC BY-SA 4.0, Google)
 classes with `child_ids`; a class can have several parents (Knock is under Door and under Generic impact
 sounds). Each archive tag below is defined by ontology classes: a class with all its descendants
 (`subtree`), a class alone (`node`), minus the descendants of others (`minus`). An AudioSet class maps to
-every tag whose definition takes it in. Classes no tag takes in (Cough, Inside small room, ...) are left
-out of the map. Only the 527 classes the AudioSet classifiers output are written, in their index order
+every tag whose definition takes it in; classes no tag takes in (Cough, Inside small room, ...) have an
+empty tag list, as in the other maps (a map names every class of its label set, which is how a model's
+labels find it). The 527 classes the AudioSet classifiers output are written, in their index order
 (vidtag/data/audioset527_labels.txt, the display names of AudioSet's class_labels_indices.csv).
 
 The copy of the ontology the map is made from is scripts/data/audioset_ontology.json: the published
@@ -29,6 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 ONTOLOGY = ROOT / "scripts" / "data" / "audioset_ontology.json"
 LABELS = ROOT / "vidtag" / "data" / "audioset527_labels.txt"
 MAP = ROOT / "vidtag" / "data" / "vocabulary" / "maps" / "audioset.tsv"
+
+HEADER = ("# audioset: class<TAB>tags (comma-separated; empty = no tag). Derived from the AudioSet ontology "
+          "(Google, CC BY-SA 4.0; this map is shared under the same licence) by scripts/make_audioset_map.py; "
+          "do not edit.\n")
 
 # tag -> rules, in the order tags are written on a line: ("subtree" | "node" | "minus", ontology class name)
 RULES: dict[str, list[tuple[str, str]]] = {
@@ -118,11 +123,9 @@ def make_map(ontology: Path = ONTOLOGY, labels: Path = LABELS) -> str:
     if len(names) != 527 or unknown:
         sys.exit(f"{labels}: expected the 527 AudioSet class names of the ontology (unknown: {unknown[:3]})")
     members = tag_members(by_name)
-    lines = []
+    lines = [HEADER]
     for name in names:
-        tags = [tag for tag in RULES if name in members[tag]]
-        if tags:
-            lines.append(f"{name}\t{','.join(tags)}\n")
+        lines.append(f"{name}\t{','.join(tag for tag in RULES if name in members[tag])}\n")
     return "".join(lines)
 
 
@@ -161,7 +164,8 @@ def main() -> None:
         sys.exit(0 if same else 1)
     MAP.parent.mkdir(parents=True, exist_ok=True)
     MAP.write_text(text, encoding="utf-8")
-    print(f"wrote {MAP}: {text.count(chr(10))} of 527 classes mapped")
+    mapped = sum(1 for line in text.splitlines()[1:] if not line.endswith("\t"))
+    print(f"wrote {MAP}: {mapped} of 527 classes map to a tag")
 
 
 if __name__ == "__main__":

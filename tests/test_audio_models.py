@@ -34,7 +34,7 @@ from _audio_helpers import (
 from vidtag.errors import ConfigError, FatalError
 from vidtag.media.audio import audio_windows
 from vidtag.models.families import ast, clap
-from vidtag.registry import ModelSpec
+from vidtag.models.registry import ModelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 ATOL = 1e-5  # see the module docstring
@@ -182,7 +182,7 @@ def test_clap_refuses_what_it_cannot_do(work):
 
 # -- registry entries and the AudioSet map ----------------------------------------------------------------
 def test_audio_registry_entries_are_valid():
-    from vidtag.registry import _read_file
+    from vidtag.models.registry import _read_file
 
     registry: dict[str, ModelSpec] = {}
     path = ROOT / "vidtag" / "data" / "audio_models.yaml"
@@ -206,13 +206,13 @@ AUDIO_TAGS = ["speech", "singing", "music", "musical instrument", "applause", "l
               "silence", "noise"]
 
 
-def test_audioset_map_uses_the_classifier_names_and_the_audio_tags():
+def test_audioset_map_names_every_class_in_order_with_audio_tags_only():
     names = (ROOT / "vidtag" / "data" / "audioset527_labels.txt").read_text(encoding="utf-8").splitlines()
-    rows = [line.split("\t") for line in
-            (ROOT / "vidtag" / "data" / "vocabulary" / "maps" / "audioset.tsv").read_text(encoding="utf-8").splitlines()]
-    mapped = {name: tags.split(",") for name, tags in rows}
-    assert len(mapped) == len(rows)  # one line per class
-    assert [n for n in names if n in mapped] == [name for name, _ in rows]  # the classifiers' order
+    lines = (ROOT / "vidtag" / "data" / "vocabulary" / "maps" / "audioset.tsv").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("# audioset: ") and "CC BY-SA 4.0" in lines[0]
+    rows = [line.split("\t") for line in lines[1:]]
+    assert [name for name, _ in rows] == names  # every class of the label set, in the classifiers' order
+    mapped = {name: [t for t in tags.split(",") if t] for name, tags in rows}
     assert {t for tags in mapped.values() for t in tags} == set(AUDIO_TAGS)  # every tag reached, no other
     assert mapped["Speech"] == ["speech"]
     assert mapped["Applause"] == ["applause", "crowd"]
@@ -221,7 +221,22 @@ def test_audioset_map_uses_the_classifier_names_and_the_audio_tags():
     assert mapped["Bark"] == ["animal sounds", "dog barking"]
     assert mapped["Telephone bell ringing"] == ["telephone"]  # under Alarm in the ontology; not an alarm
     assert mapped["Smoke detector, smoke alarm"] == ["alarm"]
-    assert "Cough" not in mapped  # no audio tag for it
+    assert mapped["Cough"] == []  # no audio tag for it
+
+
+def test_the_archive_vocabulary_maps_the_ast_labels_to_sound_tags():
+    """The AST entry's labels find the map by their names, as a model's labels do, and score sound tags."""
+    from vidtag.models.labels import builtin_labels
+    from vidtag.results.vocabulary import load_vocabulary
+
+    vocab = load_vocabulary("archive")
+    tag_map = vocab.map_labels(builtin_labels("audioset527"))
+    assert tag_map is not None and tag_map.label_set == "audioset"
+    reached = {t.name for t in tag_map.tags}
+    assert set(AUDIO_TAGS) <= reached
+    assert all(vocab.tag(name).source == "audio" for name in reached)
+    speech = [t.name for t in tag_map.tags].index("speech")
+    assert tag_map.matrix[0, speech] == 1  # class 0, Speech
 
 
 def test_audioset_map_regenerates_byte_identically():

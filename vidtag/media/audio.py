@@ -28,8 +28,8 @@ import av
 import numpy as np
 from av.audio.frame import format_dtypes
 
-from vidtag.decode import open_video
-from vidtag.errors import ConfigError, MediaError
+from ..errors import ConfigError, MediaError
+from .decode import open_video
 
 # a timestamp jump larger than this between decoded frames is a gap in the sound, filled with silence
 _GAP_S = 0.02

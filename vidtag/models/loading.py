@@ -31,10 +31,6 @@ from .weights import fetch, parse_hub_id, require_weights
 
 log = logging.getLogger("vidtag")
 
-# Until this module moves into the vidtag/models/ package (the stage layout), let the new audio families at
-# vidtag/models/families/ be imported as `vidtag.models.families.*`; the move replaces this line.
-__path__ = [str(Path(__file__).with_name("models"))]
-
 
 def channels_last_convolutions(module: nn.Module) -> None:
     """Store 2D convolution weights channels-last: oneDNN's fast layout on CPUs (a third faster for the

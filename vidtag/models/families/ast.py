@@ -16,13 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidtag.errors import ConfigError
-from vidtag.families.hf_common import load_pretrained
-from vidtag.families.hf_video import _labels_from_config
-from vidtag.labels import spec_labels
-from vidtag.registry import ModelSpec
-
+from ...errors import ConfigError
+from ..labels import spec_labels
+from ..registry import ModelSpec
 from .audio_common import AudioNet, checked_folder, feature_extractor, windows_of
+from .hf_common import config_labels, load_pretrained
 
 
 class ASTTagger(nn.Module):
@@ -49,7 +47,7 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
     folder = checked_folder(spec, weights)
     extractor = feature_extractor(spec, folder, "ASTFeatureExtractor")
     model = load_pretrained(spec, folder, spec.facts.model_class, trust_remote_code=trust_remote_code)
-    names = spec_labels(spec) or _labels_from_config(model.config)
+    names = spec_labels(spec) or config_labels(model.config)
     if len(names) != model.config.num_labels:
         raise ConfigError(f"model '{spec.name}' has {model.config.num_labels} outputs but {len(names)} labels")
     window, hop = windows_of(spec, longest_window(extractor), default=10.0)

@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from vidtag.errors import ConfigError, FatalError
-from vidtag.families.base import LoadedNet
-from vidtag.families.hf_common import checkpoint_folder, quiet_transformers
+from ...errors import ConfigError, FatalError
+from .base import LoadedNet
+from .hf_common import checkpoint_folder, quiet_transformers
 
 if TYPE_CHECKING:
-    from vidtag.registry import ModelSpec
+    from ..registry import ModelSpec
 
 
 @dataclass

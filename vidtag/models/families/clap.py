@@ -24,12 +24,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from vidtag.families.hf_common import load_pretrained, load_tokenizer, pooled
-from vidtag.labels import check_labels, check_prompts, fill
-from vidtag.registry import ModelSpec
-from vidtag.textside import ensemble, score, unit
-
+from ...embeddings.textside import ensemble, score, unit
+from ..labels import check_labels, check_prompts, fill
+from ..registry import ModelSpec
 from .audio_common import AudioNet, checked_folder, feature_extractor, windows_of
+from .hf_common import load_pretrained, load_tokenizer, pooled
 
 _TEXT_CHUNK = 256  # prompts per text-encoder call: bounds memory for large label sets
 
