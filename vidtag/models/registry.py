@@ -117,6 +117,12 @@ FAMILIES: dict[str, Family] = {
     # bilinear), ImageNet mean/std; softmax of 100 x cosine
     "internvideo2": Family("zeroshot", "zero-shot", model_type="internvideo2_stage2", prompts=("a video of {}.",),
                            rescorable=True),
+    # sound (vidtag/models/families/): AST AudioSet tagging (independent sigmoids over 527 classes) and CLAP
+    # zero-shot audio-text (softmax over the labels); their sound recipe is in the entries' options
+    "ast": Family("ast", model_type="audio-spectrogram-transformer", model_class="ASTForAudioClassification",
+                  score="sigmoid"),
+    "clap": Family("clap", "zero-shot", model_type="clap", model_class="ClapModel",
+                   prompts=("This is a sound of {}.",)),
 }
 
 
