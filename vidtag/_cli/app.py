@@ -200,6 +200,7 @@ def models(
             return "prompts"  # with no --labels, the model scores the tags' prompts
         if isinstance(spec.labels, str) and spec.labels != "config":
             return "mapped" if vocab.map_labels(builtin_labels(spec.labels), spec.labels) else "no map"
+
         if isinstance(spec.labels, list):
             return "mapped" if vocab.map_labels(spec.labels) else "no map"
         return "at load"  # the labels come with the checkpoint
@@ -210,9 +211,12 @@ def models(
             f"{len(spec.labels)} inline" if spec.labels else "free text")
         sampling = f"stride {spec.frame_stride} @ {spec.fps:g} fps" if spec.frame_stride else "uniform"
         crop = spec.crop if isinstance(spec.crop, int) else "x".join(map(str, spec.crop))
+        sound = spec.options if spec.facts.modality == "audio" else None
         rows.append({"name": spec.name, "family": spec.family, "task": spec.task, "labels": str(labels),
                      "tags": tags_of(spec),
-                     "input": f"{spec.frames} frames, {sampling}, crop {crop}", "weights": spec.weights,
+                     "input": (f"sound, {sound.get('sample_rate', 0) / 1000:g} kHz, {sound.get('window', 0):g} s windows"
+                               if sound is not None else f"{spec.frames} frames, {sampling}, crop {crop}"),
+                     "weights": spec.weights,
                      "available": bool(local_weights(spec.weights)),
                      # Python packages the entry needs beyond vidtag's own (its tokenizer's), and which are missing
                      "needs": list(spec.options.get("needs") or []), "missing": missing_needs(spec)})

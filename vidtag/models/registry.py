@@ -61,6 +61,7 @@ class Family:
     prompts: tuple[str, ...] = ()
     rescorable: bool = False  # its text side alone scores kept video embeddings (--embeddings, retag, search)
     other_model_types: tuple[str, ...] = ()  # further config.json model_types whose folders hold this family
+    modality: str = "video"  # what it hears or sees: 'video' (classify -m) or 'audio' (classify --audio-model)
 
 
 FAMILIES: dict[str, Family] = {
@@ -120,9 +121,9 @@ FAMILIES: dict[str, Family] = {
     # sound (vidtag/models/families/): AST AudioSet tagging (independent sigmoids over 527 classes) and CLAP
     # zero-shot audio-text (softmax over the labels); their sound recipe is in the entries' options
     "ast": Family("ast", model_type="audio-spectrogram-transformer", model_class="ASTForAudioClassification",
-                  score="sigmoid"),
+                  score="sigmoid", modality="audio"),
     "clap": Family("clap", "zero-shot", model_type="clap", model_class="ClapModel",
-                   prompts=("This is a sound of {}.",)),
+                   prompts=("This is a sound of {}.",), modality="audio"),
 }
 
 

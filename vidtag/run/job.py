@@ -47,6 +47,9 @@ class Job:
                 settings = dataclasses.replace(settings, labels=self._prompt_map.labels, prompts=("{}",))
         self.settings = settings
         self.spec = spec or resolve_model(settings)
+        if self.spec.facts.modality != "video":
+            raise ConfigError(f"model '{self.spec.name}' tags sound, not pictures: use it as "
+                              f"--audio --audio-model {self.spec.name}")
         self._taggings: dict[tuple[str, ...], Tagging | None] = {}
         self.inputs = InputSpec.from_spec(self.spec, clips=settings.planned_clips, window=settings.window,
                                           stride=settings.stride, crops=settings.crops, sampling=settings.sampling,
