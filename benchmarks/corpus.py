@@ -121,10 +121,10 @@ def build(specs: list[VideoSpec]) -> list[str]:
 def local_engine(model=None, **options):
     """vidtag's local engine for `model` (a loaded VideoModel, or None: the default model), started, as
     the benchmarks time it: the same engine object runs every round, so its workers stay warm."""
-    from vidtag.engine import LocalEngine
-    from vidtag.job import Job
-    from vidtag.models import load_model
-    from vidtag.settings import Settings
+    from vidtag.run.engine import LocalEngine
+    from vidtag.run.job import Job
+    from vidtag.models.loading import load_model
+    from vidtag.run.settings import Settings
 
     model = model or load_model(None)
     engine = LocalEngine(Job(Settings(model=model.spec, **options), model.spec), model)

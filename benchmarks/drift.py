@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import av  # noqa: E402
 
 import corpus  # noqa: E402
-import vidtag.decode  # noqa: E402
+import vidtag.media.decode  # noqa: E402
 
 
 def upscaled(source: Path, width: int = 3840, height: int = 2160) -> Path:
@@ -49,15 +49,15 @@ def _upscale(frame, width: int, height: int):
 
 
 def classify(paths: list[str], reduced: bool):
-    original = vidtag.decode.reduced_size
+    original = vidtag.media.decode.reduced_size
     if not reduced:
-        vidtag.decode.reduced_size = lambda frame, resize: None
+        vidtag.media.decode.reduced_size = lambda frame, resize: None
     try:
         began = time.perf_counter()
         records = list(vidtag.classify(paths, workers=0, top_k=5))
         return records, (time.perf_counter() - began) / len(paths)
     finally:
-        vidtag.decode.reduced_size = original
+        vidtag.media.decode.reduced_size = original
 
 
 def compare(full, small) -> dict:
@@ -88,8 +88,8 @@ def main() -> None:
     paths.append(str(corpus.encode(corpus.VideoSpec("synthetic4k", 6, 3840, 2160, seed=7))))
     full, t_full = classify(paths, reduced=False)
     small, t_small = classify(paths, reduced=True)
-    print(f"| video | top-1 label (score full / reduced) | same top-1 | top-5 overlap | clips with same top-1 | "
-          f"largest score change |")
+    print("| video | top-1 label (score full / reduced) | same top-1 | top-5 overlap | clips with same top-1 | "
+          "largest score change |")
     print("|---|---|---|---:|---:|---:|")
     for path, a, b in zip(paths, full, small):
         c = compare(a, b)

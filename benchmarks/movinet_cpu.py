@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.x3d_cpu import best, synthetic_video
-from vidtag.families.movinet import build_movinet, fuse_for_inference, stream_windows
+from vidtag.models.families.movinet import build_movinet, fuse_for_inference, stream_windows
 
 RECIPE = {"a0": (192, 172), "a1": (192, 172), "a2": (256, 224)}
 

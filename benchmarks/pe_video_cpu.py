@@ -2,7 +2,7 @@
 
 Random weights (speed does not depend on them) in transformers' default `PeVideoConfig`, which transformers
 documents as the `facebook/pe-av-large` configuration: a PE Core L/14 frame encoder at 336 px (vidtag's port,
-`vidtag.families.pe_core`), the 6-layer transformer over frames, ModernBERT-large as the text tower. Figures,
+`vidtag.models.families.pe_core`), the 6-layer transformer over frames, ModernBERT-large as the text tower. Figures,
 best of `--repeat`, wall and process CPU time (all threads):
 
 * the video side on one 16-frame 336 x 336 clip (what one clip of `pe-av-large` costs in `classify`);
@@ -20,7 +20,7 @@ import io
 import torch
 
 from benchmarks.x3d_cpu import best
-from vidtag.families import pe_core, pe_video
+from vidtag.models.families import pe_core, pe_video
 
 
 def main() -> None:

@@ -17,8 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import corpus  # noqa: E402
-from vidtag.engine import LocalEngine  # noqa: E402
-from vidtag.models import load_model  # noqa: E402
+from vidtag.run.engine import LocalEngine  # noqa: E402
+from vidtag.models.loading import load_model  # noqa: E402
 
 
 def best_rate(engine: LocalEngine, files: list[str], rounds: int = 3) -> float:

@@ -67,8 +67,8 @@ def clip_b32_folder(folder: Path, vocabulary: list[str]) -> Path:
 
 def build_store(folder: Path, files: int, clips: int, dtype: str, identity, seed: int = 0) -> float:
     """A store of `files` synthetic files x `clips` random unit vectors; returns the seconds it took."""
-    from vidtag.embeddings import EmbeddingWriter
-    from vidtag.record import ClipResult, Record
+    from vidtag.embeddings.store import EmbeddingWriter
+    from vidtag.results.record import ClipResult, Record
 
     rng = np.random.default_rng(seed)
     began = time.perf_counter()
@@ -89,10 +89,10 @@ def bench_retag(work: Path, skip_classify: bool = False) -> dict:
     import torch
 
     import vidtag
-    from vidtag.embeddings import EmbeddingStore, ModelIdentity
-    from vidtag.retag import retag
-    from vidtag.textside import ImageTextTextSide
-    from vidtag.writers import get_writer
+    from vidtag.embeddings.store import EmbeddingStore, ModelIdentity
+    from vidtag.embeddings.retag import retag
+    from vidtag.embeddings.textside import ImageTextTextSide
+    from vidtag.records.writers import get_writer
 
     from .x3d_cpu import synthetic_video
 
@@ -147,8 +147,8 @@ def bench_retag(work: Path, skip_classify: bool = False) -> dict:
 SEARCH_CHILD = """
 import json, sys, time
 import numpy as np
-from vidtag.embeddings import EmbeddingStore
-from vidtag.retag import search
+from vidtag.embeddings.store import EmbeddingStore
+from vidtag.embeddings.retag import search
 store = EmbeddingStore(sys.argv[1])
 store.shards = store.shards[:int(sys.argv[2])]
 rows = store.rows
@@ -172,7 +172,7 @@ def _child(folder: Path, shards: int) -> dict:
 
 
 def bench_search(work: Path) -> dict:
-    from vidtag.embeddings import EmbeddingStore, ModelIdentity
+    from vidtag.embeddings.store import EmbeddingStore, ModelIdentity
 
     folder = work / "search-store"
     identity = ModelIdentity("generated", "generated", "0" * 64)

@@ -41,11 +41,11 @@ import torch  # noqa: E402
 
 import corpus  # noqa: E402
 import procs  # noqa: E402
-from vidtag.engine import LocalEngine  # noqa: E402
-from vidtag.families.base import LoadedNet  # noqa: E402
-from vidtag.models import VideoModel, load_model  # noqa: E402
-from vidtag.preprocess import preprocess  # noqa: E402
-from vidtag.registry import ModelSpec  # noqa: E402
+from vidtag.run.engine import LocalEngine  # noqa: E402
+from vidtag.models.families.base import LoadedNet  # noqa: E402
+from vidtag.models.loading import VideoModel, load_model  # noqa: E402
+from vidtag.media.preprocess import preprocess  # noqa: E402
+from vidtag.models.registry import ModelSpec  # noqa: E402
 
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
@@ -328,7 +328,7 @@ def report(facts: dict, results: dict, command: str) -> str:
         binder = "decode" if d["decode_only"] < d["model_only"] else "model"
         shared = 1 / (1 / d["decode_only"] + 1 / d["model_only"])
         lines += [
-            f"### Default model (EfficientNet-Lite0, 4 clips x 2 frames per video)", "",
+            "### Default model (EfficientNet-Lite0, 4 clips x 2 frames per video)", "",
             f"Corpus: {d['files']} files, {d['minutes']} min of 640x360 H.264 in all (3 of 4 minutes, 15 of "
             f"6-14 s), keyframe every 250 frames. vidtag: batch size {d['batch_size']} clips, "
             f"{d['workers']} decoding workers; it decoded {d['frames_decoded_vidtag']} frames where the naive "

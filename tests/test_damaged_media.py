@@ -24,9 +24,9 @@ from _reliability_helpers import (assert_plain_words, cpu_model, make_audio_only
                                   one_torch_thread, random_bytes, remux, truncate)
 from _engine_helpers import run_files
 from media import make_video
-from vidtag.decode import read_video
-from vidtag.record import Record
-from vidtag.paths import discover
+from vidtag.media.decode import read_video
+from vidtag.results.record import Record
+from vidtag.media.paths import discover
 
 
 def _base(d: Path, name: str, **kw) -> Path:
@@ -192,7 +192,8 @@ def _unreadable_dir():
 
 
 def test_permission_denied_file(tmp_path):
-    from vidtag.pipeline import InputSpec, prepare_or_error
+    from vidtag.media.clips import InputSpec
+    from vidtag.run.prepare import prepare_or_error
 
     inputs = InputSpec.from_spec(cpu_model().spec, clips=1)
     folder = _unreadable_dir()
@@ -236,7 +237,8 @@ def test_file_that_disappears_after_discovery(tmp_path):
 
 
 def test_other_non_files_are_refused_not_read(tmp_path):
-    from vidtag.pipeline import InputSpec, prepare_or_error
+    from vidtag.media.clips import InputSpec
+    from vidtag.run.prepare import prepare_or_error
 
     inputs = InputSpec.from_spec(cpu_model().spec, clips=1)
     folder = tmp_path / "folder.mp4"
@@ -249,7 +251,7 @@ def test_other_non_files_are_refused_not_read(tmp_path):
 
 def test_an_unforeseen_failure_stays_one_files_error_and_logs_its_traceback(tmp_path, monkeypatch, caplog):
     """Injected fault: a bug deep in decoding fails that file only; the traceback goes to the debug log."""
-    import vidtag.pipeline as pipeline
+    import vidtag.media.clips as pipeline
 
     inputs = pipeline.InputSpec.from_spec(cpu_model().spec, clips=1)
     good = make_video(tmp_path / "good.mp4", frames=10)
@@ -263,7 +265,8 @@ def test_an_unforeseen_failure_stays_one_files_error_and_logs_its_traceback(tmp_
 
     monkeypatch.setattr(pipeline, "read_video", faulty)
     caplog.set_level(logging.DEBUG, logger="vidtag")
-    results = [pipeline.prepare_or_error(str(p), inputs) for p in (good, cursed)]
+    from vidtag.run.prepare import prepare_or_error
+    results = [prepare_or_error(str(p), inputs) for p in (good, cursed)]
     assert isinstance(results[0], pipeline.Prepared)
     failed = results[1]
     assert failed.status == "error" and failed.path == str(cursed)

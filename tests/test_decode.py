@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from media import index_of, make_video
-from vidtag.decode import FrameReader, open_video, read_video
+from vidtag.media.decode import FrameReader, open_video, read_video
 from vidtag.errors import MediaError
-from vidtag.pipeline import InputSpec, prepare
-from vidtag.probe import probe
+from vidtag.media.clips import InputSpec, prepare
+from vidtag.media.probe import probe
 
 
 def read(path, times):

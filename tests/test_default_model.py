@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import vidtag
-from vidtag.labels import builtin_labels
-from vidtag.models import load_model
-from vidtag.preprocess import preprocess
+from vidtag.models.labels import builtin_labels
+from vidtag.models.loading import load_model
+from vidtag.media.preprocess import preprocess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -74,8 +74,8 @@ def test_an_unknown_lite_variant_is_refused_in_plain_words(tmp_path):
     import dataclasses
 
     from vidtag.errors import ConfigError
-    from vidtag.families.efficientnet_lite import load
-    from vidtag.registry import load_registry
+    from vidtag.models.families.efficientnet_lite import load
+    from vidtag.models.registry import load_registry
 
     spec = dataclasses.replace(load_registry()["efficientnet-lite1"], options={"variant": "lite9"})
     with pytest.raises(ConfigError, match="unknown EfficientNet-Lite variant 'lite9'.*lite0, lite1"):
@@ -116,7 +116,7 @@ def test_same_padding_without_a_padded_copy_matches_tensorflow_same(kernel, stri
 
     import torch.nn.functional as F
 
-    from vidtag.families.efficientnet_lite import SameConv2d
+    from vidtag.models.families.efficientnet_lite import SameConv2d
 
     torch.manual_seed(0)
     conv = SameConv2d(4, 4, kernel, stride, groups=4)

@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 import vidtag
 from vidtag import ConfigError, FatalError
 from vidtag._cli.embeddings import hits_table, retag as retag_command, search as search_command
-from vidtag.embeddings import EmbeddingStore, EmbeddingWriter, ModelIdentity, fingerprint
-from vidtag.families import zeroshot
-from vidtag.job import digest
-from vidtag.retag import retag, search
-from vidtag.textside import ImageTextTextSide, load_text_side
+from vidtag.embeddings.store import EmbeddingStore, EmbeddingWriter, ModelIdentity, fingerprint
+from vidtag.models.families import zeroshot
+from vidtag.results.record import digest
+from vidtag.embeddings.retag import retag, search
+from vidtag.embeddings.textside import ImageTextTextSide, load_text_side
 
 from _embeddings_helpers import cosine_angle, synthetic_record, unit_rows
 from _zeroshot_helpers import make_clip, make_siglip, make_xclip, picture
@@ -249,7 +249,7 @@ WRITER_SCRIPT = textwrap.dedent("""
     import sys, numpy as np
     sys.path.insert(0, sys.argv[2])
     from _embeddings_helpers import synthetic_record, unit_rows
-    from vidtag.embeddings import EmbeddingWriter, ModelIdentity
+    from vidtag.embeddings.store import EmbeddingWriter, ModelIdentity
     rng = np.random.default_rng(0)
     writer = EmbeddingWriter(sys.argv[1], ModelIdentity("m", "w", "f" * 64), shard_rows=40)
     i = 0
@@ -363,7 +363,7 @@ def cli():
 
 @pytest.mark.parametrize("fmt", ["jsonl", "json", "csv"])
 def test_retag_command_writes_what_classify_writes(fmt, folders, videos, tmp_path):
-    from vidtag.writers import csv_rows
+    from vidtag.records.writers import csv_rows
 
     keep(folders["clip"], videos, tmp_path / "store", clips=2)
     fresh = list(vidtag.classify(videos, model=str(folders["clip"]), labels=NEW, clips=2, top_k=3,
@@ -424,7 +424,7 @@ def test_search_command_outputs(folders, videos, tmp_path):
 
 
 def test_open_writer_refuses_models_it_cannot_rescore(folders, tmp_path):
-    from vidtag.embeddings import open_writer
+    from vidtag.embeddings.store import open_writer
 
     with pytest.raises(ConfigError, match="depend on each clip's frames"):
         open_writer(tmp_path / "a", model_name="x", family="xclip", weights=str(folders["xclip"]))
@@ -437,7 +437,7 @@ def test_open_writer_refuses_models_it_cannot_rescore(folders, tmp_path):
 def test_hits_table_shows_paths_and_queries_as_written():
     from rich.console import Console
 
-    from vidtag.retag import Hit
+    from vidtag.embeddings.retag import Hit
 
     console = Console(record=True, width=120)
     console.print(hits_table([Hit("a [red] car", 1, "arch/[2019]/a.mp4", 3725.5, 3727.5, 0.31234)],

@@ -14,15 +14,15 @@ from _engine_helpers import local_engine, make_videos, tiny_model
 from media import index_of, make_video
 from typer.testing import CliRunner
 
-from vidtag.decode import FrameReader, open_video, read_video
-from vidtag.engine import batched_inference
+from vidtag.media.decode import FrameReader, open_video, read_video
+from vidtag.run.engine import batched_inference
 from vidtag.errors import ConfigError
-from vidtag.pipeline import PART_CLIPS, Prepared
-from vidtag.preprocess import preprocess
-from vidtag.probe import probe
-from vidtag.record import Record
-from vidtag.settings import parse_batch_size
-from vidtag.workers import WorkerFailure, WorkerPool
+from vidtag.media.clips import PART_CLIPS, Prepared
+from vidtag.media.preprocess import preprocess
+from vidtag.media.probe import probe
+from vidtag.results.record import Record
+from vidtag.run.settings import parse_batch_size
+from vidtag.run.workers import WorkerFailure, WorkerPool
 
 
 def results(records):
@@ -335,7 +335,7 @@ def test_a_worker_dying_after_sending_parts_is_that_files_error(tmp_path):
 
 
 def test_parts_wait_in_the_workers_when_the_consumer_lags():
-    from vidtag.workers import Part
+    from vidtag.run.workers import Part
 
     pool = WorkerPool("_engine_helpers:many_parts", 2, max_bytes=300_000, sends_parts=True)
     got = []

@@ -19,7 +19,7 @@ import vidtag
 from vidtag._cli.app import app
 from vidtag.errors import ConfigError
 from vidtag.export import FORMATS, export_records, read_any
-from vidtag.record import ClipResult, Label, Record, Segment
+from vidtag.results.record import ClipResult, Label, Record, Segment
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 # skipped where the program is missing, except in CI (.ci/run installs them): there a missing one fails

@@ -9,7 +9,7 @@ import pytest
 
 import vidtag
 from vidtag.evaluation.truth import read_truth
-from vidtag.labels import builtin_labels
+from vidtag.models.labels import builtin_labels
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = ROOT / "tests" / "data" / "footage"

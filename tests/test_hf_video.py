@@ -19,11 +19,11 @@ import torch
 
 import vidtag
 from vidtag.errors import ConfigError, FatalError
-from vidtag.families.hf_common import processor_recipe
-from vidtag.models import fetch_model, find_spec, load_model, resolve_model
-from vidtag.registry import FAMILIES
-from vidtag.settings import Settings
-from vidtag.preprocess import preprocess, resized_size
+from vidtag.models.families.hf_common import processor_recipe
+from vidtag.models.loading import fetch_model, find_spec, load_model, resolve_model
+from vidtag.models.registry import FAMILIES
+from vidtag.run.settings import Settings
+from vidtag.media.preprocess import preprocess, resized_size
 
 import transformers
 from _hf_helpers import CROP, FRAMES, IMAGENET_MEAN, IMAGENET_STD, LABELS, picture, save_checkpoint
@@ -257,7 +257,7 @@ def test_hub_id_not_cached_says_how_to_get_it(tmp_path, monkeypatch):
 def test_offline_without_cache_names_the_model_and_vidtag_fetch(tmp_path):
     script = (
         "import vidtag\n"
-        "from vidtag.models import fetch_model\n"
+        "from vidtag.models.loading import fetch_model\n"
         "for call in (lambda: vidtag.load_model('videomae-base-k400', device='cpu'),\n"
         "             lambda: fetch_model('videomae-base-k400')):\n"
         "    try:\n"
@@ -329,7 +329,7 @@ def test_checkpoint_code_never_runs_without_permission(tmp_path):
 
 
 def test_trust_remote_code_is_passed_through_only_when_asked(monkeypatch, checkpoints, video):
-    import vidtag.families.hf_video as family
+    import vidtag.models.families.hf_video as family
 
     seen = []
 

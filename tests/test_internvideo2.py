@@ -22,10 +22,10 @@ from typer.testing import CliRunner
 import vidtag
 from vidtag import ConfigError, FatalError, ModelSpec
 from vidtag._cli import app
-from vidtag.families import internvideo2, zeroshot
-from vidtag.models import resolve_model
-from vidtag.settings import Settings
-from vidtag.textside import ImageTextTextSide, load_text_side
+from vidtag.models.families import internvideo2, zeroshot
+from vidtag.models.loading import resolve_model
+from vidtag.run.settings import Settings
+from vidtag.embeddings.textside import ImageTextTextSide, load_text_side
 
 from _zeroshot_helpers import assert_retag_equals, assert_text_side_rescores, classify_through_entry, decoded_frames, make_clip, picture, static_video
 from media import make_video

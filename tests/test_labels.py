@@ -1,11 +1,11 @@
-"""Parsing free-text labels and prompt templates (vidtag.labels)."""
+"""Parsing free-text labels and prompt templates (vidtag.models.labels)."""
 
 from __future__ import annotations
 
 import pytest
 
 from vidtag import ConfigError
-from vidtag.labels import check_prompts, fill, parse_labels, read_labels_file
+from vidtag.models.labels import check_prompts, fill, parse_labels, read_labels_file
 
 
 def test_parse_labels_keeps_the_text():

@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 import vidtag
 from vidtag import ConfigError, ModelSpec
 from vidtag._cli import app
-from vidtag.families import languagebind, zeroshot
-from vidtag.models import resolve_model
-from vidtag.settings import Settings
-from vidtag.textside import ImageTextTextSide
+from vidtag.models.families import languagebind, zeroshot
+from vidtag.models.loading import resolve_model
+from vidtag.run.settings import Settings
+from vidtag.embeddings.textside import ImageTextTextSide
 
 from _zeroshot_helpers import assert_retag_equals, assert_text_side_rescores, classify_through_entry, decoded_frames, make_clip, picture, static_video
 from media import make_video

@@ -17,12 +17,12 @@ import torch
 from safetensors.torch import save_file
 
 import vidtag
-import vidtag.models
+import vidtag.models.loading
 from vidtag.errors import ConfigError, FatalError
-from vidtag.families import movinet
-from vidtag.families.movinet import MovinetClassifier, build_movinet, same_pads, stream_windows
-from vidtag.families.movinet_convert import convert_tf_variables, detect_variant, read_tf_checkpoint
-from vidtag.labels import builtin_labels
+from vidtag.models.families import movinet
+from vidtag.models.families.movinet import MovinetClassifier, build_movinet, same_pads, stream_windows
+from vidtag.models.families.movinet_convert import convert_tf_variables, detect_variant, read_tf_checkpoint
+from vidtag.models.labels import builtin_labels
 
 from movinet_fixtures import load_fixture, random_clip, random_variables
 
@@ -247,10 +247,10 @@ def test_a_stream_model_runs_each_video_in_one_pass_window_by_window(tmp_path):
     the two videos' windows share forward passes' batches."""
     from media import make_video
 
-    from vidtag.engine import LocalEngine
-    from vidtag.job import Job
-    from vidtag.pipeline import prepare
-    from vidtag.settings import Settings
+    from vidtag.run.engine import LocalEngine
+    from vidtag.run.job import Job
+    from vidtag.media.clips import prepare
+    from vidtag.run.settings import Settings
 
     weights = converted_file(tmp_path, "a0-stream")
     videos = [str(make_video(tmp_path / f"v{i}.mp4", frames=40 + 15 * i, fps=10, width=64, height=48))

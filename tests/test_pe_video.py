@@ -22,11 +22,11 @@ from typer.testing import CliRunner
 
 import vidtag
 from vidtag import ConfigError, FatalError
-from vidtag.embeddings import EmbeddingStore
-from vidtag.families import pe_core, pe_video, zeroshot
-from vidtag.families.hf_resolve import spec_from_folder
-from vidtag.retag import retag, search
-from vidtag.textside import ImageTextTextSide
+from vidtag.embeddings.store import EmbeddingStore
+from vidtag.models.families import pe_core, pe_video, zeroshot
+from vidtag.models.hf_resolve import spec_from_folder
+from vidtag.embeddings.retag import retag, search
+from vidtag.embeddings.textside import ImageTextTextSide
 
 from _zeroshot_helpers import picture
 from media import make_video
@@ -162,7 +162,7 @@ def test_a_pe_folder_is_not_another_family(tmp_path):
 def test_preprocessing_equals_its_video_processor():
     """vidtag's torch preprocessing with the family's recipe equals `PeVideoVideoProcessor` (torchvision, run
     in the scratch environment) on the same frames: squashed to the square, bilinear, [-1, 1]."""
-    from vidtag.preprocess import preprocess
+    from vidtag.media.preprocess import preprocess
 
     reference = load_file(str(DATA / "processor.safetensors"))
     spec = spec_from_folder("pe", DATA / "pe_video_tiny")

@@ -14,14 +14,15 @@ from typer.testing import CliRunner
 import vidtag
 from vidtag._cli.app import app
 from vidtag.errors import ConfigError
-from vidtag.job import Job
-from vidtag.registry import ModelSpec
-from vidtag.settings import Settings, parse_actors
-from vidtag.writers import get_writer, read_records
+from vidtag.run.job import Job
+from vidtag.models.registry import ModelSpec
+from vidtag.run.settings import Settings, parse_actors
+from vidtag.records.writers import get_writer
+from vidtag.records.readers import read_records
 
 def ray_engine(model=None, **options):
     """The Ray engine for these settings (the driver resolves the model's entry; it never loads it)."""
-    from vidtag.ray_engine import RayEngine
+    from vidtag.run.ray_engine import RayEngine
 
     return RayEngine(Job(Settings(model=model, engine="ray", **options)))
 
@@ -64,7 +65,7 @@ def test_ray_engine_matches_local_engine(media, tmp_path, ray_session, monkeypat
     def no_model_here(*args, **kwargs):
         raise AssertionError("the Ray driver loaded the model")
 
-    monkeypatch.setattr("vidtag.ray_engine.build_model", no_model_here)  # the actors import their own copy
+    monkeypatch.setattr("vidtag.run.ray_engine.build_model", no_model_here)  # the actors import their own copy
     # the Python API, on the session's Ray instance (used as it is)
     engine = ray_engine(clips=2)
     remote = list(engine.records(media))
@@ -132,7 +133,7 @@ def test_ray_options_are_checked_before_any_work(media):
 
 
 def test_results_come_back_in_input_order():
-    from vidtag.ray_engine import in_order
+    from vidtag.run.ray_engine import in_order
 
     arrivals = [(2, "c"), (0, "a"), (3, "d"), (1, "b"), (5, "f"), (4, "e")]
     released = []

@@ -3,7 +3,7 @@
 import pytest
 
 from vidtag.errors import ConfigError
-from vidtag.registry import load_registry, resolve_spec
+from vidtag.models.registry import load_registry, resolve_spec
 
 GOOD = """
 models:

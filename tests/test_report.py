@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 from media import index_of, make_video
 from vidtag._cli.app import app
 from vidtag.errors import ConfigError
-from vidtag.record import ClipResult, Label, Record, Segment
+from vidtag.results.record import ClipResult, Label, Record, Segment
 from vidtag.report import make_report
 from vidtag.report.html import clock, link_to, render_video, thumbnail_units, timeline_rows
 from vidtag.report.records import overview
-from vidtag.writers import iter_records
+from vidtag.records.readers import iter_records
 from vidtag.report.thumbs import make_thumbnails
 
 runner = CliRunner()

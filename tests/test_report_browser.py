@@ -16,7 +16,7 @@ import pytest
 
 from _browser import chromium, loaded_widths, require_browser
 from media import make_video
-from vidtag.record import Record
+from vidtag.results.record import Record
 from vidtag.report import make_report
 from vidtag.report.html import all_labels
 

@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 from _hf_helpers import LABELS, processor_config
 from vidtag._cli import app
 from vidtag.errors import ConfigError, FatalError
-from vidtag.job import Job
-from vidtag.models import fetch_model, find_spec
-from vidtag.registry import load_registry
-from vidtag.settings import Settings
-from vidtag.weights import local_weights, require_weights
+from vidtag.run.job import Job
+from vidtag.models.loading import fetch_model, find_spec
+from vidtag.models.registry import load_registry
+from vidtag.run.settings import Settings
+from vidtag.models.weights import local_weights, require_weights
 
 REPO = "tiny-org/tiny-videomae"
 MAIN, PR, TAG = "1" * 40, "2" * 40, "3" * 40
@@ -211,7 +211,7 @@ def test_fetch_downloads_that_revision(hub, monkeypatch):
     """`vidtag fetch` hands the revision to huggingface_hub (the file listing and the download)."""
     import huggingface_hub
 
-    from vidtag import weights
+    from vidtag.models import weights
 
     calls: list[tuple[str, dict]] = []
 
@@ -238,7 +238,7 @@ def test_fetch_of_an_entry_takes_its_pt_file_and_its_tokenizer_repository(monkey
     in another; `vidtag fetch` downloads the .pt and the tokenizer's repository too."""
     import huggingface_hub
 
-    from vidtag import weights
+    from vidtag.models import weights
 
     from huggingface_hub.errors import LocalEntryNotFoundError
 

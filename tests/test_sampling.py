@@ -7,8 +7,8 @@ def flat(spans):
     return [x for span in spans for x in span]
 
 from vidtag.errors import ConfigError
-from vidtag.sampling import plan_clips, segments
-from vidtag.settings import Settings
+from vidtag.media.sampling import plan_clips, segments
+from vidtag.run.settings import Settings
 
 
 def test_clips_cover_the_whole_video_evenly():

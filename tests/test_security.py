@@ -21,9 +21,9 @@ from _reliability_helpers import cpu_model, one_torch_thread
 from media import make_video
 from vidtag import load_model
 from vidtag._cli.app import app
-from vidtag.checkpoint import load_state_dict
+from vidtag.models.checkpoint import load_state_dict
 from vidtag.errors import ConfigError, FatalError
-from vidtag.registry import load_registry
+from vidtag.models.registry import load_registry
 
 VIDTAG = Path(__file__).resolve().parents[1] / "vidtag"
 
@@ -94,7 +94,7 @@ def test_safetensors_and_plain_state_dicts_load(tmp_path):
 
 
 def _default_weights_path() -> Path:
-    from vidtag.weights import require_weights
+    from vidtag.models.weights import require_weights
 
     return require_weights(cpu_model().spec.weights, "efficientnet-lite0")
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from vidtag.errors import ConfigError
-from vidtag.record import ClipResult, Label
-from vidtag.segments import cells, segments_from_clips, segments_from_spans
+from vidtag.results.record import ClipResult, Label
+from vidtag.results.segments import cells, segments_from_clips, segments_from_spans
 
 LABELS = ["dog", "cat"]
 

@@ -14,13 +14,17 @@ import torch
 
 from media import make_video
 from spliced import CUTS, DISSOLVE, FRAMES, FPS, spliced_frames, write_spliced
-from vidtag.decode import open_video
+from vidtag.media.decode import open_video
 from vidtag.errors import ConfigError, FatalError, MediaError
-from vidtag.families.transnetv2 import HEIGHT, WIDTH, TransNetV2, default_weights, load_transnetv2
-from vidtag.probe import probe
-from vidtag.sampling import clip_times
-from vidtag.shots import (ShotDetector, ShotSplitter, plan_shot_clips, scan_shots, scenes_from_predictions,
-                          shot_network, shot_probabilities, shots_from_predictions, small_frames)
+from vidtag.media.shots.transnetv2 import HEIGHT, WIDTH, TransNetV2, default_weights, load_transnetv2
+from vidtag.media.probe import probe
+from vidtag.media.sampling import clip_times
+from vidtag.media.shots.detect import ShotDetector, shot_network
+from vidtag.media.shots.frames import small_frames
+from vidtag.media.shots.plan import plan_shot_clips
+from vidtag.media.shots.scan import scan_shots
+from vidtag.media.shots.split import ShotSplitter, scenes_from_predictions, shots_from_predictions
+from vidtag.results.postprocess import shot_probabilities
 
 EPS = 1e-5
 
@@ -253,7 +257,7 @@ def test_clips_planned_inside_shots():
         shot = shots[k]
         assert shot.content_start <= clip.start < clip.end <= shot.content_end
         assert all(shot.content_start <= t < shot.content_end for t in clip.times)
-    # uniform clips are sampled as vidtag.sampling samples a segment
+    # uniform clips are sampled as vidtag.media.sampling samples a segment
     assert plan.clips[0] == clip_times(0.0, 0.4, 30.0, 8)
     strided = plan_shot_clips(shots, 30.0, frames=16, frame_stride=5, fps=30.0)
     first = strided.clips[0]  # 16 x 5 frames at 30 fps (2.7 s) in a 0.4 s shot: held at its frames
@@ -278,8 +282,8 @@ def test_classify_with_shots_end_to_end(spliced, tmp_path):
     from typer.testing import CliRunner
 
     from vidtag._cli.app import app
-    from vidtag.record import Record
-    from vidtag.writers import read_records
+    from vidtag.results.record import Record
+    from vidtag.records.readers import read_records
 
     video = tmp_path / "spliced.mp4"
     shutil.copy(spliced["fixed GOP"], video)

@@ -23,15 +23,15 @@ import vidtag
 import _slowfast_helpers
 from _slowfast_helpers import LOGITS_FILE, PARITY_CASES, fingerprint, layout, random_clips
 from vidtag.errors import ConfigError, FatalError
-from vidtag.families import slowfast
-from vidtag.families.slowfast import (
+from vidtag.models.families import slowfast
+from vidtag.models.families.slowfast import (
     SlowFastClassifier,
     build_slowfast,
     fuse_for_inference,
     pack_pathways,
     slow_indices,
 )
-from vidtag.labels import builtin_labels
+from vidtag.models.labels import builtin_labels
 
 REFERENCE = layout()
 LOGITS = json.loads(LOGITS_FILE.read_text())
@@ -276,7 +276,7 @@ def test_a_checkpoint_that_runs_code_is_refused_and_the_code_never_runs(tmp_path
 
 
 def test_entry_options_and_frames_are_checked(tmp_path, registry):
-    from vidtag.registry import resolve_spec
+    from vidtag.models.registry import resolve_spec
 
     spec = spec_for(registry, "R50_8X8")
     path = save_official(tmp_path / "w.pyth", state_of("R50_8X8"))

@@ -25,8 +25,9 @@ from typer.testing import CliRunner
 
 from media import make_video
 from vidtag._cli import app
-from vidtag.record import Label, Record
-from vidtag.writers import get_writer, read_records
+from vidtag.results.record import Label, Record
+from vidtag.records.writers import get_writer
+from vidtag.records.readers import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
@@ -97,7 +98,7 @@ def test_the_readme_example_works_as_a_script_and_a_heredoc(clips, tmp_path, how
 
 def test_workers_that_cannot_start_are_an_error_not_every_files_failure():
     """#2: a worker that dies as it starts is the pool's failure (raised), never each input's record."""
-    from vidtag.workers import WorkerPool, WorkerPoolError
+    from vidtag.run.workers import WorkerPool, WorkerPoolError
 
     pool = WorkerPool("no_such_module_here:task", 2)
     with pytest.raises(WorkerPoolError, match="as it started"):
@@ -166,7 +167,7 @@ def _within(seconds: float, func):
 def test_a_replacement_worker_that_cannot_start_ends_the_run_instead_of_hanging():
     """#4: a worker crashes on its input while others are in flight, and its replacement cannot start:
     imap waited for ever. Now it raises the pool's error."""
-    from vidtag.workers import WorkerPool, WorkerPoolError
+    from vidtag.run.workers import WorkerPool, WorkerPoolError
 
     pool = WorkerPool("_cli_helpers:crash_or_echo", 2)
     started = []
@@ -189,7 +190,7 @@ def test_killing_the_fork_server_spares_the_files_in_flight():
     "decoder crashed". Now the workers finish their inputs and new ones start from a new fork server."""
     from multiprocessing import forkserver
 
-    from vidtag.workers import WorkerFailure, WorkerPool
+    from vidtag.run.workers import WorkerFailure, WorkerPool
 
     pool = WorkerPool("_cli_helpers:slow_echo", 2)
     tasks = [(i, 2.0 if i < 2 else 0.0) for i in range(5)]
@@ -217,7 +218,7 @@ def test_killing_the_fork_server_spares_the_files_in_flight():
 def test_unreadable_folders_are_records_or_warnings_never_a_stop(caplog):
     """#5: an explicit path inside an unreadable folder raised PermissionError from Path.is_dir() (exit 3);
     a walked folder that could not be read was skipped without a word."""
-    from vidtag.paths import discover
+    from vidtag.media.paths import discover
 
     root = Path(tempfile.mkdtemp(prefix="vidtag-perm-"))
     try:
@@ -414,7 +415,7 @@ def test_version_models_json_and_usage_line():
 
 
 def test_paths_from_standard_input_and_globs(clips, tmp_path):
-    from vidtag.paths import discover
+    from vidtag.media.paths import discover
 
     listing = "\n".join(str(c) for c in clips) + "\n"
     result = invoke("classify", "-", "--clips", "1", "-k", "1", "-q", input=listing)
@@ -431,7 +432,7 @@ def test_one_short_file_is_decoded_without_worker_processes(clips, tiny_model):
     """Start-up: one short file does not pay for starting decoding workers; several files do."""
     from _engine_helpers import job_for
 
-    from vidtag.runner import make_engine
+    from vidtag.run.runner import make_engine
 
     job = job_for(tiny_model())
     assert make_engine(job, tiny_model(), [str(clips[0])]).workers == 0
@@ -471,7 +472,7 @@ def test_fetch_without_a_network_fails_in_seconds(monkeypatch):
     from huggingface_hub import constants
 
     from vidtag.errors import FatalError
-    from vidtag.weights import fetch
+    from vidtag.models.weights import fetch
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -519,7 +520,8 @@ def test_an_mkv_whose_first_packets_have_no_timestamps_gets_a_true_reason(tmp_pa
     became "Operation not permitted". Now probing reads on, and the record says what is really wrong."""
     import av
 
-    from vidtag.pipeline import InputSpec, prepare_or_error
+    from vidtag.media.clips import InputSpec
+    from vidtag.run.prepare import prepare_or_error
 
     source = make_video(tmp_path / "source.mkv", frames=30, fps=10)
     odd = tmp_path / "no-timestamps.mkv"

@@ -17,13 +17,13 @@ import torch
 
 from _videomae_v2_helpers import random_clips, random_state
 from vidtag.errors import ConfigError, FatalError
-from vidtag.families import videomae_v2
-from vidtag.families.hf_common import processor_recipe
-from vidtag.families.videomae_v2 import (VitShape, build_videomae, convert, convert_state_dict, inspect_state,
+from vidtag.models.families import videomae_v2
+from vidtag.models.families.hf_common import processor_recipe
+from vidtag.models.families.videomae_v2 import (VitShape, build_videomae, convert, convert_state_dict, inspect_state,
                                          kinetics400_rows, reference_layout, sinusoid_table)
 import vidtag
-from vidtag.labels import builtin_labels
-from vidtag.registry import load_registry
+from vidtag.models.labels import builtin_labels
+from vidtag.models.registry import load_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 REFERENCE = json.loads((ROOT / "tests" / "data" / "videomae_v2_reference.json").read_text())
@@ -221,7 +221,7 @@ def test_mismatched_checkpoint_or_recipe_is_refused(registry, official_s, tmp_pa
     with pytest.raises(ConfigError, match="400 outputs but 710 labels"):
         videomae_v2.load(registry["videomae-v2-s-k710"], k400_path, None)
     # an entry without a label set takes the head's own (400 classes: Kinetics-400)
-    from vidtag.registry import resolve_spec
+    from vidtag.models.registry import resolve_spec
 
     assert videomae_v2.load(resolve_spec(registry["videomae-v2-s-k710"], labels="config"), k400_path,
                             None).labels == builtin_labels("kinetics400")

@@ -20,9 +20,9 @@ import _slowfast_helpers
 from media import make_video, moving_blocks
 
 from vidtag.errors import ConfigError, FatalError
-from vidtag.families.x3d import X3DClassifier, build_x3d, fuse_for_inference
-from vidtag.labels import builtin_labels
-from vidtag.pipeline import InputSpec, prepare
+from vidtag.models.families.x3d import X3DClassifier, build_x3d, fuse_for_inference
+from vidtag.models.labels import builtin_labels
+from vidtag.media.clips import InputSpec, prepare
 
 DATA = Path(__file__).parent / "data"
 REFERENCE = json.loads((DATA / "x3d_state_dict_shapes.json").read_text())

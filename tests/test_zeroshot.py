@@ -13,11 +13,11 @@ import torch.nn.functional as F
 
 import vidtag
 from vidtag import ConfigError, ModelSpec
-from vidtag.models import resolve_model
-from vidtag.registry import FAMILIES
-from vidtag.settings import Settings
-from vidtag.families.hf_common import preprocessor_recipe
-from vidtag.labels import fill
+from vidtag.models.loading import resolve_model
+from vidtag.models.registry import FAMILIES
+from vidtag.run.settings import Settings
+from vidtag.models.families.hf_common import preprocessor_recipe
+from vidtag.models.labels import fill
 
 from _zeroshot_helpers import (IMAGE_SIZE, NAFLEX_PATCH, VIDEOPRISM_FRAMES, XCLIP_FRAMES, decoded_frames, make_clip,
                                make_metaclip2, make_siglip, make_siglip2, make_videoprism, make_xclip, picture,
@@ -358,7 +358,7 @@ def new_reference_scores(family: str, folder, pixels: torch.Tensor | dict, label
     repeated as a clip, with the temperature vidtag uses."""
     from transformers import AutoTokenizer, MetaClip2Model, Siglip2Model, VideoPrismClipModel
 
-    from vidtag.textside import VIDEOPRISM_TEMPERATURE
+    from vidtag.embeddings.textside import VIDEOPRISM_TEMPERATURE
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     texts = [fill(prompt, label) for label in labels]
@@ -405,7 +405,7 @@ def test_new_families_match_the_models_own_forward(family, new_folders, video):
 
 def test_videoprism_sees_the_clip_as_a_whole(new_folders, tmp_path):
     """The video encoder attends over time: a clip whose frames differ scores unlike any of its frames."""
-    from vidtag.families import zeroshot
+    from vidtag.models.families import zeroshot
 
     folder = new_folders["videoprism"]
     net = zeroshot.load(spec("videoprism", folder), folder, LABELS).module
@@ -429,7 +429,7 @@ def test_siglip2_patches_match_its_image_processor(new_folders, tmp_path):
     processor's own resize of a square video frame scores close to vidtag's."""
     from transformers.models.siglip2.image_processing_pil_siglip2 import Siglip2ImageProcessorPil
 
-    from vidtag.families import zeroshot
+    from vidtag.models.families import zeroshot
 
     folder = new_folders["siglip2"]
     processor = Siglip2ImageProcessorPil(patch_size=NAFLEX_PATCH, max_num_patches=16, resample=2)
@@ -472,8 +472,8 @@ def test_metaclip2_close_to_its_image_processor(new_folders, video):
 @pytest.mark.parametrize("family", sorted(NEW_RECIPES))
 def test_new_families_text_side_scores_kept_embeddings(family, new_folders):
     """The text side alone (retag, search) gives the loaded net's text embeddings and scores."""
-    from vidtag.families import zeroshot
-    from vidtag.textside import ImageTextTextSide, score
+    from vidtag.models.families import zeroshot
+    from vidtag.embeddings.textside import ImageTextTextSide, score
 
     folder = new_folders[family]
     prompts = [NEW_RECIPES[family]["prompt"], "{}"]
@@ -502,7 +502,7 @@ def test_entry_needs_are_checked_at_load(new_folders):
         vidtag.load_model(entry, labels=LABELS, device="cpu")
     import importlib.util
 
-    from vidtag.weights import missing_needs
+    from vidtag.models.weights import missing_needs
 
     siglip = vidtag.load_registry()["siglip-b16"]  # a SentencePiece-only tokenizer
     assert siglip.options["needs"] == ["sentencepiece"]
@@ -544,9 +544,9 @@ def test_new_families_spec_for_folder(new_folders):
 @pytest.mark.parametrize("family", ["videoprism", "siglip2"])
 def test_retag_of_kept_embeddings_equals_a_fresh_classify(family, new_folders, video, tmp_path):
     """End to end: classify --embeddings, then retag a new vocabulary from the store alone."""
-    from vidtag.embeddings import EmbeddingStore
-    from vidtag.retag import retag
-    from vidtag.textside import ImageTextTextSide
+    from vidtag.embeddings.store import EmbeddingStore
+    from vidtag.embeddings.retag import retag
+    from vidtag.embeddings.textside import ImageTextTextSide
 
     folder, new = new_folders[family], ["a red car", "a dog", "a crowd marching"]
     kept = list(vidtag.classify([str(video)], model=str(folder), labels=LABELS, clips=2, device="cpu", workers=0,

@@ -13,14 +13,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+from .version import __version__
 
 _EXPORTS = {
-    "classify": "runner", "run": "runner", "Summary": "runner",
-    "Settings": "settings", "Job": "job",
-    "load_model": "models", "VideoModel": "models",
-    "ModelSpec": "registry", "load_registry": "registry",
-    "Record": "record", "ClipResult": "record", "Label": "record", "Segment": "record",
+    "classify": "run.runner", "run": "run.runner", "Summary": "run.runner",
+    "Settings": "run.settings", "Job": "run.job",
+    "load_model": "models.loading", "VideoModel": "models.loading",
+    "ModelSpec": "models.registry", "load_registry": "models.registry",
+    "Record": "results.record", "ClipResult": "results.record", "Label": "results.record",
+    "Segment": "results.record",
     "VidtagError": "errors", "ConfigError": "errors", "OptionError": "errors", "FatalError": "errors",
     "MediaError": "errors",
 }

@@ -17,7 +17,8 @@ import typer
 from rich.console import Console
 
 from ..errors import VidtagError
-from ..writers import OutputClosed
+from ..records.writers import OutputClosed
+from . import options as opt
 from .context import (per_record, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, err, fail, labels_from,
                       printable, progress, quiet_stdout, setup_logging, split_paths, terminate_as_interrupt)
 
@@ -32,7 +33,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from ..version import __version__
 
         print(f"vidtag {__version__}")
         raise typer.Exit()
@@ -46,21 +47,15 @@ def _main(
     """Tag videos with labels and scores, for the whole video and for clips along it."""
 
 
-RegistryOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--registry", help="Extra models.yaml file(s) with your own entries (also VIDTAG_REGISTRY)."),
-]
-
-
 @app.command()
 def classify(
     ctx: typer.Context,
     paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATH", show_default=False, help="Video files and folders (folders are walked recursively); '-' reads the paths from standard input, one per line.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registry name, model folder or Hub id (default: VIDTAG_MODEL or efficientnet-lite0).")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Another checkpoint (path or URL) for the model's architecture.")] = None,
+    model: opt.Model = None,
+    weights: opt.Weights = None,
     labels: Annotated[Optional[str], typer.Option(help="Free-text labels for zero-shot models: \"a,b,c\".")] = None,
     labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="Labels, one per line ('#' comments).")] = None,
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="Prompt template for zero-shot labels, e.g. \"a video of {}\" (repeat to average several).")] = None,
+    prompt: opt.Prompt = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Output file (.json, .jsonl, .csv); '-' is stdout.")] = "-",
     fmt: Annotated[Optional[str], typer.Option("--format", help="json, jsonl or csv, when the extension does not say.")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels kept per video and per clip.")] = 5,
@@ -74,15 +69,15 @@ def classify(
     segment_stay: Annotated[float, typer.Option("--segment-stay", help="... and lasts while its clips score at least this.")] = 0.15,
     segment_min_duration: Annotated[float, typer.Option("--segment-min-duration", help="Seconds: shorter segments are dropped.")] = 1.0,
     segment_max_gap: Annotated[float, typer.Option("--segment-max-gap", help="Seconds: shorter gaps between two segments of a label are closed.")] = 1.0,
-    clips: Annotated[Optional[int], typer.Option(help="Number of clips evenly across each video.")] = None,
-    window: Annotated[Optional[float], typer.Option(help="Sliding windows of SEC seconds.")] = None,
-    stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default: the window).")] = None,
+    clips: opt.Clips = None,
+    window: opt.Window = None,
+    stride: opt.Stride = None,
     views: Annotated[Optional[str], typer.Option(help="Multi-view testing CLIPSxCROPS, e.g. 5x3.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Clips per forward pass, or auto.")] = "auto",
+    device: opt.Device = "auto",
+    batch_size: opt.BatchSize = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16.")] = "auto",
     compile_model: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (slow start, faster batches).")] = False,
-    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: one per core, at most 4; 0: decode in this process).")] = None,
+    workers: opt.Workers = None,
     timeout: Annotated[float, typer.Option(help="Seconds a file may decode without progress before it is given up: its record says so (0: no limit).")] = 600.0,
     sampling: Annotated[str, typer.Option(help="uniform (the frames at the sampled times) or keyframes (the nearest keyframes: fast, approximate, for very long files).")] = "uniform",
     worker_priority: Annotated[str, typer.Option("--worker-priority", help="Decoding processes' priority: low (they give way to the model, and to every other program: fastest on a machine of its own), normal (a fair share on a machine busy with other work), or auto (low beside a model on the CPU, else normal).")] = "auto",
@@ -92,14 +87,14 @@ def classify(
     hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders (names starting with '.').")] = False,
     files_from: Annotated[Optional[str], typer.Option("--files-from", help="Read paths from this file, one per line ('-': standard input), as well as PATH.")] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a Hub checkpoint run its own Python code (only for sources you trust).")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip files already done in the output with the same settings.")] = False,
+    resume: opt.Resume = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, classify failed files again.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output file that already holds records (without it, or --resume, the run refuses to touch it).")] = False,
     max_failures: Annotated[Optional[int], typer.Option("--max-failures", help="Stop after N failed files.")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: opt.Quiet = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details (tracebacks of failed files) to stderr.")] = False,
-    registry: RegistryOpt = None,
+    registry: opt.Registry = None,
     engine: Annotated[str, typer.Option(help="local, or ray: run on a Ray cluster (pip install 'vidtag\\[ray]').")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the cluster ('auto': the one 'ray start' made here; HOST:PORT); none starts a local Ray instance.")] = None,
     ray_actors: Annotated[Optional[str], typer.Option("--ray-actors", help="With --engine ray: inference actors, N or MIN:MAX (default 1 to the number of GPUs).")] = None,
@@ -110,7 +105,7 @@ def classify(
     began = time.perf_counter()
     try:
         with terminate_as_interrupt():
-            from ..settings import Settings
+            from ..run.settings import Settings
 
             settings = Settings(
                 model=model, weights=weights, labels=labels_from(labels, labels_file), prompts=prompt or None,
@@ -126,7 +121,7 @@ def classify(
                 format=fmt, resume=resume, retry_failed=retry_failed, overwrite=overwrite,
                 max_failures=1 if fail_fast else max_failures)
             from ..errors import ConfigError
-            from ..paths import discover, read_file_list
+            from ..media.paths import discover, read_file_list
 
             named = list(paths or [])
             if named == ["-"]:
@@ -141,11 +136,11 @@ def classify(
                              hidden=hidden)
             if not files:
                 raise ConfigError("no video files found in the given paths (see --ext for the extensions looked for)")
-            from ..runner import check_output
+            from ..run.runner import check_output
 
             check_output(settings, files)  # before the model is resolved and loaded
-            from ..job import Job
-            from ..runner import make_engine, run
+            from ..run.job import Job
+            from ..run.runner import make_engine, run
 
             job = Job(settings)
             with progress(len(files), quiet) as update:
@@ -181,12 +176,12 @@ def classify(
 
 @app.command()
 def models(
-    registry: RegistryOpt = None,
+    registry: opt.Registry = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model on standard output (JSON Lines).")] = False,
 ) -> None:
     """List the model registry and whether each model's weights are on this machine."""
-    from ..registry import load_registry
-    from ..weights import local_weights, missing_needs
+    from ..models.registry import load_registry
+    from ..models.weights import local_weights, missing_needs
 
     try:
         entries = load_registry(list(split_paths(registry)))
@@ -230,10 +225,10 @@ def models(
 @app.command()
 def fetch(
     names: Annotated[list[str], typer.Argument(help="Registry names or Hub ids to download into the local cache.")],
-    registry: RegistryOpt = None,
+    registry: opt.Registry = None,
 ) -> None:
     """Put models' weights into the local cache ahead of time (needs network access)."""
-    from ..models import fetch_model
+    from ..models.loading import fetch_model
 
     try:
         for name in names:

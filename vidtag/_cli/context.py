@@ -88,7 +88,7 @@ def labels_from(labels: str | None, labels_file: Path | None) -> list[str] | Non
     """--labels and --labels-file together, checked."""
     if labels is None and labels_file is None:
         return None
-    from ..labels import check_labels, parse_labels, read_labels_file
+    from ..models.labels import check_labels, parse_labels, read_labels_file
 
     out = parse_labels(labels) if labels is not None else []
     if labels_file is not None:

@@ -33,8 +33,8 @@ ModelOpt = Annotated[Optional[str], typer.Option(
 
 def _open(store_dir: Path, model: str | None):
     """The store and its model's text side (refused when it is another model's)."""
-    from ..embeddings import EmbeddingStore
-    from ..textside import load_text_side
+    from ..embeddings.store import EmbeddingStore
+    from ..embeddings.textside import load_text_side
 
     store = EmbeddingStore(store_dir)
     if model is None:
@@ -69,8 +69,8 @@ def retag(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No closing summary line.")] = False,
 ) -> None:
     """Score a new vocabulary from kept embeddings: the records a fresh classify would write, without decoding."""
-    from ..retag import retag as retag_records
-    from ..writers import format_for, get_writer
+    from ..embeddings.retag import retag as retag_records
+    from ..records.writers import format_for, write_records
 
     began = time.perf_counter()
     count = failed = 0
@@ -83,16 +83,10 @@ def retag(
         store, side = _open(store_dir, model)
         records = retag_records(store, side, vocabulary, prompt or None, top_k=top_k, threshold=threshold)
         first = next(records, None)  # the text side and options are checked before the output is touched
-        writer = get_writer(output, fmt)
-        try:
-            for record in itertools.chain([first] if first is not None else [], records):
-                writer.write(record)
-                count += 1
-                failed += not record.ok
-        except BaseException:
-            writer.discard()
-            raise
-        writer.close()
+        failures = []
+        count = write_records(itertools.chain([first] if first is not None else [], records), output, fmt,
+                              on_record=lambda r: failures.append(r) if not r.ok else None)
+        failed = len(failures)
     except VidtagError as exc:
         raise fail(exc) from None
     if not quiet:
@@ -163,8 +157,8 @@ def search(
     model: ModelOpt = None,
 ) -> None:
     """The clips (or videos) that best match each text query, with their times and scores."""
-    from ..embeddings import write_atomic
-    from ..retag import search as search_hits
+    from ..records.files import write_atomic
+    from ..embeddings.retag import search as search_hits
 
     try:
         kind = _search_format(output, fmt)

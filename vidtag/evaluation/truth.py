@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..paths import VIDEO_EXTENSIONS
-from ..record import Record
+from ..media.paths import VIDEO_EXTENSIONS
+from ..results.record import Record
 
 REQUIRED_COLUMNS = ("path", "label")
 TIME_COLUMNS = ("start", "end")

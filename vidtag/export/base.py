@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..errors import MediaError
-from ..record import ClipResult, Label, Record
-from ..segments import cells, segments_from_clips
+from ..results.record import ClipResult, Label, Record
+from ..results.segments import cells, cuts_from_shots, segments_from_clips
 
 CUE_LABELS = 3  # labels shown per subtitle cue or chapter title
 
@@ -51,13 +51,13 @@ def segment_pieces(record: Record) -> list[Piece]:
 
 
 def clip_pieces(record: Record, limit: int = CUE_LABELS) -> list[Piece]:
-    """The clips' labels on the timeline: each clip stands for its cell (see vidtag.segments.cells), so
+    """The clips' labels on the timeline: each clip stands for its cell (see vidtag.results.segments.cells), so
     overlapping windows give pieces that do not overlap; neighbours with the same labels are joined."""
     clips = [c for c in record.clips if c.labels]
     if not clips:
         return []
     spans = cells([c.start for c in clips], [c.end for c in clips], record.duration,
-                  [s.start for s in (record.shots or [])[1:]])
+                  cuts_from_shots(record.shots))
     pieces = [Piece(a, b, tuple(c.labels[:limit])) for (a, b), c in zip(spans, clips) if b > a]
     return _merge(pieces)
 
@@ -95,7 +95,7 @@ def with_segments(record: Record) -> Record:
     before segments existed), with the parameters in its settings' "segments" entry if there are any."""
     if record.segments or not record.clips:
         return record
-    given = (record.settings or {}).get("segments")
+    given = record.settings.segments if record.settings else None
     params = {k: float(v) for k, v in given.items() if k in SEGMENT_PARAMS} if isinstance(given, dict) else {}
     made = segments_from_clips(record.clips, duration=record.duration, shots=record.shots, **params)
     return replace(record, segments=made) if made else record

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..record import Record
+from ..results.record import Record
 from .base import Exporter, Piece, duration_of, labelled_pieces
 
 UNLABELLED = "(no label)"

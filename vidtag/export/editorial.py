@@ -11,7 +11,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..record import Record, Segment
+from ..results.record import Record, Segment
 from .base import Exporter, duration_of, fps_of, shots_or_whole
 
 # the marker colours OpenTimelineIO and CMX 3600 locators share; one per label, the same in every file

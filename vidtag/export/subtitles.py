@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..record import Record
+from ..results.record import Record
 from .base import Exporter, labelled_pieces
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-from .. import __version__
-from ..record import Record
-from ..segments import ENTER
+from ..version import __version__
+from ..results.record import Record
+from ..results.segments import ENTER
 from .base import Exporter
 
 ROOT = "vidtag"  # the parent keyword of every label, so a library can find, hide or drop them at once

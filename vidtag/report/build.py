@@ -1,6 +1,6 @@
 """make_report: a run's records to one self-contained HTML file, or to a folder of pages.
 
-Thumbnails are made in worker processes (vidtag.workers: a bounded number of videos in flight, results
+Thumbnails are made in worker processes (vidtag.run.workers: a bounded number of videos in flight, results
 in input order) while this process writes each video's card as soon as its thumbnails arrive, so memory
 stays flat however many records there are. The output appears whole or not at all: it is written
 beside its place under a temporary name and renamed at the end.
@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ConfigError, FatalError
-from ..record import Record
-from ..workers import WorkerFailure, WorkerPool
-from ..writers import iter_records
+from ..results.record import Record
+from ..run.workers import WorkerFailure, WorkerPool
+from ..records.readers import iter_records
 from . import html
 from .records import Overview, overview
 from .thumbs import Thumbnails, make_thumbnails

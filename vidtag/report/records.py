@@ -1,4 +1,4 @@
-"""The report's overview of a run's records (read with `vidtag.writers.iter_records`, streamed).
+"""The report's overview of a run's records (read with `vidtag.records.readers.iter_records`, streamed).
 
 The report reads the records file twice: once for the overview that heads the page (counts, models,
 settings, frequent labels, failures), once to render the videos as their thumbnails arrive; so only
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..record import Record
-from ..writers import iter_records
+from ..results.record import Record
+from ..records.readers import iter_records
 
 PER_FILE_SETTINGS = ("file", "size", "mtime")  # settings that describe the file, not the run
 

@@ -1,7 +1,7 @@
 """Thumbnails: the frames at the middle of each shot (or segment, or clip), small WebP or JPEG images.
 
-`make_thumbnails` is the worker processes' task (vidtag.workers.WorkerPool): it opens one video,
-decodes only the wanted frames (vidtag.decode seeks to the keyframe before each), scales them down
+`make_thumbnails` is the worker processes' task (vidtag.run.workers.WorkerPool): it opens one video,
+decodes only the wanted frames (vidtag.media.decode seeks to the keyframe before each), scales them down
 with FFmpeg's area scaler and encodes them with PyAV's own encoders, so no image library is needed.
 """
 
@@ -14,7 +14,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from ..decode import read_video
+from ..media.decode import read_video
 from ..errors import MediaError
 
 THUMB_HEIGHT = 90  # pixels; the width follows the picture's aspect ratio

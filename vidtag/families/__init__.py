@@ -1,1 +1,0 @@
-"""Model families. Each module exposes `load(spec, weights, labels) -> vidtag.models.LoadedNet`."""

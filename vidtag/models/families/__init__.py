@@ -1,0 +1,1 @@
+"""Model families. Each module exposes `load(spec, weights, labels) -> vidtag.models.loading.LoadedNet`."""

@@ -1,0 +1,84 @@
+"""A file's clip probabilities -> its record: ranked labels for the video, each clip and each shot, and the
+label segments. Every record is made here, by classify's engines and by retag from kept embeddings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .postprocess import aggregate, ranked, shot_probabilities
+from .record import ClipResult, Label, Record, Segment
+from .segments import cuts_from_shots, segments_from_spans
+
+if TYPE_CHECKING:
+    from ..media.clips import Prepared
+    from .calibration import ModelCalibration
+
+
+def label_results(per_clip: torch.Tensor, spans: list[tuple[float, float]], labels: list[str], *, score: str,
+                  duration: float, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
+                  shots: list[tuple[float, float]] | None = None, shot_of: list[int] | None = None,
+                  calibration: ModelCalibration | None = None,
+                  ) -> tuple[list[Label], list[ClipResult], list[ClipResult] | None, list[Segment]]:
+    """A file's clip probabilities (clips x labels, their `spans` in seconds) -> its ranked video labels
+    (the mean over the clips), each clip's ranked labels, each shot's (`shots`: their spans; `shot_of`: the
+    shot of each clip; a shot's probabilities are the mean of its clips'), and the label segments
+    (`segments`: their parameters; spans snap to the shots' cuts). With a `calibration`, the clips'
+    probabilities are re-scaled first and each label must reach its own threshold. Every record is made
+    this way (classify, and retag from kept embeddings)."""
+    limits = None
+    if calibration is not None:
+        per_clip = calibration.apply(per_clip, score)
+        limits = calibration.threshold_vector(labels)
+    clips = [ClipResult(round(a, 3), round(b, 3), ranked(p, labels, top_k, threshold, limits))
+             for (a, b), p in zip(spans, per_clip)]
+    shot_results = None
+    if shots is not None:
+        per_shot = shot_probabilities(per_clip, shot_of or [], len(shots))
+        shot_results = [ClipResult(round(a, 3), round(b, 3), ranked(p, labels, top_k, threshold, limits))
+                        for (a, b), p in zip(shots, per_shot)]
+    found = segments_from_spans(per_clip, [a for a, _ in spans], [b for _, b in spans], labels, duration=duration,
+                                cuts=cuts_from_shots(shot_results), **(segments or {}))
+    return ranked(aggregate(per_clip), labels, top_k, threshold, limits), clips, shot_results, found
+
+
+def record_from_probs(probs: torch.Tensor, spans: list[tuple[float, float]], *, crops: int, labels: list[str],
+                      score: str, duration: float, top_k: int, threshold: float | None,
+                      segments: Mapping[str, float] | None = None, shots: list[tuple[float, float]] | None = None,
+                      shot_of: list[int] | None = None, calibration: ModelCalibration | None = None,
+                      **fields: Any) -> Record:
+    """Clip x crop probabilities (each span's `crops` rows in turn) -> the file's record (see `label_results`);
+    `fields` are the record's other fields (path, model, video, settings)."""
+    per_clip = probs.view(len(spans), crops, -1).mean(1)
+    video_labels, clips, shot_results, found = label_results(
+        per_clip, spans, labels, score=score, duration=duration, top_k=top_k, threshold=threshold,
+        segments=segments, shots=shots, shot_of=shot_of, calibration=calibration)
+    return Record(duration=round(duration, 3), labels=video_labels, clips=clips, shots=shot_results, segments=found,
+                  score=score, **fields)
+
+
+def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,
+           crops: int, top_k: int, threshold: float | None, segments: Mapping[str, float] | None = None,
+           calibration: ModelCalibration | None = None) -> Record:
+    """A prepared file's clip x crop probabilities -> its record (see `record_from_probs`). A clip identical
+    to an earlier one (keyframe sampling with too few keyframes) is not repeated."""
+    seen: set[tuple] = set()
+    keep = []
+    for index, c in enumerate(prepared.clips):
+        if (c.start, c.end, c.times) not in seen:
+            seen.add((c.start, c.end, c.times))
+            keep.append(index)
+    rows = probs.view(len(prepared.clips), crops, -1)[keep].flatten(0, 1)
+    info = prepared.info
+    width, height = (info.height, info.width) if prepared.rotation in (90, 270) else (info.width, info.height)
+    return record_from_probs(
+        rows, [(prepared.clips[i].start, prepared.clips[i].end) for i in keep], crops=crops, labels=labels,
+        score=score, duration=info.duration, top_k=top_k, threshold=threshold, segments=segments,
+        shots=[(s.start, s.end) for s in prepared.shots] if prepared.shots is not None else None,
+        shot_of=[prepared.shot_of[i] for i in keep] if prepared.shot_of is not None else None,
+        calibration=calibration, path=prepared.path, model=model,
+        video={"width": width, "height": height, "fps": round(info.fps, 3) if info.fps else None,
+               "frames": info.frames, "rotation": prepared.rotation, "codec": info.codec,
+               "decoded_frames": prepared.decoded_frames})
