@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -75,37 +77,37 @@ def tag_matches(tag: str, path: list[str], words: set[str]) -> bool:
     return any(normalise_label(x) in words for x in [tag, *path])
 
 
-_TAG_MAPS: dict[tuple[str, ...], object] = {}
-
-
 def tag_ranking(record) -> list[tuple[str, list[str], float]] | None:
     """The record's archive tags, best first, as (tag, category path, score); None without a vocabulary.
 
     Records that carry `tags` (the contract's `{"tag", "score", "path"}`) are read as they are. Otherwise
-    the vocabulary module, where it exists, scores the record's full probability vector. Its interface is
-    assumed here as `load_vocabulary("archive").map_labels(labels).scores(probs)`: adapt this function
-    (only this one) to the module as merged.
+    the archive vocabulary (vidtag.results.vocabulary) scores the record's full probability vector and
+    ranks the tags as records will (`rank_tags`). This function is the one place that knows the
+    vocabulary's interface.
     """
     tags = getattr(record, "tags", None)
     if tags:
         return [(_get(t, "tag"), list(_get(t, "path") or []), float(_get(t, "score"))) for t in tags]
     try:
-        from vidtag.results.vocabulary import load_vocabulary
+        from vidtag.results.vocabulary import load_vocabulary, rank_tags
     except ImportError:
         return None
-    labels = tuple(x.label for x in record.labels)
-    order = tuple(sorted(labels))
-    if order not in _TAG_MAPS:
-        _TAG_MAPS[order] = load_vocabulary("archive").map_labels(list(order))
-    probs = {x.label: x.score for x in record.labels}
-    scores = _TAG_MAPS[order].scores([probs[label] for label in order])
-    items = scores.items() if isinstance(scores, dict) else [(_get(s, "tag"), s) for s in scores]
-    out = []
-    for tag, value in items:
-        score = float(value if isinstance(value, (int, float)) else _get(value, "score"))
-        path = [] if isinstance(value, (int, float)) else list(_get(value, "path") or [])
-        out.append((tag, path, score))
-    return sorted(out, key=lambda x: -x[2])
+    labels = [x.label for x in record.labels]  # all of the model's classes, in the record's order
+    tag_map = _vocabulary(load_vocabulary).map_labels(labels)
+    if tag_map is None:
+        return None
+    ranked = rank_tags(tag_map, tag_map.scores(np.array([x.score for x in record.labels])), top_k=3)
+    return [(t["tag"], t["path"], t["score"]) for t in ranked]
+
+
+_VOCABULARY: list = []
+
+
+def _vocabulary(load):
+    """The archive vocabulary, read once."""
+    if not _VOCABULARY:
+        _VOCABULARY.append(load("archive"))
+    return _VOCABULARY[0]
 
 
 def _get(item, key: str):
