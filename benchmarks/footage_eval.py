@@ -36,8 +36,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import vidtag  # noqa: E402
-from vidtag.evaluation.truth import normalise_label, read_truth  # noqa: E402
+import vidtag
+from vidtag.evaluation.truth import normalise_label, read_truth
 
 TRUTH = ROOT / "benchmarks" / "footage" / "truth.csv"
 DEFAULT_RUNS = ["efficientnet-lite0:2x4", "efficientnet-lite1:2x4", "efficientnet-lite2:2x4",
@@ -117,7 +117,7 @@ def _get(item, key: str):
 def classify(run: Run, truth, workers: int | None) -> None:
     """Classify every truth video with the run's model and sampling; fills the run's records and timings."""
     files = [video.file for video in truth.videos]
-    options = dict(top_k=ALL_LABELS, clips=run.clips, overrides={"frames": run.frames})
+    options = {"top_k": ALL_LABELS, "clips": run.clips, "overrides": {"frames": run.frames}}
     if workers is not None:
         options["workers"] = workers
     start = time.perf_counter()
@@ -166,8 +166,8 @@ def _pct(x: float | None) -> str:
 
 def table(runs: list[Run], truth) -> str:
     n = len(truth.videos)
-    lines = ["| model | frames x clips | raw top-1 | raw top-3 | tag top-1 | tag top-3 | s / video | videos / s "
-             "| CPU s / video | load s |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [("| model | frames x clips | raw top-1 | raw top-3 | tag top-1 | tag top-3 | s / video | videos / s "
+              "| CPU s / video | load s |"), "|---|---|---|---|---|---|---|---|---|---|"]
     for run in runs:
         s = scores(run, truth)
         lines.append(f"| {run.model} | {run.frames}x{run.clips} | {_pct(s['raw1'])} | {_pct(s['raw3'])} "

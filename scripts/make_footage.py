@@ -98,7 +98,7 @@ def photo_path(photo: Photo) -> Path:
     spec = importlib.util.find_spec(photo.package)  # finds without importing the package
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(f"{photo.package} is not installed: see this script's docstring")
-    path = Path(list(spec.submodule_search_locations)[0]) / photo.file
+    path = Path(next(iter(spec.submodule_search_locations))) / photo.file
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != photo.sha256:
         raise SystemExit(f"{path}: SHA-256 {digest} is not the pinned {photo.sha256} (another package version?)")

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import vidtag
+from vidtag.media.preprocess import preprocess
 from vidtag.models.labels import builtin_labels
 from vidtag.models.loading import load_model
-from vidtag.media.preprocess import preprocess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_state_dict, load_strict
 from ...errors import ConfigError
+from ..checkpoint import load_state_dict, load_strict
 from ..labels import spec_labels
 from ..registry import ModelSpec
 from .base import LoadedNet, variant_and_labels
