@@ -107,8 +107,12 @@ class Vocabulary:
 
     def _resolve(self, labels: Sequence[str], label_set: str | None) -> tuple[TagMap | None, str]:
         keys = [_norm(x) for x in labels]
-        # a label set the vocabulary maps by that name; any other (or none): the map whose classes they are
-        candidates = [label_set] if label_set in self.maps else list(self.maps)
+        if label_set is not None:
+            if label_set not in self.maps:
+                return None, f"the {self.name} vocabulary has no map for the label set '{label_set}'"
+            candidates = [label_set]
+        else:
+            candidates = list(self.maps)
         best, best_missing = None, keys
         for name in candidates:
             table = {_norm(c): tags for c, tags in self.maps[name].items()}
