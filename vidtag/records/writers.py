@@ -13,6 +13,8 @@ import csv
 import io
 import json
 import os
+import re
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import FatalError, OptionError
-from ..results.record import ClipResult, Record
+from ..results.record import ClipResult, Record, record_problem
 from .files import remove_stale_temporaries, sync_folder, temp_beside
 
 FORMATS = ("jsonl", "json", "csv")
@@ -57,6 +59,22 @@ def record_dict(record: Record) -> dict:
         data["path"] = text
         data = {"path": text, "path_bytes": raw, **{k: v for k, v in data.items() if k != "path"}}
     return data
+
+
+def sound(record: Record) -> Record:
+    """The record, or, when it cannot be written faithfully (a number that is not finite: JSON has no NaN;
+    a field of the wrong type), an error record saying why: the last guard of every writer."""
+    problem = record_problem(record)
+    if problem is None:
+        return record
+    return Record.failure(str(record.path), f"the result cannot be written: {problem}",
+                          record.model if isinstance(record.model, str) else "", settings=record.settings,
+                          elapsed=record.elapsed)
+
+
+def record_json(record: Record) -> str:
+    """One record as a line of JSON text (no newline), never with NaN or Infinity in it (see `sound`)."""
+    return json.dumps(record_dict(sound(record)), ensure_ascii=False, allow_nan=False)
 
 
 def csv_cell(value):
@@ -125,6 +143,19 @@ def format_for(output: str, fmt: str | None) -> str:
     return ext
 
 
+def is_device(output: str) -> bool:
+    """Whether an output names a device, a pipe or a socket (/dev/null, /dev/stdout into a pipe) rather than a
+    file: such an output is written directly (a temporary file beside it, syncing and renaming it over it
+    make no sense there, and /dev must never get files of ours)."""
+    if re.fullmatch(r"/(dev/(stdout|stderr|fd/\d+)|proc/(self|\d+)/fd/\d+)", os.path.abspath(output)):
+        return True  # a descriptor the shell opened (`> file` truncated it already, `>> file` appends)
+    try:
+        mode = os.stat(output).st_mode
+    except OSError:
+        return False  # a new file
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def _cannot_write(output: str, exc: OSError) -> FatalError:
     return FatalError(f"cannot write the output file {output}: {exc.strerror or exc}")
 
@@ -148,6 +179,7 @@ class Writer:
         self.append = append
         self._tmp: str | None = None
         self._began = time.time()
+        self.direct = self.output != "-" and is_device(self.output)
         self.stream: IO[str] = self._open()
 
     def _open(self) -> IO[str]:
@@ -155,6 +187,8 @@ class Writer:
             return sys.stdout
         target = Path(self.output)
         try:
+            if self.direct:  # /dev/null, /dev/stdout into a pipe: written as it comes, nothing to sync or rename
+                return open(target, "a", encoding="utf-8", newline="")
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.is_dir():
                 raise IsADirectoryError(21, "it is a folder")
@@ -197,7 +231,7 @@ class Writer:
         try:
             self._finish()
             self.stream.flush()
-            if self.stream is not sys.stdout:
+            if self.stream is not sys.stdout and not self.direct:
                 os.fsync(self.stream.fileno())
                 self.stream.close()
             self.stream = None
@@ -242,7 +276,7 @@ class JsonlWriter(Writer):
     format = "jsonl"
 
     def _open(self) -> IO[str]:
-        self._fresh = not self.append and self.output != "-"
+        self._fresh = not self.append and self.output != "-" and not self.direct
         if not self._fresh:
             return super()._open()
         self.append = True  # open without truncating ('a'); `write` empties the file at the first record
@@ -252,7 +286,7 @@ class JsonlWriter(Writer):
             self.append = False
 
     def write(self, record: Record) -> None:
-        line = json.dumps(record_dict(record), ensure_ascii=False) + "\n"
+        line = record_json(record) + "\n"
         if self.stream is sys.stdout:
             _to_stdout(line)
             return
@@ -281,10 +315,10 @@ class JsonWriter(Writer):
 
     @property
     def atomic(self) -> bool:
-        return self.output != "-"
+        return self.output != "-" and not self.direct
 
     def write(self, record: Record) -> None:
-        text = ("," if self.count else "") + "\n  " + json.dumps(record_dict(record), ensure_ascii=False)
+        text = ("," if self.count else "") + "\n  " + record_json(record)
         if self.stream is sys.stdout:
             _to_stdout(text)
             self.count += 1
@@ -312,10 +346,10 @@ class CsvWriter(Writer):
 
     @property
     def atomic(self) -> bool:
-        return self.output != "-"
+        return self.output != "-" and not self.direct
 
     def write(self, record: Record) -> None:
-        rows = [[csv_cell(cell) for cell in row] for row in csv_rows(record)]
+        rows = [[csv_cell(cell) for cell in row] for row in csv_rows(sound(record))]
         if self.stream is sys.stdout:
             buffer = io.StringIO()
             csv.writer(buffer, lineterminator="\r\n").writerows(rows)
@@ -366,7 +400,7 @@ def rewrite_jsonl(output: str, records: list[Record]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
             for record in records:
-                stream.write(json.dumps(record_dict(record), ensure_ascii=False) + "\n")
+                stream.write(record_json(record) + "\n")
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, output)
@@ -378,4 +412,5 @@ def rewrite_jsonl(output: str, records: list[Record]) -> None:
 
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "CsvWriter", "JsonWriter", "JsonlWriter", "OutputClosed", "Writer", "csv_cell",
-           "csv_rows", "format_for", "get_writer", "portable_path", "record_dict", "rewrite_jsonl", "write_records"]
+           "csv_rows", "format_for", "get_writer", "portable_path", "record_dict", "record_json", "rewrite_jsonl", "sound",
+           "write_records"]
