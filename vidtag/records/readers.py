@@ -17,7 +17,7 @@ from ..results.record import Record, record_problem
 from .writers import format_for, portable_path
 
 log = logging.getLogger("vidtag")
-OnSkip = Callable[[str, str], None]  # (which record, where: 'line 3 of run.jsonl (a.mp4)'; why it was skipped)
+OnSkip = Callable[[str, str], None]  # (which record: 'line 3 of run.jsonl (a.mp4)'; why it was skipped)
 
 
 def _path_from(data: dict) -> dict:

@@ -6,7 +6,8 @@ log-likelihood of the truth labels under the video probabilities the pipeline wo
 each clip's probabilities are turned back into logits (log p for softmax, logit p for sigmoid), divided
 by T, turned into probabilities again, and averaged over the clips. Then, for each truth label, the
 threshold is the lowest calibrated video score at which the label's precision on the labelled set
-reaches the target (the most recall for that precision).
+reaches the target (the most recall for that precision). T stays 1 when the fit does not lower the NLL
+(on the fitting videos, and held out with enough of them: see `evaluation.calibrate.fit_temperature`).
 
 Fitting needs every label's score for every clip, so the records must keep all labels: `vidtag eval`
 classifying by itself keeps them; records of an earlier run need `-k` at least the model's label count
