@@ -487,3 +487,26 @@ def test_item12_a_missing_folder_is_no_such_file_or_folder(tmp_path):
         open_video(tmp_path / "holidays")
     with pytest.raises(MediaError, match="^the file does not exist"):  # a video's name: moved or deleted
         open_video(tmp_path / "holidays.mp4")
+
+
+def test_item12_the_readme_first_example_is_what_a_run_gives():
+    """Item 12: the README's first example showed output a run no longer gave; it is now checked here: the
+    same run (the default model, `-k 3`, from the repository's root), the same two fields."""
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("```console\n", 1)[1].split("```", 1)[0].splitlines()
+    assert block[0] == "$ vidtag classify examples/ -k 3 -q | jq -c '{path, labels}'"
+    shown = [json.loads(line) for line in block[1:]]
+    cwd = os.getcwd()
+    os.chdir(EXAMPLES.parent)  # the paths in the records are as given: examples/...
+    try:
+        import vidtag
+
+        records = list(vidtag.classify(["examples/"], top_k=3, workers=0, device="cpu"))
+    finally:
+        os.chdir(cwd)
+    assert [r["path"] for r in shown] == [r.path for r in records]
+    for line, record in zip(shown, records):
+        assert [x["label"] for x in line["labels"]] == [x.label for x in record.labels]
+        # scores are float32 means over 4 clips, rounded to 6 decimals: another CPU's summation order moves
+        # them by about 1e-7, and the rounding by at most 5e-7 more
+        assert [x["score"] for x in line["labels"]] == pytest.approx([x.score for x in record.labels], abs=2e-6)

@@ -169,7 +169,8 @@ def export_records(records_file: str | Path, to: str, out_dir: str | Path | None
 
     records = read_any(records_file, on_skip=skip)
     if not records and not summary.skipped:
-        raise ConfigError(f"{_shown(records_file)} holds no records")
+        where = "standard input" if str(records_file) == "-" else _shown(records_file)
+        raise ConfigError(f"{where} holds no records")
     ok: dict[str, Record] = {}  # by absolute path: 'a.mp4' and './a.mp4' are one video, the last record wins
     for record in records:
         if record.ok:
