@@ -231,8 +231,9 @@ class Writer:
         try:
             self._finish()
             self.stream.flush()
-            if self.stream is not sys.stdout and not self.direct:
-                os.fsync(self.stream.fileno())
+            if self.stream is not sys.stdout:
+                if not self.direct:  # a device or a pipe cannot be synced (EINVAL)
+                    os.fsync(self.stream.fileno())
                 self.stream.close()
             self.stream = None
             if self._tmp:
@@ -242,7 +243,15 @@ class Writer:
                 remove_stale_temporaries(Path(self.output), self._began)
         except OSError as exc:
             self.discard()
-            raise _cannot_write(self.output, exc) from None
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> Exception:
+        """The error for a failed write: a reader of a pipe that went away (`-o /dev/stdout | head -1`) ends the
+        run quietly, as with '-'; anything else is fatal."""
+        if self.direct and isinstance(exc, BrokenPipeError):
+            self.discard()
+            return OutputClosed()
+        return _cannot_write(self.output, exc)
 
     def discard(self) -> None:
         """Drop the temporary file of an atomic writer, leaving the target as it was."""
@@ -300,7 +309,7 @@ class JsonlWriter(Writer):
             while data:  # one call normally; a partial write (disk nearly full) continues where it stopped
                 data = data[os.write(fd, data):]
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise self._failed(exc) from None
 
 
 class JsonWriter(Writer):
@@ -327,7 +336,7 @@ class JsonWriter(Writer):
             self.stream.write(text)
             self.stream.flush()  # progress is visible (the temporary file) as files finish
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise self._failed(exc) from None
         self.count += 1
 
     def _finish(self) -> None:
@@ -359,7 +368,7 @@ class CsvWriter(Writer):
             self.csv.writerows(rows)
             self.stream.flush()
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise self._failed(exc) from None
 
 
 WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter}
