@@ -78,8 +78,8 @@ def fit_temperature(clips: Sequence[torch.Tensor], positives: torch.Tensor, scor
 
 
 def _lowers(nll: float, baseline: float) -> bool:
-    """Whether an NLL is lower than the baseline's by more than rounding (a relative 1e-9: the sums are
-    float64, whose own error over a few thousand videos is near 1e-13 relative)."""
+    """Whether an NLL is lower than the baseline's by more than rounding (a relative 1e-9: the NLL is a
+    float64 mean over n videos, whose rounding error is at most about n * 2**-53, 3e-13 for 3000 videos)."""
     return nll < baseline - 1e-9 * max(1.0, abs(baseline))
 
 

@@ -51,7 +51,9 @@ def record_from_probs(probs: torch.Tensor, spans: list[tuple[float, float]], *, 
                       shot_of: list[int] | None = None, calibration: ModelCalibration | None = None,
                       **fields: Any) -> Record:
     """Clip x crop probabilities (each span's `crops` rows in turn) -> the file's record (see `label_results`);
-    `fields` are the record's other fields (path, model, video, settings)."""
+    `fields` are the record's other fields (path, model, video, settings). A result that would hold a number
+    that is not finite (an overflowed model, a NaN duration or frame rate) is the file's error record instead,
+    saying why: JSON has no NaN, and every reader compares these numbers (see `record_problem`)."""
     if not bool(torch.isfinite(probs).all()):
         return _unfit(fields, "the model gave scores that are not finite numbers (NaN or infinity: its arithmetic "
                               "overflowed; --precision fp32 may avoid it)")
