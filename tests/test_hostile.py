@@ -31,7 +31,6 @@ from vidtag.export import FORMATS, export_records
 from vidtag.media.decode import open_video
 from vidtag.records.readers import iter_records
 from vidtag.records.writers import write_records
-from vidtag.report import make_report
 from vidtag.results.finish import record_from_probs
 from vidtag.results.record import ClipResult, Label, Record, Segment
 
