@@ -422,6 +422,12 @@ def test_item11_an_empty_records_file_is_refused_alike_by_export_and_report(tmp_
     for done in (exported, reported):
         assert done.exit_code == 2 and f"{empty} holds no records" in done.output
     assert not (tmp_path / "o").exists() and not (tmp_path / "r.html").exists()
+    only_bad = tmp_path / "bad.jsonl"  # nothing but malformed records: the same answer, with the count
+    only_bad.write_text('{"path": "a.mp4", "status": "ok", "duration": NaN}\n')
+    exported = runner.invoke(app, ["export", str(only_bad), "--to", "vtt", "--out", str(tmp_path / "o")])
+    reported = runner.invoke(app, ["report", str(only_bad), "-o", str(tmp_path / "r.html")])
+    for done in (exported, reported):
+        assert done.exit_code == 2 and f"{only_bad} holds no records (1 malformed, skipped)" in done.output
 
 
 def test_item11_a_dangling_symlink_in_the_way_is_named_as_such(tmp_path):

@@ -168,9 +168,10 @@ def export_records(records_file: str | Path, to: str, out_dir: str | Path | None
         print(f"vidtag: skipped {_shown(path)}: {reason}", file=stderr)
 
     records = read_any(records_file, on_skip=skip)
-    if not records and not summary.skipped:
+    if not records:  # as `vidtag report` says it (and `vidtag eval --records`): most likely the wrong file
         where = "standard input" if str(records_file) == "-" else _shown(records_file)
-        raise ConfigError(f"{where} holds no records")
+        more = f" ({len(summary.skipped)} malformed, skipped)" if summary.skipped else ""
+        raise ConfigError(f"{where} holds no records{more}")
     ok: dict[str, Record] = {}  # by absolute path: 'a.mp4' and './a.mp4' are one video, the last record wins
     for record in records:
         if record.ok:
