@@ -297,6 +297,12 @@ def test_item9_export_and_report_never_replace_their_own_input(tmp_path):
     done = runner.invoke(app, ["report", str(page), "-o", str(page), "--overwrite", "--workers", "0"])
     assert done.exit_code == 2 and "replace the records file" in done.output
     assert page.read_bytes() == before
+    old = tmp_path / "old-report"  # a report folder --overwrite may replace, holding the records read
+    old.mkdir()
+    (old / ".vidtag-report").write_text("a vidtag report\n")
+    inside = write_jsonl(old / "tags.jsonl", [shot_record(video)])
+    done = runner.invoke(app, ["report", str(inside), "-o", str(old), "--overwrite", "--workers", "0"])
+    assert done.exit_code == 2 and "replace the records file" in done.output and inside.exists()
 
 
 def test_item9_overwrite_never_copies_a_setuid_bit(tmp_path):
