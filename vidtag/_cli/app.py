@@ -19,10 +19,12 @@ from rich.console import Console
 from ..errors import VidtagError
 from ..records.writers import OutputClosed
 from . import options as opt
+from .help import VidtagTyper
 from .context import (per_record, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, err, fail, labels_from,
-                      printable, progress, quiet_stdout, setup_logging, split_paths, terminate_as_interrupt)
+                      printable, progress, quiet_stdout, setup_logging, split_paths, terminate_as_interrupt,
+                      text_arguments)
 
-app = typer.Typer(
+app = VidtagTyper(
     name="vidtag",
     help="Tag videos with labels and scores, for the whole video and for clips along it.",
     no_args_is_help=True,
@@ -109,7 +111,8 @@ def classify(
             from ..run.settings import Settings
 
             settings = Settings(
-                model=model, weights=weights, labels=labels_from(labels, labels_file), prompts=prompt or None,
+                model=model, weights=weights, labels=labels_from(labels, labels_file),
+                prompts=text_arguments(prompt, "--prompt") or None,
                 registry_files=split_paths(registry), trust_remote_code=trust_remote_code, clips=clips,
                 window=window, stride=stride, views=views, shots=shots, shot_threshold=shot_threshold,
                 sampling=sampling, top_k=top_k, threshold=threshold,

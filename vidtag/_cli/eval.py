@@ -17,7 +17,7 @@ from rich.console import Console
 from ..errors import ConfigError, VidtagError
 from . import options as opt
 from .context import EXIT_FAILED as EXIT_GATE
-from .context import EXIT_INTERRUPTED, EXIT_OK, err, fail, per_record, progress, split_paths
+from .context import EXIT_INTERRUPTED, EXIT_OK, err, fail, per_record, progress, setup_logging, split_paths
 
 FEW_VIDEOS = 50  # below this many labelled videos a fitted calibration gets a warning
 
@@ -60,6 +60,7 @@ def eval_(
     from ..evaluation.report import write_text
     from ..records.readers import read_records
 
+    setup_logging(False)  # a malformed record is skipped with a warning line
     minimums = dict(top1=min_top1, top5=min_top5, mAP=min_map, mean_class_accuracy=min_mean_class_accuracy)
     try:
         check_minimums(minimums)

@@ -7,6 +7,7 @@ duration, no frame rate) raises MediaError: that record is skipped with its reas
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ..errors import MediaError
 from ..results.record import ClipResult, Label, Record
@@ -25,15 +26,34 @@ class Piece:
 
     def lines(self, limit: int = CUE_LABELS) -> list[str]:
         """['suit 41%', 'cab 12%']: the first `limit` labels, each with its score in percent."""
-        return [f"{_oneline(x.label)} {round(100 * x.score)}%" for x in self.labels[:limit]]
+        return [f"{clean(x.label)} {round(100 * x.score)}%" for x in self.labels[:limit]]
 
     def text(self, limit: int = CUE_LABELS, sep: str = ", ") -> str:
         """'suit 41%, cab 12%'."""
         return sep.join(self.lines(limit))
 
 
-def _oneline(text: str) -> str:
-    return " ".join(str(text).split())
+def clean(text: object) -> str:
+    """Text as every sidecar carries it (labels, names, titles): on one line (line breaks, tabs and the other
+    separators as single spaces, so no line can be injected), and with U+FFFD in place of control
+    characters (NUL, ESC: players stop reading at a NUL, XML forbids them) and of the odd bytes of a file
+    name that is not UTF-8 (surrogate escapes, which no UTF-8 file can hold; the real name stays on disk)."""
+    out = []
+    for char in str(text):
+        code = ord(char)
+        if char.isspace():
+            out.append(" ")
+        elif code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
+            out.append("\ufffd")
+        else:
+            out.append(char)
+    return " ".join("".join(out).split())
+
+
+def video_name(record: Record, stem: bool = False) -> str:
+    """The video's file name (or its stem) as sidecar text (see `clean`)."""
+    path = Path(record.path)
+    return clean(path.stem if stem else path.name)
 
 
 def segment_pieces(record: Record) -> list[Piece]:

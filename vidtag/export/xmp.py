@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
+from ..errors import MediaError
 from ..version import __version__
 from ..results.record import Record
 from ..results.segments import ENTER
-from .base import Exporter
+from .base import Exporter, clean
 
 ROOT = "vidtag"  # the parent keyword of every label, so a library can find, hide or drop them at once
 
@@ -29,7 +30,7 @@ def keywords(record: Record, min_score: float = ENTER) -> list[str]:
     out: list[str] = []
     for name in [x.label for x in record.labels if x.score >= min_score] + [
             s.label for s in sorted(record.segments, key=lambda s: -s.score)]:
-        name = " ".join(str(name).split())
+        name = clean(name)
         if name and name not in out:
             out.append(name)
     return out
@@ -58,6 +59,9 @@ class XmpExporter(Exporter):
 
     def render(self, record: Record) -> str:
         names = keywords(record)
+        if not names:  # a sidecar with no keyword would only hide the video's own metadata from a library
+            raise MediaError(f"no label scores {ENTER:g} or more, and no segment: the XMP sidecar would hold "
+                             "no keywords, so none was written")
         lines = [
             '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>',
             f'<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk={quoteattr("vidtag " + __version__)}>',

@@ -7,6 +7,7 @@ lets only the page's own script run, as a second line of defence.
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import json
 import os
@@ -38,6 +39,17 @@ CSP = (f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; style-src 'unsa
        "img-src * data:; media-src * data: blob:; base-uri 'none'; form-action 'none'")
 
 
+def _shown(error: UnicodeError) -> tuple[bytes, int]:
+    # bytes: the UTF-8 encoder takes only ASCII text from an error handler, but any bytes
+    return "\ufffd".encode() * (error.end - error.start), error.end
+
+
+# the pages are written with this error handler: what cannot be UTF-8 (the odd bytes of a file name that is
+# not UTF-8, held as surrogate escapes) is shown as U+FFFD; links keep the real bytes (see link_to)
+SHOWN = "vidtag.report.shown"
+codecs.register_error(SHOWN, _shown)
+
+
 def attr_json(value: Any) -> str:
     """A value as JSON, escaped for a double-quoted attribute."""
     return escape(json.dumps(value, ensure_ascii=False))
@@ -67,7 +79,7 @@ def human_size(size: int | None) -> str:
 
 def hue(label: str) -> int:
     """A stable colour per label (the same in every video and every page)."""
-    return zlib.crc32(label.encode()) % 360
+    return zlib.crc32(label.encode("utf-8", "surrogatepass")) % 360
 
 
 def link_to(target: Path, page_folder: Path) -> str:
@@ -80,7 +92,7 @@ def link_to(target: Path, page_folder: Path) -> str:
         relative = os.path.relpath(target, page_folder)
     except ValueError:  # another drive (Windows)
         return target.absolute().as_uri()
-    return quote(Path(relative).as_posix())
+    return quote(os.fsencode(Path(relative).as_posix()))  # a name that is not UTF-8: its real bytes
 
 
 @dataclass

@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..results.record import Record
-from ..records.readers import iter_records
+from ..records.readers import iter_records, warn_skipped
+from ..records.writers import portable_path
 
 PER_FILE_SETTINGS = ("file", "size", "mtime")  # settings that describe the file, not the run
 
@@ -36,6 +37,7 @@ class Overview:
     settings: dict[str, Any] = field(default_factory=dict)  # settings every classified file shares
     varying: list[str] = field(default_factory=list)  # settings that differ between files
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # records skipped: (which, why)
 
     def add(self, record: Record) -> None:
         self.files += 1
@@ -59,10 +61,17 @@ class Overview:
 
 
 def overview(source: Path) -> Overview:
-    """The overview of a records file; a ConfigError when it holds no records."""
+    """The overview of a records file; a ConfigError when it holds no records. A malformed record is
+    skipped with a warning in vidtag's log (see `records.readers.iter_records`) and listed in `malformed`."""
     result = Overview()
-    for record in iter_records(source):
+
+    def skipped(which: str, why: str) -> None:
+        result.malformed.append((which, why))
+        warn_skipped(which, why)
+
+    for record in iter_records(source, on_skip=skipped):
         result.add(record)
     if not result.files:
-        raise ConfigError(f"{source} holds no records")
+        more = f" ({len(result.malformed)} malformed, skipped)" if result.malformed else ""
+        raise ConfigError(f"{portable_path(str(source))[0]} holds no records{more}")
     return result
