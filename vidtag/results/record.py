@@ -24,6 +24,13 @@ class ScoredTag:
     tag: str
     score: float
     path: list[str]
+    source: str | None = None  # "audio" for what is heard; None: what is seen
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"tag": self.tag, "score": self.score, "path": self.path}
+        if self.source is not None:
+            data["source"] = self.source
+        return data
 
 
 @dataclass
@@ -39,7 +46,7 @@ class ClipResult:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"start": self.start, "end": self.end, "labels": [asdict(x) for x in self.labels]}
         if self.tags is not None:
-            data["tags"] = [asdict(x) for x in self.tags]
+            data["tags"] = [x.to_dict() for x in self.tags]
         return data
 
 
@@ -172,7 +179,7 @@ def _labels(items: Any) -> list[Label]:
 
 
 def _tags(items: Any) -> list[ScoredTag] | None:
-    return None if items is None else [ScoredTag(x["tag"], x["score"], list(x["path"])) for x in items]
+    return None if items is None else [ScoredTag(x["tag"], x["score"], list(x["path"]), x.get("source")) for x in items]
 
 
 def _spans(items: Any) -> list[ClipResult]:
@@ -199,6 +206,7 @@ class Record:
     segments: list[Segment] = field(default_factory=list)
     score: str | None = None  # 'softmax' (labels compete) or 'sigmoid' (independent, multi-label)
     video: dict[str, Any] | None = None  # width, height, fps, frames, rotation, codec
+    audio: dict[str, Any] | None = None  # with --audio: the track read, seconds of speech, notes on the sound
     settings: RecordSettings | None = None  # what the result depends on; --resume compares it (a dict is taken)
     elapsed: float | None = None  # seconds spent on this file
 
@@ -216,12 +224,14 @@ class Record:
             "path": self.path, "status": self.status, "error": self.error, "model": self.model,
             "duration": self.duration, "labels": [asdict(x) for x in self.labels]}
         if self.tags is not None:
-            data["tags"] = [asdict(x) for x in self.tags]
+            data["tags"] = [x.to_dict() for x in self.tags]
         data["clips"] = [c.to_dict() for c in self.clips]
         if self.shots is not None:
             data["shots"] = [s.to_dict() for s in self.shots]
-        data.update(segments=[s.to_dict() for s in self.segments], score=self.score, video=self.video,
-                    settings=None if self.settings is None else self.settings.to_dict(), elapsed=self.elapsed)
+        data.update(segments=[s.to_dict() for s in self.segments], score=self.score, video=self.video)
+        if self.audio is not None:
+            data["audio"] = self.audio
+        data.update(settings=None if self.settings is None else self.settings.to_dict(), elapsed=self.elapsed)
         return data
 
     @classmethod
