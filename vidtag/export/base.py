@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import MediaError
 from ..results.record import ClipResult, Label, Record
-from ..results.segments import cells, cuts_from_shots, segments_from_clips
+from ..results.segments import PARAMS, cells, cuts_from_shots, segments_from_clips
 
 CUE_LABELS = 3  # labels shown per subtitle cue or chapter title
 
@@ -70,15 +70,21 @@ def segment_pieces(record: Record) -> list[Piece]:
     return _merge(out)
 
 
+def named(part: Record | ClipResult) -> list[Label]:
+    """What a record or clip says, ranked: its tags when it has a vocabulary's, else its labels."""
+    return [Label(t.tag, t.score) for t in part.tags] if part.tags is not None else list(part.labels)
+
+
 def clip_pieces(record: Record, limit: int = CUE_LABELS) -> list[Piece]:
-    """The clips' labels on the timeline: each clip stands for its cell (see vidtag.results.segments.cells), so
-    overlapping windows give pieces that do not overlap; neighbours with the same labels are joined."""
-    clips = [c for c in record.clips if c.labels]
+    """The clips' tags (or labels) on the timeline: each clip stands for its cell (see
+    vidtag.results.segments.cells), so overlapping windows give pieces that do not overlap; neighbours with
+    the same names are joined."""
+    clips = [c for c in record.clips if named(c)]
     if not clips:
         return []
     spans = cells([c.start for c in clips], [c.end for c in clips], record.duration,
                   cuts_from_shots(record.shots))
-    pieces = [Piece(a, b, tuple(c.labels[:limit])) for (a, b), c in zip(spans, clips) if b > a]
+    pieces = [Piece(a, b, tuple(named(c)[:limit])) for (a, b), c in zip(spans, clips) if b > a]
     return _merge(pieces)
 
 
@@ -102,12 +108,9 @@ def labelled_pieces(record: Record) -> list[Piece]:
     pieces = clip_pieces(record)
     if pieces:
         return pieces
-    if record.labels and record.duration:
-        return [Piece(0.0, float(record.duration), tuple(record.labels[:CUE_LABELS]))]
+    if named(record) and record.duration:
+        return [Piece(0.0, float(record.duration), tuple(named(record)[:CUE_LABELS]))]
     return []
-
-
-SEGMENT_PARAMS = ("enter", "stay", "min_duration", "max_gap")
 
 
 def with_segments(record: Record) -> Record:
@@ -116,7 +119,7 @@ def with_segments(record: Record) -> Record:
     if record.segments or not record.clips:
         return record
     given = record.settings.segments if record.settings else None
-    params = {k: float(v) for k, v in given.items() if k in SEGMENT_PARAMS} if isinstance(given, dict) else {}
+    params = {k: float(v) for k, v in given.items() if k in PARAMS} if isinstance(given, dict) else {}
     made = segments_from_clips(record.clips, duration=record.duration, shots=record.shots, **params)
     return replace(record, segments=made) if made else record
 
