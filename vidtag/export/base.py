@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import MediaError
-from ..results.record import ClipResult, Label, Record
+from ..results.record import ClipResult, Label, Record, named
 from ..results.segments import PARAMS, cells, cuts_from_shots, segments_from_clips
 
 CUE_LABELS = 3  # labels shown per subtitle cue or chapter title
@@ -68,11 +68,6 @@ def segment_pieces(record: Record) -> list[Piece]:
         labels = tuple(Label(s.label, s.score) for s in sorted(holding, key=lambda s: (-s.score, s.label)))
         out.append(Piece(a, b, labels))
     return _merge(out)
-
-
-def named(part: Record | ClipResult) -> list[Label]:
-    """What a record or clip says, ranked: its tags when it has a vocabulary's, else its labels."""
-    return [Label(t.tag, t.score) for t in part.tags] if part.tags is not None else list(part.labels)
 
 
 def clip_pieces(record: Record, limit: int = CUE_LABELS) -> list[Piece]:

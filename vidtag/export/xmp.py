@@ -16,9 +16,9 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..errors import MediaError
 from ..version import __version__
-from ..results.record import Record
+from ..results.record import Record, named
 from ..results.segments import ENTER
-from .base import Exporter, clean, named
+from .base import Exporter, clean
 
 ROOT = "vidtag"  # the parent keyword of every label, so a library can find, hide or drop them at once
 
@@ -33,7 +33,7 @@ def keywords(record: Record, min_score: float = ENTER) -> list[list[str]]:
     """
     paths = {t.tag: t.path for part in [record, *record.clips, *(record.shots or [])] for t in (part.tags or [])}
     out: list[list[str]] = []
-    for name in [x.label for x in named(record) if x.score >= min_score] + [
+    for name in [x.label for x in named(record) + named(record, 'audio') if x.score >= min_score] + [
             s.label for s in sorted(record.segments, key=lambda s: -s.score)]:
         path = [clean(p) for p in paths.get(name, [name])]
         if path[-1] and path not in out:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..results.record import Record
+from ..results.record import Record, named
 from ..records.readers import iter_records, warn_skipped
 from ..records.writers import portable_path
 
@@ -48,7 +48,8 @@ class Overview:
             self.failures.append((record.path, record.error or "no reason given"))
             return
         self.ok += 1
-        self.labels.update(list(dict.fromkeys(x.label for x in record.labels)))  # each once, in rank order
+        # each once, in rank order: the tags when the record has a vocabulary's, else the labels
+        self.labels.update(list(dict.fromkeys(x.label for x in named(record) + named(record, "audio"))))
         settings = {k: v for k, v in (record.settings or {}).items() if k not in PER_FILE_SETTINGS}
         if self.ok == 1:
             self.settings = settings

@@ -178,6 +178,14 @@ def _labels(items: Any) -> list[Label]:
     return [Label(**x) for x in items or []]
 
 
+def named(part: Record | ClipResult, source: str | None = None) -> list[Label]:
+    """What a record (or a clip, a shot) says, ranked, as labels: its tags when it has a vocabulary's (those
+    seen, or with `source` "audio" those heard), else its labels."""
+    if part.tags is None:
+        return list(part.labels) if source is None else []
+    return [Label(t.tag, t.score) for t in part.tags if t.source == source]
+
+
 def _tags(items: Any) -> list[ScoredTag] | None:
     return None if items is None else [ScoredTag(x["tag"], x["score"], list(x["path"]), x.get("source")) for x in items]
 
