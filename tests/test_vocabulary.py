@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib
-import os.util
+import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
