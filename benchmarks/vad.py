@@ -74,10 +74,10 @@ def timed(fn, repeat: int) -> tuple[float, float, object]:
 
 
 def child_vidtag(args: argparse.Namespace, exact: bool) -> dict:
-    from vidtag.models.families.silero_vad import SpeechStream, load_vad
+    from vidtag.models.families.silero_vad import SpeechStream, load
     from vidtag.results.speech import speech_sample_spans
 
-    net = load_vad(exact=exact)
+    net = load(exact=exact)
     idle = peak_mb()
 
     def run():

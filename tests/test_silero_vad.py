@@ -12,7 +12,7 @@ import torch
 from speech_audio import PHRASES, RATE, espeak, have_espeak, mix, read_fixture
 from vidtag.errors import ConfigError, FatalError, MediaError
 from vidtag.models.checkpoint import load_state_dict
-from vidtag.models.families.silero_vad import CHUNK, SileroVad, SpeechStream, WEIGHTS, load_vad, speech_probabilities
+from vidtag.models.families.silero_vad import CHUNK, SileroVad, SpeechStream, WEIGHTS, load, speech_probabilities
 from vidtag.models.weights import require_weights
 from vidtag.results.speech import SpeechParams, speech_sample_spans, speech_spans
 
@@ -54,7 +54,7 @@ def package():
 
 @pytest.fixture(scope="module")
 def net() -> SileroVad:
-    return load_vad()
+    return load()
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,7 @@ def test_probabilities_match_the_package(net, fixture_audio, expected, sizes, ba
 
 
 def test_fast_mode_is_close(mixed_audio, expected):
-    got = fed_in_windows(load_vad(exact=False), mixed_audio, [8000])
+    got = fed_in_windows(load(exact=False), mixed_audio, [8000])
     assert np.abs(got - expected["mix"]).max() <= FAST_TOL
 
 
@@ -250,13 +250,13 @@ def test_loader_refuses_wrong_or_missing_tensors(tmp_path):
     del missing["model.decoder.rnn.weight_hh"]
     save_file(missing, tmp_path / "missing.safetensors")
     with pytest.raises(FatalError, match=r"missing keys: decoder\.rnn\.weight_hh"):
-        load_vad(tmp_path / "missing.safetensors")
+        load(tmp_path / "missing.safetensors")
     misshapen = dict(state, **{"model.encoder.1.reparam_conv.weight": torch.zeros(64, 128, 5)})
     save_file(misshapen, tmp_path / "misshapen.safetensors")
     with pytest.raises(FatalError, match=r"wrong shapes: encoder\.1\.reparam_conv\.weight \(64, 128, 5\)"):
-        load_vad(tmp_path / "misshapen.safetensors")
+        load(tmp_path / "misshapen.safetensors")
     (tmp_path / "damaged.onnx").write_bytes(b"\x3a\xff\xff\xff\xff\x0f" + bytes(20))
     with pytest.raises(FatalError, match="damaged or not an ONNX model"):
-        load_vad(tmp_path / "damaged.onnx")
+        load(tmp_path / "damaged.onnx")
     with pytest.raises(FatalError, match="not on this machine"):
-        load_vad("pypi:silero-vad/data/no_such_file.onnx")
+        load("pypi:silero-vad/data/no_such_file.onnx")

@@ -139,7 +139,7 @@ class SileroVad(nn.Module):
         return self.head(hidden), state
 
 
-def load_vad(weights: str | Path | None = None, exact: bool = True) -> SileroVad:
+def load(weights: str | Path | None = None, exact: bool = True) -> SileroVad:
     """The network with the packaged weights (or those at `weights`: a `pypi:` source or a file path),
     read as data and loaded strictly: a FatalError names a missing, unexpected or misshapen tensor.
     `exact`: see the module's docstring."""
@@ -220,7 +220,7 @@ def speech_probabilities(windows: Iterable[object], net: SileroVad | None = None
     probabilities (float32) of the 512-sample chunks each completes, one array per window, then one
     more array for the last partial chunk (zero-padded; empty when there is none). The network's state
     runs on across windows: the arrays joined are the probabilities of the whole audio."""
-    stream = SpeechStream(net if net is not None else load_vad())
+    stream = SpeechStream(net if net is not None else load())
     for window in windows:
         yield stream.push(window)
     yield stream.finish()
