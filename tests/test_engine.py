@@ -276,7 +276,7 @@ def test_cli_engine_options(videos, tmp_path):
 
     out = tmp_path / "out.jsonl"
     runner = CliRunner()
-    result = runner.invoke(app, ["classify", *videos[:2], "-o", str(out), "-q", "--workers", "1", "--timeout", "30",
+    result = runner.invoke(app, ["classify", *videos[:2], "-o", str(out), "-q", "--workers", "1", "--timeout", "600",
                                  "--sampling", "keyframes", "--batch-size", "4"])
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()

@@ -520,8 +520,9 @@ class WorkerPool:
                         name, level, text = result
                         logging.getLogger(name).log(level, "%s", text)
                         continue
-                    if kind == "ready":
+                    if kind == "ready":  # its start-up (imports) is not its task's time
                         slot.ready = True
+                        slot.started = now
                         continue
                     if index != slot.index:  # cannot happen with one task per worker; fail loudly if it does
                         raise RuntimeError(f"worker answered task {index} while on task {slot.index}")
