@@ -186,7 +186,7 @@ def prepare_hanging_mid_scan(path: str, inputs, send_part=None, progress=None):
         scan.small_frames = real
 
 
-SCAN_FRAMES_BEFORE_HANG = 120  # more than two of the scan's 50-frame steps: progress was reported before
+SCAN_FRAMES_BEFORE_HANG = 60  # more than one of the scan's 50-frame steps: progress was reported before
 
 
 def faulty_echo(value):

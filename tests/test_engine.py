@@ -387,25 +387,28 @@ def test_a_shot_scan_longer_than_the_timeout_is_not_a_hang(tmp_path, monkeypatch
     at the scan's progress calls, 0.4 x the timeout each (under half: a call may be counted before the
     pool has read the one before, so the pool may see two steps between readings), while the whole
     scan takes several timeouts."""
-    path = str(make_video(tmp_path / "long.mp4", frames=250, fps=25, width=64, height=48))
+    path = str(make_video(tmp_path / "long.mp4", frames=150, fps=25, width=64, height=48))
     timeout = 5.0
     monkeypatch.setattr(workers, "_clock", BeatClock(path, step=0.4 * timeout))
-    engine = local_engine(tiny_model(), workers=1, shots=True, timeout=timeout)
+    # (the worker at normal priority: beside a CPU model it would yield to every other process of a loaded
+    # machine, which costs minutes here and proves nothing more)
+    engine = local_engine(tiny_model(), workers=1, shots=True, timeout=timeout, worker_priority="normal")
     engine.target = "_engine_helpers:counting_prepare"
     [record] = engine.records([path])
     assert record.ok, record.error
-    assert beats(f"{path}.beats") >= 250 // 50  # a call every 50 frames of the scan: 2 timeouts in all
+    assert beats(f"{path}.beats") >= 150 // 50  # a call every 50 frames of the scan: over a timeout in all
 
 
 def test_a_decoder_hanging_inside_the_shot_scan_is_still_stopped(tmp_path, monkeypatch):
     """Issue 24, item 2: progress reported earlier in the scan does not shield a decoder that then hangs
     (the fault: the scan's frame reader hangs after SCAN_FRAMES_BEFORE_HANG frames); the next file goes on."""
-    hanging = str(make_video(tmp_path / "0_hangs.mp4", frames=200, fps=25, width=64, height=48))
-    healthy = str(make_video(tmp_path / "1_ok.mp4", frames=30, fps=25, width=64, height=48))
+    hanging = str(make_video(tmp_path / "0_hangs.mp4", frames=SCAN_FRAMES_BEFORE_HANG + 20, fps=25, width=64,
+                             height=48))
+    healthy = str(make_video(tmp_path / "1_ok.mp4", frames=20, fps=25, width=64, height=48))
     monkeypatch.setattr(workers, "_clock", HangClock(tmp_path, jump=1000))  # see the crash test above
-    engine = local_engine(tiny_model(), workers=1, shots=True, timeout=3)
+    engine = local_engine(tiny_model(), workers=1, shots=True, timeout=3, worker_priority="normal")
     engine.target = "_engine_helpers:prepare_hanging_mid_scan"
     records = list(engine.records([hanging, healthy]))
-    assert SCAN_FRAMES_BEFORE_HANG > 2 * 50  # the scan reported progress before it hung
+    assert SCAN_FRAMES_BEFORE_HANG > 50  # the scan reported progress (every 50 frames) before it hung
     assert [r.status for r in records] == ["error", "ok"]
     assert records[0].error == "decoding took longer than 3 s (--timeout); the worker was stopped"
