@@ -182,7 +182,7 @@ def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] 
     rest = maker.rest()
     if inputs.sampling == "keyframes":
         plan = clips_as_read(path, plan, reader.times_used, info, len(reader.keyframes))
-    heard = listen(path, inputs.sound, origin=info.start) if inputs.sound is not None else None
+    heard = listen(path, inputs.sound, origin=info.start, progress=progress) if inputs.sound is not None else None
     return Prepared(path, info, plan, rest, reader.rotation, reader.decoded, time.perf_counter() - began,
                     shots, shot_of, heard)
 
