@@ -49,7 +49,7 @@ class Job:
                 settings = dataclasses.replace(settings, labels=self._prompt_map.labels, prompts=("{}",))
         self.settings = settings
         self.spec = spec or resolve_model(settings)
-        if spec is None and self.spec.facts.modality != "video":  # (a loaded model was checked when it loaded)
+        if spec is None and self.spec.facts.modality != "video":  # (a spec the caller brings is theirs)
             raise ConfigError(f"model '{self.spec.name}' tags sound, not pictures: use it as "
                               f"--audio --audio-model {self.spec.name}")
         self._taggings: dict[tuple[str, ...], Tagging | None] = {}
