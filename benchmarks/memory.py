@@ -3,6 +3,7 @@ what one file under 64 MiB gets by default) and in a worker (`--workers 1`).
 
     python benchmarks/memory.py                    # 10 minutes and 1 hour, --workers 0 and 1
     python benchmarks/memory.py --code OTHER_TREE  # the same runs with another checkout's vidtag
+    python benchmarks/memory.py --files "3 h" --workers 0
 
 Each run is `python -m vidtag classify FILE --window 10` (the default model, CPU) in a subprocess whose
 process tree is sampled every 50 ms (PSS and RSS from /proc, see procs.py); the peaks are printed as a
@@ -28,7 +29,8 @@ import corpus  # noqa: E402
 import procs  # noqa: E402
 
 FILES = {"10 min": corpus.VideoSpec("mem10min", 600, 160, 90, fps=10, preset="ultrafast", seed=95),
-         "1 h": corpus.VideoSpec("mem1h", 3600, 160, 90, fps=10, preset="ultrafast", seed=96)}
+         "1 h": corpus.VideoSpec("mem1h", 3600, 160, 90, fps=10, preset="ultrafast", seed=96),
+         "3 h": corpus.VideoSpec("mem3h", 3 * 3600, 160, 90, fps=10, preset="ultrafast", seed=94)}
 
 
 def peak(cmd: list[str], code: Path) -> dict:
@@ -52,8 +54,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--code", type=Path, default=ROOT, help="the checkout whose vidtag runs (default: this one)")
     parser.add_argument("--workers", nargs="+", default=["0", "1"])
+    parser.add_argument("--files", nargs="+", default=["10 min", "1 h"], choices=list(FILES))
     args = parser.parse_args()
-    paths = {name: str(corpus.encode(spec)) for name, spec in FILES.items()}
+    paths = {name: str(corpus.encode(FILES[name])) for name in args.files}
     output = corpus.CORPUS / "memory-window.jsonl"
     print(f"vidtag from {args.code.resolve()}; {os.cpu_count()} CPUs", flush=True)
     print("| file | clips | --workers | peak PSS, all processes | RSS sum | wall time |\n|---|---:|---:|---:|---:|---:|")

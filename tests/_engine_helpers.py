@@ -116,24 +116,40 @@ HANG_SECONDS = 600  # a task that is not stopped returns after this long, and it
 
 
 def hang(path: str) -> None:
-    """Say that this task hangs (a file '<path>.hanging', which `HangClock` sees), then hang until the
-    worker is killed (a task that is not killed goes on after HANG_SECONDS, so a test fails, not hangs)."""
-    Path(f"{path}.hanging").touch()
+    """Say that this task hangs (a file '<path>.hanging' holding the worker's pid, which `HangClock` reads),
+    then hang until the worker is killed (a task that is not killed goes on after HANG_SECONDS, so that a
+    test fails instead of hanging)."""
+    marker = Path(f"{path}.hanging")
+    marker.with_suffix(".tmp").write_text(str(os.getpid()))
+    marker.with_suffix(".tmp").rename(marker)
     time.sleep(HANG_SECONDS)
 
 
 class HangClock:
     """A worker pool's clock (`vidtag.run.workers._clock`) for tests of the timeout that do not depend on
-    the machine's speed: it stands still until a task says it hangs (a '*.hanging' file in `folder`), then
-    jumps `jump` seconds and stands still again. So the timeout fires for the task that hangs, however
-    long the healthy ones take on a loaded machine. Use one worker: a task in flight beside the hanging
-    one when the clock jumps would time out too."""
+    the machine's speed: it stands still, except that each reading while a task hangs (see `hang`: a
+    '*.hanging' file in `folder` naming a worker that is still alive) moves it `step` seconds on. So the
+    timeout fires for the task that hangs (at the pool's next look, even if progress it reported before
+    is read late), and for no other, however long the healthy ones take on a loaded machine. Use one
+    worker: a task in flight beside the hanging one would time out too."""
 
-    def __init__(self, folder: Path | str, jump: float):
-        self.folder, self.jump = Path(folder), jump
+    def __init__(self, folder: Path | str, step: float):
+        self.folder, self.step, self.now = Path(folder), step, 0.0
 
     def __call__(self) -> float:
-        return self.jump if any(self.folder.glob("*.hanging")) else 0.0
+        for marker in self.folder.glob("*.hanging"):
+            if _alive(int(marker.read_text())):
+                self.now += self.step
+        return self.now
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process runs (a killed worker not yet reaped by its fork server is a zombie: not alive)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 class BeatClock:
@@ -167,9 +183,12 @@ def counting_prepare(path: str, inputs, send_part=None, progress=None):
 
 
 def prepare_hanging_mid_scan(path: str, inputs, send_part=None, progress=None):
-    """`prepare_or_error` whose shot scan decodes `SCAN_FRAMES_BEFORE_HANG` frames, then hangs in the
-    decoder (see `hang`): an FFmpeg call that never returns."""
+    """`prepare_or_error` whose shot scan, in a file named '*hang*', decodes `SCAN_FRAMES_BEFORE_HANG` frames,
+    then hangs in the decoder (see `hang`): an FFmpeg call that never returns."""
     from vidtag.media.shots import scan
+
+    if "hang" not in Path(path).name:
+        return prepare_or_error(path, inputs, send_part=send_part, progress=progress)
 
     real = scan.small_frames
 
@@ -186,7 +205,7 @@ def prepare_hanging_mid_scan(path: str, inputs, send_part=None, progress=None):
         scan.small_frames = real
 
 
-SCAN_FRAMES_BEFORE_HANG = 60  # more than one of the scan's 50-frame steps: progress was reported before
+SCAN_FRAMES_BEFORE_HANG = 15  # more than the scan's PROGRESS_FRAMES: progress was reported before it hangs
 
 
 def faulty_echo(value):

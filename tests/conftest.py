@@ -13,6 +13,14 @@ import pytest
 TESTS = Path(__file__).parent
 sys.path.insert(0, str(TESTS))
 
+# Before torch is imported (by any test module, and in every process the tests start, which inherit it):
+# torch's OpenMP threads wait for each other at every parallel region, by default spinning. On a machine
+# whose cores are busy with other work, a spinning thread burns the time slice its descheduled partner
+# needs: MoViNet's parity test took 20-50 times longer with two busy loops beside it (0.5 s quiet, 28 s
+# loaded), against 2.1 s when waiting threads sleep instead (PASSIVE; 0.66 s quiet). The suite's speed
+# then follows the machine's load instead of collapsing under it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 
 @pytest.fixture
 def video_maker(tmp_path: Path) -> Callable[..., Path]:

@@ -23,6 +23,7 @@ from vidtag.media.preprocess import preprocess
 from vidtag.media.probe import probe
 from vidtag.results.record import Record
 from vidtag.run.settings import parse_batch_size
+from vidtag.media.shots.scan import PROGRESS_FRAMES
 from vidtag.run import workers
 from vidtag.run.workers import WorkerFailure, WorkerPool
 
@@ -84,9 +85,9 @@ def test_crashing_and_hanging_workers_become_one_error_record_each(tmp_path, vid
         make_video(path, frames=20 + i, width=64, height=48)
         paths.append(str(path))
     model = tiny_model()
-    # the pool's clock stands still until the hanging task says it hangs, then jumps past the timeout: the
-    # healthy files never time out, however slow a loaded machine is (one worker: see HangClock)
-    monkeypatch.setattr(workers, "_clock", HangClock(tmp_path, jump=1000))
+    # the pool's clock stands still but while the hanging task (it says so) is alive, when it runs past the
+    # timeout: the healthy files never time out, however slow a loaded machine is (one worker: see HangClock)
+    monkeypatch.setattr(workers, "_clock", HangClock(tmp_path, step=1000))
     engine = local_engine(model, workers=1, timeout=2, batch_size=2)
     engine.target = "_engine_helpers:faulty_prepare"
     records = list(engine.records(paths))
@@ -387,7 +388,7 @@ def test_a_shot_scan_longer_than_the_timeout_is_not_a_hang(tmp_path, monkeypatch
     at the scan's progress calls, 0.4 x the timeout each (under half: a call may be counted before the
     pool has read the one before, so the pool may see two steps between readings), while the whole
     scan takes several timeouts."""
-    path = str(make_video(tmp_path / "long.mp4", frames=150, fps=25, width=64, height=48))
+    path = str(make_video(tmp_path / "long.mp4", frames=40, fps=25, width=64, height=48))
     timeout = 5.0
     monkeypatch.setattr(workers, "_clock", BeatClock(path, step=0.4 * timeout))
     # (the worker at normal priority: beside a CPU model it would yield to every other process of a loaded
@@ -396,7 +397,7 @@ def test_a_shot_scan_longer_than_the_timeout_is_not_a_hang(tmp_path, monkeypatch
     engine.target = "_engine_helpers:counting_prepare"
     [record] = engine.records([path])
     assert record.ok, record.error
-    assert beats(f"{path}.beats") >= 150 // 50  # a call every 50 frames of the scan: over a timeout in all
+    assert beats(f"{path}.beats") >= 40 // PROGRESS_FRAMES  # from the scan alone: 1.6 timeouts in all
 
 
 def test_a_decoder_hanging_inside_the_shot_scan_is_still_stopped(tmp_path, monkeypatch):
@@ -405,10 +406,10 @@ def test_a_decoder_hanging_inside_the_shot_scan_is_still_stopped(tmp_path, monke
     hanging = str(make_video(tmp_path / "0_hangs.mp4", frames=SCAN_FRAMES_BEFORE_HANG + 20, fps=25, width=64,
                              height=48))
     healthy = str(make_video(tmp_path / "1_ok.mp4", frames=20, fps=25, width=64, height=48))
-    monkeypatch.setattr(workers, "_clock", HangClock(tmp_path, jump=1000))  # see the crash test above
+    monkeypatch.setattr(workers, "_clock", HangClock(tmp_path, step=1000))  # see the crash test above
     engine = local_engine(tiny_model(), workers=1, shots=True, timeout=3, worker_priority="normal")
     engine.target = "_engine_helpers:prepare_hanging_mid_scan"
     records = list(engine.records([hanging, healthy]))
-    assert SCAN_FRAMES_BEFORE_HANG > 50  # the scan reported progress (every 50 frames) before it hung
+    assert SCAN_FRAMES_BEFORE_HANG > PROGRESS_FRAMES  # the scan reported progress before it hung
     assert [r.status for r in records] == ["error", "ok"]
     assert records[0].error == "decoding took longer than 3 s (--timeout); the worker was stopped"

@@ -156,7 +156,7 @@ def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] 
     Each clip is preprocessed as soon as its frames are read. With `send_part`, every `PART_CLIPS` clips
     or `PART_BYTES` (when more follow) go to `send_part(ClipPart)` at once, and the returned Prepared holds
     the rest. `progress()` is called as the work gets on (each clip made that is not sent as a part, every
-    few dozen frames of the shot scan), so that a caller's timeout can count only a stall.
+    ten frames of the shot scan), so that a caller's timeout can count only a stall.
     """
     began = time.perf_counter()
     plan: list[Clip] = []

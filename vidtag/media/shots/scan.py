@@ -19,6 +19,10 @@ from .frames import small_frames
 from .split import Shot, ShotSplitter
 
 
+# frames between two progress calls: a few a second at the scan's speed, each a small message to the pool
+PROGRESS_FRAMES = 10
+
+
 @dataclass
 class ShotScan:
     """A file's shots, with what they were computed from: frame count, duration and (if kept) predictions."""
@@ -35,9 +39,9 @@ def scan_shots(path: str | Path, threshold: float = DEFAULT_THRESHOLD, *, thread
     """Decode every frame of `path` once at 48x27 and find its shots (hard cuts and gradual transitions).
 
     Memory stays flat however long the file (unless `keep_predictions`, 8 bytes a frame). `progress()` is
-    called after every `chunk` frames (decoded and run through the network): a worker's heartbeat, so that
-    its timeout counts a stalled decoder, not the length of the scan. Raises MediaError for a file that
-    cannot be read, FatalError when the weights are missing.
+    called every `PROGRESS_FRAMES` frames: a worker's heartbeat, so that its timeout counts a stalled
+    decoder, not the length of the scan. Raises MediaError for a file that cannot be read, FatalError
+    when the weights are missing.
     """
     splitter = ShotSplitter(threshold)
     container = open_video(path)
@@ -57,15 +61,15 @@ def scan_shots(path: str | Path, threshold: float = DEFAULT_THRESHOLD, *, thread
                 kept.append(preds)
 
     last = 0.0
-    for t, frame in small_frames(path, threads=threads):
+    for count, (t, frame) in enumerate(small_frames(path, threads=threads), 1):
         times.append(t)
         last = t
         batch_frames.append(frame)
         if len(batch_frames) >= chunk:
             take(detector.push(np.stack(batch_frames)))
             batch_frames = []
-            if progress is not None:
-                progress()
+        if progress is not None and count % PROGRESS_FRAMES == 0:
+            progress()
     if batch_frames:
         take(detector.push(np.stack(batch_frames)))
     take(detector.finish())
