@@ -67,8 +67,7 @@ def test_zero_shot_family_scores_as_the_model_does(layout):
     assert net.labels == LABELS and net.score == "sigmoid"
     with torch.no_grad():
         probs = net.module(EXPECTED["pixel_values_videos"])
-        net.module.keep_embeddings = True
-        both = net.module(EXPECTED["pixel_values_videos"])
+        both = torch.cat(net.module.forward_with_embeddings(EXPECTED["pixel_values_videos"]), 1)
     assert torch.allclose(probs, EXPECTED["logits"].sigmoid(), atol=1e-6)
     assert torch.allclose(both[:, len(LABELS):], EXPECTED["video_embeds"], atol=TOL)
 

@@ -44,7 +44,9 @@ class Job:
 
     def __init__(self, settings: Settings, spec: ModelSpec | None = None, labels: list[str] | None = None):
         self.settings = settings
-        self.spec = spec or resolve_model(settings)
+        self.spec = spec or resolve_model(settings.model, weights=settings.weights, labels=settings.labels,
+                                          prompts=settings.prompts, registry_files=settings.registry_files,
+                                          overrides=settings.overrides)
         self.inputs = InputSpec.from_spec(self.spec, clips=settings.planned_clips, window=settings.window,
                                           stride=settings.stride, crops=settings.crops, sampling=settings.sampling,
                                           shots=settings.shots, shot_threshold=settings.shot_threshold)
