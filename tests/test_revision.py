@@ -211,7 +211,7 @@ def test_fetch_downloads_that_revision(hub, monkeypatch):
     """`vidtag fetch` hands the revision to huggingface_hub (the file listing and the download)."""
     import huggingface_hub
 
-    from vidtag import weights
+    from vidtag.models import weights
 
     calls: list[tuple[str, dict]] = []
 
@@ -238,7 +238,7 @@ def test_fetch_of_an_entry_takes_its_pt_file_and_its_tokenizer_repository(monkey
     in another; `vidtag fetch` downloads the .pt and the tokenizer's repository too."""
     import huggingface_hub
 
-    from vidtag import weights
+    from vidtag.models import weights
 
     from huggingface_hub.errors import LocalEntryNotFoundError
 
