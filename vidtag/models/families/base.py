@@ -42,9 +42,8 @@ class ModelOutput:
 
     @staticmethod
     def cat(parts: list[ModelOutput]) -> ModelOutput:
-        """The outputs of consecutive batches as one (all with embeddings, or none)."""
-        if len(parts) == 1:
-            return parts[0]
+        """The outputs of consecutive batches as one (all with embeddings, or none): a copy, so a file's
+        outputs do not hold on to, or alias, the rest of the batch."""
         video = None if parts[0].embeddings is None else torch.cat([p.embeddings for p in parts])
         return ModelOutput(torch.cat([p.probs for p in parts]), video)
 
