@@ -160,7 +160,7 @@ def test_the_source_never_loads_unsafely():
     # so do the local engine's decoding workers, over private pipes to their own parent process
     offences["workers.py"] = [c for c in offences.get("workers.py", []) if c != "pickle.loads("]
     assert {name: calls for name, calls in offences.items() if calls} == {}
-    assert "weights_only=True" in (VIDTAG / "checkpoint.py").read_text()
+    assert "weights_only=True" in (VIDTAG / "models" / "checkpoint.py").read_text()
 
 
 def test_output_paths_come_from_the_command_line_never_from_file_contents(tmp_path):
