@@ -59,7 +59,7 @@ def test_port_reproduces_the_reference_forward(layout):
 
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_zero_shot_family_scores_as_the_model_does(layout):
-    """The `pe_video` family (tokenizer, text side cached once, PeVideoText) gives sigmoid(logits), labels
+    """The `pe_video` family (tokenizer, text side cached once, ZeroShotNet) gives sigmoid(logits), labels
     in the order given, and keeps the raw video embeddings for --embeddings."""
     spec = dataclasses.replace(spec_from_folder("pe", DATA / layout), options={"prompts": ["{}"]})
     assert spec.family == "pe_video" and spec.task == "zero-shot"
