@@ -88,8 +88,8 @@ def main() -> None:
     paths.append(str(corpus.encode(corpus.VideoSpec("synthetic4k", 6, 3840, 2160, seed=7))))
     full, t_full = classify(paths, reduced=False)
     small, t_small = classify(paths, reduced=True)
-    print(f"| video | top-1 label (score full / reduced) | same top-1 | top-5 overlap | clips with same top-1 | "
-          f"largest score change |")
+    print("| video | top-1 label (score full / reduced) | same top-1 | top-5 overlap | clips with same top-1 | "
+          "largest score change |")
     print("|---|---|---|---:|---:|---:|")
     for path, a, b in zip(paths, full, small):
         c = compare(a, b)

@@ -328,7 +328,7 @@ def report(facts: dict, results: dict, command: str) -> str:
         binder = "decode" if d["decode_only"] < d["model_only"] else "model"
         shared = 1 / (1 / d["decode_only"] + 1 / d["model_only"])
         lines += [
-            f"### Default model (EfficientNet-Lite0, 4 clips x 2 frames per video)", "",
+            "### Default model (EfficientNet-Lite0, 4 clips x 2 frames per video)", "",
             f"Corpus: {d['files']} files, {d['minutes']} min of 640x360 H.264 in all (3 of 4 minutes, 15 of "
             f"6-14 s), keyframe every 250 frames. vidtag: batch size {d['batch_size']} clips, "
             f"{d['workers']} decoding workers; it decoded {d['frames_decoded_vidtag']} frames where the naive "

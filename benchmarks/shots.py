@@ -51,7 +51,9 @@ print(json.dumps({"frames": scan.frames, "starts": [s.first for s in scan.shots]
 LONG = """
 import json, resource, sys
 import numpy as np
-from vidtag.media.shots.scan import ShotDetector, ShotSplitter, small_frames
+from vidtag.media.shots.detect import ShotDetector
+from vidtag.media.shots.frames import small_frames
+from vidtag.media.shots.split import ShotSplitter
 detector, splitter, times, chunk, peaks = ShotDetector(), ShotSplitter(), [], [], []
 def take(p):
     splitter.feed(p.single, times[:len(p.single)])
@@ -203,7 +205,8 @@ def compare(args: argparse.Namespace, frames) -> None:
 
 PLAN = """
 import sys
-from vidtag.media.shots.scan import detect_shots, plan_shot_clips
+from vidtag.media.shots.plan import plan_shot_clips
+from vidtag.media.shots.scan import detect_shots
 shots = detect_shots(sys.argv[1])
 print(len(plan_shot_clips(shots, shots[-1].end, frames=1).clips))
 """

@@ -35,10 +35,10 @@ SCRIPT = r"""
 import sys
 import av, numpy as np, torch
 import torch.nn.functional as F
-from vidtag.models.families.efficientnet_lite import EfficientNetLite0  # the network's class, nothing else
+from vidtag.models.families.efficientnet_lite import EfficientNetLite  # the network's class, nothing else
 
 path, weights = sys.argv[1], sys.argv[2]
-net = EfficientNetLite0()
+net = EfficientNetLite()
 net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
 net.eval()
 frames = []

@@ -18,7 +18,7 @@ from vidtag.models.families.base import LoadedNet
 from vidtag.run.job import Job
 from vidtag.media.paths import discover
 from vidtag.models.loading import VideoModel
-from vidtag.media.clips import prepare_or_error
+from vidtag.run.prepare import prepare_or_error
 from vidtag.models.registry import ModelSpec
 from vidtag.run.runner import Summary, run
 from vidtag.run.settings import Settings

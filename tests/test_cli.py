@@ -138,9 +138,20 @@ def test_zero_shot_folder_end_to_end_with_labels_file_and_prompts(tmp_path):
     assert {x["label"] for x in record["labels"]} == {"cooking, baking", "a wedding ceremony", "surfing"}
     assert record["settings"]["prompts"] == ["a video of {}", "{}"]
     assert len(record["clips"]) == 2
-    # zero-shot without labels is a usage error that says what to do
-    result = invoke("classify", video, "-m", folder, "-q")
+    # zero-shot without labels and without a vocabulary is a usage error that says what to do
+    result = invoke("classify", video, "-m", folder, "-q", "--vocabulary", "raw")
     assert result.exit_code == 2 and "--labels" in result.stderr
+    # without labels, the archive vocabulary's tags are what it scores: each tag's prompts as labels
+    result = invoke("classify", video, "-m", folder, "-q")
+    assert result.exit_code == 0, result.stderr
+    record = json.loads(result.stdout)
+    from vidtag.results.vocabulary import load_vocabulary
+
+    prompts = load_vocabulary().zero_shot_map().labels
+    assert record["settings"]["prompts"] == ["{}"] and record["settings"]["labels"]["count"] == len(prompts)
+    assert {x["label"] for x in record["labels"]} <= set(prompts)
+    assert record["tags"] and all(t["path"][-1] == t["tag"] for t in record["tags"])
+    assert record["settings"]["vocabulary"]["name"] == "archive"
 
 
 def test_transformers_folder_end_to_end_with_windows(tmp_path):

@@ -192,7 +192,8 @@ def _unreadable_dir():
 
 
 def test_permission_denied_file(tmp_path):
-    from vidtag.media.clips import InputSpec, prepare_or_error
+    from vidtag.media.clips import InputSpec
+    from vidtag.run.prepare import prepare_or_error
 
     inputs = InputSpec.from_spec(cpu_model().spec, clips=1)
     folder = _unreadable_dir()
@@ -236,7 +237,8 @@ def test_file_that_disappears_after_discovery(tmp_path):
 
 
 def test_other_non_files_are_refused_not_read(tmp_path):
-    from vidtag.media.clips import InputSpec, prepare_or_error
+    from vidtag.media.clips import InputSpec
+    from vidtag.run.prepare import prepare_or_error
 
     inputs = InputSpec.from_spec(cpu_model().spec, clips=1)
     folder = tmp_path / "folder.mp4"
@@ -263,7 +265,8 @@ def test_an_unforeseen_failure_stays_one_files_error_and_logs_its_traceback(tmp_
 
     monkeypatch.setattr(pipeline, "read_video", faulty)
     caplog.set_level(logging.DEBUG, logger="vidtag")
-    results = [pipeline.prepare_or_error(str(p), inputs) for p in (good, cursed)]
+    from vidtag.run.prepare import prepare_or_error
+    results = [prepare_or_error(str(p), inputs) for p in (good, cursed)]
     assert isinstance(results[0], pipeline.Prepared)
     failed = results[1]
     assert failed.status == "error" and failed.path == str(cursed)

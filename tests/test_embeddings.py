@@ -24,7 +24,7 @@ from vidtag import ConfigError, FatalError
 from vidtag._cli.embeddings import hits_table, retag as retag_command, search as search_command
 from vidtag.embeddings.store import EmbeddingStore, EmbeddingWriter, ModelIdentity, fingerprint
 from vidtag.models.families import zeroshot
-from vidtag.run.job import digest
+from vidtag.results.record import digest
 from vidtag.embeddings.retag import retag, search
 from vidtag.embeddings.textside import ImageTextTextSide, load_text_side
 
@@ -391,7 +391,7 @@ def test_commands_refuse_bad_input(folders, videos, tmp_path):
     result = runner.invoke(cli(), ["retag", str(tmp_path / "store"), "--labels", "a",
                                    "--model", str(folders["siglip"])])
     assert result.exit_code == 2 and "another model's text side" in result.output
-    result = runner.invoke(cli(), ["retag", str(tmp_path / "store")])
+    result = runner.invoke(cli(), ["retag", str(tmp_path / "store"), "--vocabulary", "raw"])
     assert result.exit_code == 2 and "--labels" in result.output
     result = runner.invoke(cli(), ["search", str(tmp_path), "a dog"])
     assert result.exit_code == 2 and "not an embeddings store" in result.output

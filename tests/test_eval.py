@@ -16,10 +16,11 @@ from vidtag._cli.app import app
 from vidtag.evaluation import (CalibrationProfile, ModelCalibration, evaluate, failed_gates, fit_calibration,
                                normalise_label, plot_svg, read_label_map, read_truth, rescale)
 from vidtag.results.postprocess import ranked
-from vidtag.results.calibration import apply_to_record, clip_matrix, fit_temperature, precision_threshold
+from vidtag.evaluation.calibrate import fit_temperature, precision_threshold
+from vidtag.results.calibration import apply_to_record, clip_matrix
 from vidtag.evaluation.metrics import reliability
 from vidtag.evaluation.truth import Truth, TruthVideo, match_records
-from vidtag.run.job import digest
+from vidtag.results.record import digest
 from vidtag.models.labels import builtin_labels
 from vidtag.results.record import ClipResult, Label, Record
 

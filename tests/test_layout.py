@@ -1,5 +1,7 @@
-"""The package's shape: no import circles (module-level and function-local imports alike), the library never
-imports its command line, and the front door (`import vidtag`, help, usage errors) does not import torch."""
+"""The package's shape: the stage packages import only downwards in the documented order (docs/architecture.md),
+no import circles (module-level and function-local imports alike, a package's `__init__` and the front door
+counted), the library never imports its command line, and the front door (`import vidtag`, help, usage errors)
+does not import torch."""
 
 from __future__ import annotations
 
@@ -16,9 +18,36 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+# The stage packages from the bottom up (docs/architecture.md): a module may import its own package and those
+# below it, never one above. Packages on one rank may import each other (without circles).
+ORDER = [
+    {"vidtag.errors", "vidtag.version"},
+    {"vidtag.models"},
+    {"vidtag.media"},
+    {"vidtag.results"},
+    {"vidtag.records"},
+    {"vidtag.embeddings"},
+    {"vidtag.run"},
+    {"vidtag.export", "vidtag.report", "vidtag.evaluation"},
+    {"vidtag"},  # the front door: the public API, imported lazily
+    {"vidtag._cli", "vidtag.__main__"},
+]
+
+
+def rank(module: str) -> int:
+    """The rank of the stage a module belongs to (its longest listed prefix)."""
+    best, found = -1, -1
+    for r, names in enumerate(ORDER):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and len(name) > best:
+                best, found = len(name), r
+    return found
+
+
 def import_graph() -> dict[str, set[str]]:
-    """vidtag module -> the vidtag modules it imports anywhere in its code (a package's __init__ is not
-    counted as imported by `from .pkg import mod`: Python imports it, but it holds no logic here)."""
+    """vidtag module -> the vidtag modules it imports anywhere in its code. `from .pkg import mod` counts the
+    package's `__init__` too, as Python runs it; `import vidtag` and `from vidtag import x` count the front
+    door."""
     modules = {module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
@@ -33,11 +62,14 @@ def import_graph() -> dict[str, set[str]]:
                     anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                     base = ".".join(anchor + ([base] if base else []))
                 submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules]
-                # `from .pkg import mod` imports the module; `from .pkg import name` the package itself
-                targets = submodules + ([base] if len(submodules) < len(node.names) else [])
+                targets = submodules + [base]  # the package's __init__ runs either way
             else:
                 continue
-            edges |= {t for t in targets if t in modules and t != name}
+            for target in targets:  # importing a.b.c runs a/__init__ and a/b/__init__ first
+                parts = target.split(".")
+                edges |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)}
+                edges.add("vidtag") if target == "vidtag" else None
+            edges = {e for e in edges if e in modules and e != name and not name.startswith(e + ".")}
         graph[name] = edges
     return graph
 
@@ -71,8 +103,21 @@ def test_the_cycle_finder_finds_a_circle():
 
 
 def test_no_import_circles():
-    graph = {k: {v for v in vs if v != "vidtag"} for k, vs in import_graph().items()}  # the lazy front door
-    assert find_cycle(graph) is None
+    assert find_cycle(import_graph()) is None
+
+
+def test_every_module_belongs_to_a_stage():
+    assert [m for m in import_graph() if rank(m) < 0] == []
+
+
+def test_no_import_climbs_against_the_order():
+    climbs = sorted(f"{m} -> {i}" for m, imports in import_graph().items() for i in imports if rank(i) > rank(m))
+    assert climbs == []
+
+
+def test_the_climb_finder_finds_a_climb():
+    assert rank("vidtag.models.families.x3d") < rank("vidtag.run.job") < rank("vidtag._cli.app")
+    assert rank("vidtag") > rank("vidtag.evaluation.core") and rank("vidtag.__main__") == rank("vidtag._cli")
 
 
 def test_the_library_never_imports_its_command_line():

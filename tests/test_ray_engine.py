@@ -17,7 +17,8 @@ from vidtag.errors import ConfigError
 from vidtag.run.job import Job
 from vidtag.models.registry import ModelSpec
 from vidtag.run.settings import Settings, parse_actors
-from vidtag.records.writers import get_writer, read_records
+from vidtag.records.writers import get_writer
+from vidtag.records.readers import read_records
 
 def ray_engine(model=None, **options):
     """The Ray engine for these settings (the driver resolves the model's entry; it never loads it)."""

@@ -20,7 +20,7 @@ from vidtag.results.record import ClipResult, Label, Record, Segment
 from vidtag.report import make_report
 from vidtag.report.html import clock, link_to, render_video, thumbnail_units, timeline_rows
 from vidtag.report.records import overview
-from vidtag.records.writers import iter_records
+from vidtag.records.readers import iter_records
 from vidtag.report.thumbs import make_thumbnails
 
 runner = CliRunner()

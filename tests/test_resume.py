@@ -27,7 +27,8 @@ from vidtag._cli.app import app
 from vidtag.errors import ConfigError
 from vidtag.results.record import Record
 from vidtag.media.paths import discover
-from vidtag.records.writers import JsonWriter, read_records
+from vidtag.records.writers import JsonWriter
+from vidtag.records.readers import read_records
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}  # one thread: see one_torch_thread

@@ -19,8 +19,12 @@ from vidtag.errors import ConfigError, FatalError, MediaError
 from vidtag.media.shots.transnetv2 import HEIGHT, WIDTH, TransNetV2, default_weights, load_transnetv2
 from vidtag.media.probe import probe
 from vidtag.media.sampling import clip_times
-from vidtag.media.shots.scan import (ShotDetector, ShotSplitter, plan_shot_clips, scan_shots, scenes_from_predictions,
-                          shot_network, shot_probabilities, shots_from_predictions, small_frames)
+from vidtag.media.shots.detect import ShotDetector, shot_network
+from vidtag.media.shots.frames import small_frames
+from vidtag.media.shots.plan import plan_shot_clips
+from vidtag.media.shots.scan import scan_shots
+from vidtag.media.shots.split import ShotSplitter, scenes_from_predictions, shots_from_predictions
+from vidtag.results.postprocess import shot_probabilities
 
 EPS = 1e-5
 
@@ -279,7 +283,7 @@ def test_classify_with_shots_end_to_end(spliced, tmp_path):
 
     from vidtag._cli.app import app
     from vidtag.results.record import Record
-    from vidtag.records.writers import read_records
+    from vidtag.records.readers import read_records
 
     video = tmp_path / "spliced.mp4"
     shutil.copy(spliced["fixed GOP"], video)

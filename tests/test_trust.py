@@ -26,7 +26,8 @@ from typer.testing import CliRunner
 from media import make_video
 from vidtag._cli import app
 from vidtag.results.record import Label, Record
-from vidtag.records.writers import get_writer, read_records
+from vidtag.records.writers import get_writer
+from vidtag.records.readers import read_records
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
@@ -519,7 +520,8 @@ def test_an_mkv_whose_first_packets_have_no_timestamps_gets_a_true_reason(tmp_pa
     became "Operation not permitted". Now probing reads on, and the record says what is really wrong."""
     import av
 
-    from vidtag.media.clips import InputSpec, prepare_or_error
+    from vidtag.media.clips import InputSpec
+    from vidtag.run.prepare import prepare_or_error
 
     source = make_video(tmp_path / "source.mkv", frames=30, fps=10)
     odd = tmp_path / "no-timestamps.mkv"

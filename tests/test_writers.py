@@ -8,7 +8,8 @@ import pytest
 
 from vidtag.errors import ConfigError, FatalError
 from vidtag.results.record import ClipResult, Label, Record
-from vidtag.records.writers import CSV_COLUMNS, get_writer, read_records
+from vidtag.records.writers import CSV_COLUMNS, get_writer
+from vidtag.records.readers import read_records
 
 
 def records():

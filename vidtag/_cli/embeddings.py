@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError, FatalError, VidtagError
+from . import options as opt
 from .context import EXIT_OK, err, fail, labels_from
 
 SEARCH_FORMATS = ("jsonl", "json", "csv")
@@ -67,37 +68,39 @@ def retag(
     model: ModelOpt = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an output file that holds data.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No closing summary line.")] = False,
+    vocabulary: opt.Vocabulary = "archive",
 ) -> None:
-    """Score a new vocabulary from kept embeddings: the records a fresh classify would write, without decoding."""
+    """Score a new vocabulary from kept embeddings: the records a fresh classify would write, without decoding.
+    With no --labels, the archive vocabulary's tags (or a --vocabulary file's) are scored."""
     from ..embeddings.retag import retag as retag_records
-    from ..records.writers import format_for, get_writer
+    from ..records.writers import format_for, write_records
 
     began = time.perf_counter()
     count = failed = 0
     try:
-        vocabulary = labels_from(labels, labels_file)
-        if vocabulary is None:
-            raise ConfigError("retag needs the new vocabulary: --labels \"a,b,c\" or --labels-file FILE")
+        from ..results.vocabulary import load_vocabulary
+
+        new_labels = labels_from(labels, labels_file)
+        tags = None if vocabulary == "raw" else load_vocabulary(vocabulary)
+        if new_labels is None and tags is None:
+            raise ConfigError("retag needs the new vocabulary: --labels \"a,b,c\", --labels-file FILE, or the archive "
+                              "vocabulary's tags (--vocabulary archive or FILE)")
         format_for(output, fmt)  # a bad format before any work
         _refuse_overwrite(output, overwrite)
         store, side = _open(store_dir, model)
-        records = retag_records(store, side, vocabulary, prompt or None, top_k=top_k, threshold=threshold)
+        records = retag_records(store, side, new_labels, prompt or None, top_k=top_k, threshold=threshold,
+                                vocabulary=tags or "raw")
         first = next(records, None)  # the text side and options are checked before the output is touched
-        writer = get_writer(output, fmt)
-        try:
-            for record in itertools.chain([first] if first is not None else [], records):
-                writer.write(record)
-                count += 1
-                failed += not record.ok
-        except BaseException:
-            writer.discard()
-            raise
-        writer.close()
+        failures = []
+        count = write_records(itertools.chain([first] if first is not None else [], records), output, fmt,
+                              on_record=lambda r: failures.append(r) if not r.ok else None)
+        failed = len(failures)
     except VidtagError as exc:
         raise fail(exc) from None
     if not quiet:
         note = f" ({failed} failed in the classify run)" if failed else ""
-        err.print(f"vidtag: retagged {count} file(s){note} with {len(vocabulary)} labels in "
+        what = f"{len(new_labels)} labels" if new_labels else f"the {tags.name} vocabulary"
+        err.print(f"vidtag: retagged {count} file(s){note} with {what} in "
                   f"{time.perf_counter() - began:.1f} s", markup=False)
     raise typer.Exit(EXIT_OK)
 
@@ -163,7 +166,7 @@ def search(
     model: ModelOpt = None,
 ) -> None:
     """The clips (or videos) that best match each text query, with their times and scores."""
-    from ..embeddings.store import write_atomic
+    from ..records.files import write_atomic
     from ..embeddings.retag import search as search_hits
 
     try:

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError, VidtagError
+from . import options as opt
 from .context import EXIT_FAILED as EXIT_GATE
 from .context import EXIT_INTERRUPTED, EXIT_OK, err, fail, per_record, progress, split_paths
 
@@ -24,16 +25,16 @@ FEW_VIDEOS = 50  # below this many labelled videos a fitted calibration gets a w
 def eval_(
     truth: Annotated[Path, typer.Argument(help="Truth: a CSV with columns path,label[,start,end] or a folder of class folders.")],
     records: Annotated[Optional[Path], typer.Option("--records", "-r", help="Predictions from an earlier run (.jsonl or .json); without it the videos are classified now.")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model to classify with (when --records is not given).")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Another checkpoint for the model's architecture.")] = None,
-    prompt: Annotated[Optional[list[str]], typer.Option("--prompt", help="Prompt template for zero-shot models, e.g. \"a video of {}\" (repeatable).")] = None,
-    clips: Annotated[Optional[int], typer.Option(help="Clips evenly across each video.")] = None,
-    window: Annotated[Optional[float], typer.Option(help="Sliding windows of SEC seconds.")] = None,
-    stride: Annotated[Optional[float], typer.Option(help="Seconds between window starts.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    batch_size: Annotated[str, typer.Option("--batch-size", help="Clips per forward pass, or auto.")] = "auto",
-    workers: Annotated[Optional[int], typer.Option(help="Decoding processes (0: in this process).")] = None,
-    registry: Annotated[Optional[list[str]], typer.Option("--registry", help="Extra models.yaml file(s).")] = None,
+    model: opt.Model = None,
+    weights: opt.Weights = None,
+    prompt: opt.Prompt = None,
+    clips: opt.Clips = None,
+    window: opt.Window = None,
+    stride: opt.Stride = None,
+    device: opt.Device = "auto",
+    batch_size: opt.BatchSize = "auto",
+    workers: opt.Workers = None,
+    registry: opt.Registry = None,
     save_records: Annotated[Optional[Path], typer.Option("--save-records", help="Append the records made now to this JSONL file (every label kept).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="With --save-records: reuse the records already there.")] = False,
     label_map: Annotated[Optional[Path], typer.Option("--label-map", help="truth label -> model label: a CSV truth,model or a JSON object.")] = None,
@@ -48,14 +49,14 @@ def eval_(
     json_out: Annotated[bool, typer.Option("--json", help="The figures as JSON on stdout instead of tables.")] = False,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Also write the figures as JSON to this file.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write a reliability diagram and per-class bars (SVG).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
+    quiet: opt.Quiet = False,
 ) -> None:
     """Measure a model on labelled videos; fit calibration; fail a CI job below a --min-* gate."""
     from ..evaluation import (CalibrationProfile, calibrate as fit, classify_truth, evaluate, failed_gates,
                               metrics_json, plot_svg, print_report, read_label_map, read_truth)
     from ..evaluation.gates import check_minimums
     from ..evaluation.report import write_text
-    from ..records.writers import read_records
+    from ..records.readers import read_records
 
     minimums = dict(top1=min_top1, top5=min_top5, mAP=min_map, mean_class_accuracy=min_mean_class_accuracy)
     try:

@@ -18,11 +18,11 @@ import torch
 from .store import EmbeddingStore, FileEntry, ShardInfo
 from ..errors import ConfigError, OptionError
 from ..models.labels import check_labels, check_prompts
-from ..run.job import digest
-from ..media.clips import label_results
-from ..results.record import Record
 from ..models.families.zeroshot_text import score
+from ..results.finish import Tagging, record_from_probs
+from ..results.record import Record, RecordSettings, digest
 from .textside import TextSide
+from ..results.vocabulary import Vocabulary, load_vocabulary
 
 BLOCK_ROWS = 8192  # rows read and scored at a time
 
@@ -30,7 +30,7 @@ BLOCK_ROWS = 8192  # rows read and scored at a time
 def default_prompts(store: EmbeddingStore, text_side: TextSide) -> list[str]:
     """The prompt templates the classify run used (its records' settings), else the family's default."""
     for _, entry in store.files():
-        prompts = entry.settings.get("prompts")
+        prompts = RecordSettings.from_dict(entry.settings).prompts
         if prompts:
             return list(prompts)
     return list(text_side.default_prompts)
@@ -51,35 +51,45 @@ def _groups(entries: list[FileEntry], block_rows: int) -> Iterator[list[FileEntr
 
 
 def _record(entry: FileEntry, probs: torch.Tensor | None, labels: list[str], top_k: int,
-            threshold: float | None, settings: dict) -> Record:
+            threshold: float | None, settings: RecordSettings, tagging: Tagging | None) -> Record:
+    fields = dict(path=entry.path, model=entry.model, video=entry.video, settings=settings)
     if probs is None:  # the file failed in the classify run: its error record again
-        return Record(path=entry.path, status=entry.status, error=entry.error, model=entry.model,
-                      duration=entry.duration, score=entry.score, video=entry.video, settings=settings)
-    per_clip = probs.view(len(entry.clips), entry.crops, -1).mean(1)
-    video_labels, clips, _, found = label_results(
-        per_clip, [(a, b) for a, b in entry.clips], labels, score=entry.score, duration=entry.duration,
-        top_k=top_k, threshold=threshold, segments=settings.get("segments"))
-    return Record(path=entry.path, model=entry.model, duration=entry.duration, labels=video_labels, clips=clips,
-                  segments=found, score=entry.score, video=entry.video, settings=settings)
+        return Record(status=entry.status, error=entry.error, duration=entry.duration, score=entry.score, **fields)
+    return record_from_probs(probs, [(a, b) for a, b in entry.clips], crops=entry.crops, labels=labels,
+                             score=entry.score, duration=entry.duration, top_k=top_k, threshold=threshold,
+                             segments=settings.segments, tagging=tagging, **fields)
 
 
-def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str], prompts: Sequence[str] | None = None,
-          top_k: int = 5, threshold: float | None = None, *, block_rows: int = BLOCK_ROWS) -> Iterator[Record]:
+def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str] | None, prompts: Sequence[str] | None = None,
+          top_k: int = 5, threshold: float | None = None, *, vocabulary: str | Vocabulary = "archive",
+          block_rows: int = BLOCK_ROWS) -> Iterator[Record]:
     """One record per kept file, in the order they were added, scored for `labels` (see the module doc).
 
-    `prompts` default to those of the classify run. A file that failed then is its error record again.
-    Records carry the classify run's settings with this vocabulary's labels, prompts, top_k and
-    threshold, so `classify --resume` accepts them as its own.
+    `prompts` default to those of the classify run. `vocabulary` is classify's: 'archive', 'raw' (no tags),
+    a vocabulary file or a loaded one; records carry its tags, and with no `labels` its own prompts are the
+    labels, as classify scores them. A file
+    that failed then is its error record again. Records carry the classify run's settings with this
+    vocabulary's labels, prompts, top_k and threshold, so `classify --resume` accepts them as its own.
     """
     store.check_model(text_side.identity)
     if top_k < 1:
         raise OptionError("{} must be at least 1", "top_k")
     if threshold is not None and not 0 <= threshold <= 1:
         raise OptionError("{} must be between 0 and 1", "threshold")
-    labels = check_labels(labels)
+    tags = None if vocabulary == "raw" else vocabulary if isinstance(vocabulary, Vocabulary) else load_vocabulary(vocabulary)
+    tag_map = None
+    if not labels and tags is not None:  # the vocabulary's tags, each prompt a label, as classify does
+        tag_map = tags.zero_shot_map()
+        labels, prompts = list(tag_map.labels), ["{}"]
+    labels = check_labels(labels or [])
     prompts = check_prompts(prompts) if prompts else default_prompts(store, text_side)
+    if tags is not None and tag_map is None:
+        tag_map = tags.label_map(labels)
+    tagging = tag_map and Tagging(tag_map, text_side.score_kind == "sigmoid", top_k, threshold)
     text = text_side.encode(labels, prompts)
     vocabulary = {"top_k": top_k, "threshold": threshold, "labels": digest(labels), "prompts": list(prompts)}
+    if tags is not None:
+        vocabulary["vocabulary"] = {"name": tags.name, "sha256": tags.digest}
     for shard in store.shards:
         reader = store.open_rows(shard) if shard.rows else None
         try:
@@ -93,10 +103,10 @@ def retag(store: EmbeddingStore, text_side: TextSide, labels: Sequence[str], pro
                         probs = score(vectors, text, text_side.scale, text_side.logit_bias,
                                       text_side.score_kind)
                 for entry in group:
-                    # the classify run's settings, with this vocabulary in the same places
-                    settings = {**entry.settings, **vocabulary, "file": entry.settings.get("file", {})}
+                    kept = RecordSettings.from_dict(entry.settings)  # the classify run's, this vocabulary's in place
+                    settings = kept.without("vocabulary").updated(**vocabulary, file=kept.file or {})
                     rows = probs[entry.row - first:entry.row - first + entry.clip_rows] if entry.ok else None
-                    yield _record(entry, rows, labels, top_k, threshold, settings)
+                    yield _record(entry, rows, labels, top_k, threshold, settings, tagging)
         finally:
             if reader is not None:
                 reader.close()

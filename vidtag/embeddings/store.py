@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import ConfigError, FatalError
 from ..results.record import Record
-from ..records.writers import sync_folder
+from ..records.files import sync_folder, write_atomic
 
 FORMAT, VERSION = "vidtag-embeddings", 1
 MANIFEST = "manifest.json"
@@ -170,19 +170,6 @@ class ShardInfo:
 
 
 # ----------------------------------------------------------------------------------------- files on disk
-
-def write_atomic(path: Path, write) -> None:
-    """Write `path` through `write(file)` under a temporary name, sync it, rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _json_bytes(data: Any) -> bytes:

@@ -8,7 +8,8 @@
 - core: the whole evaluation from records, or classifying the truth videos now
 """
 
-from ..results.calibration import CalibrationProfile, ModelCalibration, apply_to_record, fit_calibration, rescale
+from ..results.calibration import CalibrationProfile, ModelCalibration, apply_to_record, rescale
+from .calibrate import fit_calibration
 from .core import Evaluation, calibrate, classify_truth, evaluate
 from .gates import GATES, failed_gates
 from .metrics import compute_metrics

@@ -18,7 +18,8 @@ import torch
 
 from ..errors import ConfigError
 from ..results.record import Record
-from ..results.calibration import CalibrationProfile, ModelCalibration, apply_to_record, clip_matrix, fit_calibration
+from ..results.calibration import CalibrationProfile, ModelCalibration, apply_to_record, clip_matrix
+from .calibrate import fit_calibration
 from .metrics import Scored, compute_metrics, gather, known_depth
 from .truth import LabelMatcher, Truth, match_records, unknown_labels_error
 
@@ -54,7 +55,7 @@ def model_labels_of(records: Sequence[Record], registry_files: list[str] | None 
         if record.ok and record.labels and known_depth(record.labels, record) == math.inf:
             return [x.label for x in record.labels]
     for record in records:
-        labels = (record.settings or {}).get("labels")
+        labels = record.settings.labels if record.settings else None
         if isinstance(labels, list) and labels:
             return [str(x) for x in labels]
     name = _records_model(records)
@@ -165,50 +166,43 @@ def classify_truth(truth: Truth, *, model: str | None = None, label_map: dict[st
     appended to that JSONL file as it comes; with `resume`, records already there for the same model,
     clips and labels are used instead of classifying their videos again.
     """
-    import vidtag
-
+    from ..models.loading import find_spec, load_model  # which models take free-text labels
+    from ..records.readers import read_records
     from ..run.job import Job
-    from ..models.loading import find_spec  # which models take free-text labels (the registry and model folders)
+    from ..run.runner import make_engine, run
     from ..run.settings import Settings
-    from ..records.writers import get_writer, read_records
 
     registry_files = options.get("registry_files")
     spec = find_spec(model, registry_files)
     labels = zero_shot_labels(truth, label_map) if spec.zero_shot else None
     if prompts and not spec.zero_shot:
         raise ConfigError(f"--prompt applies to zero-shot models; {spec.name} has a fixed label set")
-    loaded = vidtag.load_model(model, labels=labels, prompts=prompts, device=options.pop("device", "auto"),
-                               precision=options.pop("precision", "auto"), registry_files=registry_files,
-                               weights=options.pop("weights", None))
+    loaded = load_model(model, labels=labels, prompts=prompts, device=options.pop("device", "auto"),
+                        precision=options.pop("precision", "auto"), registry_files=registry_files,
+                        weights=options.pop("weights", None))
     options.pop("registry_files", None)
     unknown = LabelMatcher(loaded.labels, label_map).unknown(truth.classes)
     if unknown:
         raise unknown_labels_error(unknown, loaded.name)
     files = [v.file for v in truth.videos]
-    done: dict[str, Record] = {}
-    if save_records is not None:
-        target = Path(save_records)
-        if target.exists() and target.stat().st_size and not resume:
-            raise ConfigError(f"{save_records} already holds records: add --resume to use them, or remove it")
-        if resume:  # the records that still stand for these settings, as classify --resume decides
-            job = Job(Settings(model=loaded.spec, top_k=ALL_LABELS, **options), loaded.spec,
-                      labels=loaded.labels if loaded.spec.zero_shot else None)
-            for record in read_records(str(target), "jsonl"):
-                if record.ok and job.is_done(record):
-                    done[os.path.abspath(record.path)] = record
-    todo = [f for f in files if os.path.abspath(f) not in done]
-    fresh: list[Record] = []
-    writer = get_writer(str(save_records), "jsonl", append=True) if save_records is not None else None
-    try:
-        if todo:
-            # the one call into the engine: vidtag.classify with every label kept (top_k above any label count)
-            for record in vidtag.classify(todo, model=loaded, top_k=ALL_LABELS, **options):
-                fresh.append(record)
-                if writer is not None:
-                    writer.write(record)
-                if on_record is not None:
-                    on_record(record)
-    finally:
-        if writer is not None:
-            writer.close()
-    return list(done.values()) + fresh, list(loaded.labels)
+    target = Path(save_records) if save_records is not None else None
+    if target is not None and target.exists() and target.stat().st_size and not resume:
+        raise ConfigError(f"{save_records} already holds records: add --resume to use them, or remove it")
+    # the one road of a classify run, every label kept (top_k above any label count): the engine, and with
+    # --save-records the run's own output, --resume included
+    settings = Settings(model=loaded.spec, top_k=ALL_LABELS, resume=resume, format="jsonl",
+                        output=str(target) if target is not None else "-", **options)
+    job = Job(settings, loaded.spec, labels=loaded.labels if loaded.spec.zero_shot else None)
+    engine = make_engine(job, loaded, files)
+    if target is None:
+        engine.start()
+        records = []
+        for record in engine.records(files):
+            records.append(record)
+            if on_record is not None:
+                on_record(record)
+        return records, list(loaded.labels)
+    run(job, engine, files, on_record=on_record)
+    wanted = {os.path.abspath(f) for f in files}
+    return [r for r in read_records(str(target), "jsonl") if os.path.abspath(r.path) in wanted], list(loaded.labels)
+

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..results.record import ClipResult, Record
+from ..results.record import ClipResult, Record, RecordSettings
 from .truth import LabelMatcher, Truth, TruthVideo
 
 ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017, "On Calibration of Modern Neural Networks"
@@ -50,8 +50,8 @@ def known_depth(labels: Sequence, record: Record) -> float:
     A list holds every label when the run kept more than it had (top_k above the list's length, no
     threshold) or, for softmax scores, when the kept probabilities already sum to 1.
     """
-    settings = record.settings or {}
-    top_k, threshold = settings.get("top_k"), settings.get("threshold")
+    settings = record.settings or RecordSettings()
+    top_k, threshold = settings.top_k, settings.threshold
     if threshold is None and isinstance(top_k, int) and top_k > len(labels):
         return math.inf
     if record.score == "softmax" and threshold is None and labels and sum(x.score for x in labels) > 0.999:

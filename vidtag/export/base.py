@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from ..errors import MediaError
 from ..results.record import ClipResult, Label, Record
-from ..results.segments import cells, segments_from_clips
+from ..results.segments import cells, cuts_from_shots, segments_from_clips
 
 CUE_LABELS = 3  # labels shown per subtitle cue or chapter title
 
@@ -57,7 +57,7 @@ def clip_pieces(record: Record, limit: int = CUE_LABELS) -> list[Piece]:
     if not clips:
         return []
     spans = cells([c.start for c in clips], [c.end for c in clips], record.duration,
-                  [s.start for s in (record.shots or [])[1:]])
+                  cuts_from_shots(record.shots))
     pieces = [Piece(a, b, tuple(c.labels[:limit])) for (a, b), c in zip(spans, clips) if b > a]
     return _merge(pieces)
 
@@ -95,7 +95,7 @@ def with_segments(record: Record) -> Record:
     before segments existed), with the parameters in its settings' "segments" entry if there are any."""
     if record.segments or not record.clips:
         return record
-    given = (record.settings or {}).get("segments")
+    given = record.settings.segments if record.settings else None
     params = {k: float(v) for k, v in given.items() if k in SEGMENT_PARAMS} if isinstance(given, dict) else {}
     made = segments_from_clips(record.clips, duration=record.duration, shots=record.shots, **params)
     return replace(record, segments=made) if made else record

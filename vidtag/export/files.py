@@ -17,7 +17,8 @@ from typing import TextIO
 
 from ..errors import ConfigError, FatalError, MediaError
 from ..results.record import Record
-from ..records.writers import iter_records, sync_folder, temp_beside
+from ..records.files import sync_folder, temp_beside
+from ..records.readers import iter_records
 from .base import Exporter, with_segments
 from .formats import EXPORTERS
 
@@ -43,7 +44,7 @@ class ExportSummary:
 
 def read_any(records_file: str | Path) -> list[Record]:
     """The records of a vidtag JSON or JSONL output ('-': standard input), by content, not by name
-    (`writers.iter_records`). A path listed twice keeps its last record (a retried file)."""
+    (`records.readers.iter_records`). A path listed twice keeps its last record (a retried file)."""
     latest = {r.path: r for r in iter_records(records_file)}
     return list(latest.values())
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
-from .. import __version__
+from ..version import __version__
 from ..results.record import Record
 from ..results.segments import ENTER
 from .base import Exporter

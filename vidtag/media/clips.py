@@ -1,7 +1,8 @@
-"""The per-file stages around the model: `prepare` (path -> clip tensor) and `finish` (probabilities -> record).
+"""A file's way to the model: `prepare` (path -> probe -> sampled clips -> decoded, preprocessed tensor).
 
-`prepare` needs no model and no GPU, only the sampling and preprocessing recipe, so the engines can run it
-in worker processes or on other machines; `finish` turns the model's clip probabilities into the record.
+`prepare` needs no model and no GPU, only the sampling and preprocessing recipe (`InputSpec`), so the
+engines run it in worker processes or on other machines; `vidtag.results.finish` turns the model's clip
+probabilities into the record.
 """
 
 from __future__ import annotations
@@ -10,23 +11,19 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .decode import read_video
 from ..errors import MediaError
-from ..results.postprocess import aggregate, ranked
 from .preprocess import preprocess_frames
 from .probe import VideoInfo
-from ..results.record import ClipResult, Label, Record, Segment
 from ..models.registry import ModelSpec
 from .sampling import Clip, plan_clips
-from ..results.segments import segments_from_spans
-from .shots.scan import Shot, plan_shot_clips, scan_shots, shot_probabilities
-
-if TYPE_CHECKING:
-    from ..results.calibration import ModelCalibration
+from .shots.plan import plan_shot_clips
+from .shots.scan import scan_shots
+from .shots.split import Shot
 
 log = logging.getLogger("vidtag")
 
@@ -58,7 +55,7 @@ class InputSpec:
                   stride: float | None = None, crops: int = 1, threads: int = 0,
                   sampling: str = "uniform", shots: bool = False, shot_threshold: float = 0.5) -> InputSpec:
         """The input of a resolved model's recipe, with the run's clip plan."""
-        if window is None and clips is None and not shots:
+        if window is None and clips is None:  # with shots: the least the video gets, spread over its shots
             clips = spec.clips
         return cls(frames=spec.frames, frame_stride=spec.frame_stride, fps=spec.fps, clips=clips,
                    window=window, stride=stride, crops=crops, resize=spec.resize, crop=spec.crop,
@@ -157,7 +154,7 @@ def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] 
         nonlocal shot_of
         if shots is not None:  # clips inside the shots: one per shot at least, one per `window` seconds
             inside = plan_shot_clips(shots, info.duration, inputs.frames, seconds_per_clip=inputs.window or 10.0,
-                                     frame_stride=inputs.frame_stride, fps=inputs.fps)
+                                     frame_stride=inputs.frame_stride, fps=inputs.fps, clips_per_video=inputs.clips)
             plan.extend(inside.clips)
             shot_of = list(inside.shot)
         else:
@@ -194,93 +191,3 @@ def clips_as_read(path: str, plan: list[Clip], used: dict[float, float], info: V
     return out
 
 
-def prepare_or_error(path: str, inputs: InputSpec,
-                     send_part: Callable[[ClipPart], None] | None = None) -> Prepared | Record:
-    """`prepare`, with a file's own failure turned into its error record (with `send_part`, parts may have
-    gone out before a failure: the error record then stands for the whole file).
-
-    The record says what is wrong in plain words; the traceback goes to the log at debug level (shown
-    with --verbose). Anything a file can provoke, even an unforeseen decoder or library error, stays that
-    file's failure: one odd file never stops an unattended run. Interrupts (Ctrl-C, SystemExit) pass.
-    """
-    try:
-        return prepare(path, inputs, send_part)
-    except MediaError as exc:
-        log.debug("%s: %s", path, exc, exc_info=True)
-        return Record.failure(path, str(exc))
-    except MemoryError:
-        log.debug("%s: out of memory", path, exc_info=True)
-        return Record.failure(path, "not enough memory to decode this file")
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        log.debug("%s: unexpected error", path, exc_info=True)
-        return Record.failure(path, f"unexpected error while reading the file: {_plain(exc)} "
-                                    "(--verbose logs the details)")
-
-
-def _plain(exc: BaseException) -> str:
-    """An exception's message without Python's class name or FFmpeg's errno prefix."""
-    text = getattr(exc, "strerror", None) or str(exc) or "unknown error"
-    return " ".join(str(text).split())[:300]
-
-
-def label_results(per_clip: torch.Tensor, spans: list[tuple[float, float]], labels: list[str], *, score: str,
-                  duration: float, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
-                  shots: list[tuple[float, float]] | None = None, shot_of: list[int] | None = None,
-                  calibration: ModelCalibration | None = None,
-                  ) -> tuple[list[Label], list[ClipResult], list[ClipResult] | None, list[Segment]]:
-    """A file's clip probabilities (clips x labels, their `spans` in seconds) -> its ranked video labels
-    (the mean over the clips), each clip's ranked labels, each shot's (`shots`: their spans; `shot_of`: the
-    shot of each clip; a shot's probabilities are the mean of its clips'), and the label segments
-    (`segments`: their parameters; spans snap to the shots' cuts). With a `calibration`, the clips'
-    probabilities are re-scaled first and each label must reach its own threshold. Every record is made
-    this way (classify, and retag from kept embeddings)."""
-    limits = None
-    if calibration is not None:
-        per_clip = calibration.apply(per_clip, score)
-        limits = calibration.threshold_vector(labels)
-    clips = [ClipResult(round(a, 3), round(b, 3), ranked(p, labels, top_k, threshold, limits))
-             for (a, b), p in zip(spans, per_clip)]
-    shot_results = None
-    if shots is not None:
-        per_shot = shot_probabilities(per_clip, shot_of or [], len(shots))
-        shot_results = [ClipResult(round(a, 3), round(b, 3), ranked(p, labels, top_k, threshold, limits))
-                        for (a, b), p in zip(shots, per_shot)]
-    cuts = [a for a, _ in (shots or [])[1:]]
-    found = segments_from_spans(per_clip, [a for a, _ in spans], [b for _, b in spans], labels, duration=duration,
-                                cuts=cuts, **(segments or {}))
-    return ranked(aggregate(per_clip), labels, top_k, threshold, limits), clips, shot_results, found
-
-
-def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,
-           crops: int, top_k: int, threshold: float | None, segments: dict[str, float] | None = None,
-           calibration: ModelCalibration | None = None) -> Record:
-    """Clip x crop probabilities -> the file's record (see `label_results`)."""
-    per_clip = probs.view(len(prepared.clips), crops, -1).mean(1)
-    seen: set[tuple] = set()
-    keep = []  # a clip identical to an earlier one (keyframe sampling, too few keyframes) is not repeated
-    for index, c in enumerate(prepared.clips):
-        if (c.start, c.end, c.times) not in seen:
-            seen.add((c.start, c.end, c.times))
-            keep.append(index)
-    per_clip = per_clip[keep]
-    info = prepared.info
-    shots = [(s.start, s.end) for s in prepared.shots] if prepared.shots is not None else None
-    video_labels, clips, shot_results, found = label_results(
-        per_clip, [(prepared.clips[i].start, prepared.clips[i].end) for i in keep], labels, score=score,
-        duration=info.duration, top_k=top_k, threshold=threshold, segments=segments, shots=shots,
-        shot_of=[prepared.shot_of[i] for i in keep] if prepared.shot_of is not None else None,
-        calibration=calibration)
-    width, height = (info.height, info.width) if prepared.rotation in (90, 270) else (info.width, info.height)
-    return Record(
-        path=prepared.path,
-        model=model,
-        duration=round(info.duration, 3),
-        labels=video_labels,
-        clips=clips,
-        shots=shot_results,
-        segments=found,
-        score=score,
-        video={"width": width, "height": height, "fps": round(info.fps, 3) if info.fps else None,
-               "frames": info.frames, "rotation": prepared.rotation, "codec": info.codec,
-               "decoded_frames": prepared.decoded_frames},
-    )

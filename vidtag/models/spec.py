@@ -48,6 +48,7 @@ class Family:
     prompts: tuple[str, ...] = ()
     rescorable: bool = False  # its text side alone scores kept video embeddings (--embeddings, retag, search)
     other_model_types: tuple[str, ...] = ()  # further config.json model_types whose folders hold this family
+    modality: str = "video"  # what it hears or sees: 'video' (classify -m) or 'audio' (classify --audio-model)
 
 
 FAMILIES: dict[str, Family] = {
@@ -68,6 +69,12 @@ FAMILIES: dict[str, Family] = {
     "hf_video": Family("hf_video"),  # any other transformers *ForVideoClassification (through the auto class)
     # VideoMAE V2: OpenGVLab's checkpoints converted on load into transformers' VideoMAE classes
     "videomae_v2": Family("videomae_v2"),
+    # sound (vidtag/models/families/): AST AudioSet tagging (independent sigmoids over 527 classes) and CLAP
+    # zero-shot audio-text (softmax over the labels); their sound recipe is in the entries' options
+    "ast": Family("ast", model_type="audio-spectrogram-transformer", model_class="ASTForAudioClassification",
+                  score="sigmoid", modality="audio"),
+    "clap": Family("clap", "zero-shot", model_type="clap", model_class="ClapModel",
+                   prompts=("This is a sound of {}.",), modality="audio"),
 }
 
 

@@ -10,26 +10,29 @@ from __future__ import annotations
 
 import base64
 import csv
-import glob
 import io
 import json
 import os
-import stat
 import sys
-import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from collections.abc import Iterator
 from typing import IO
 
-from ..errors import ConfigError, FatalError, OptionError
+from ..errors import FatalError, OptionError
 from ..results.record import ClipResult, Record
+from .files import remove_stale_temporaries, sync_folder, temp_beside
 
-FORMATS = ("jsonl", "json", "csv")
+FILE_FORMATS = ("jsonl", "json", "csv")
+FORMATS = (*FILE_FORMATS, "table")  # table: a line per file for a person at a terminal
 # CSV: one row per (file, thing, rank), the `kind` column saying which thing: the whole video (`video`),
-# each sampled clip (`clip`), each shot (`shot`, with shot detection), each label segment (`segment`)
+# each sampled clip (`clip`), each shot (`shot`, with shot detection), each segment (`segment`); with a
+# vocabulary, the tags of each as `video tag`, `clip tag`, `shot tag` (the tag in `label`, its categories in
+# `tag_path`, broadest first, joined by "|" as Lightroom's hierarchical keywords are); `source` says
+# "audio" for what is heard
 CSV_COLUMNS = ["path", "clip", "start", "end", "rank", "label", "score", "status", "error", "model", "kind",
-               "path_bytes"]
+               "path_bytes", "tag_path", "source"]
+TAG_PATH_SEPARATOR = "|"
 # a spreadsheet runs a cell that begins with one of these as a formula (OWASP "CSV injection")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -61,17 +64,6 @@ def record_dict(record: Record) -> dict:
     return data
 
 
-def _path_from(data: dict) -> dict:
-    """The exact path back from a written record (`path_bytes` when present)."""
-    raw = data.get("path_bytes")
-    if isinstance(raw, str):
-        try:
-            data = {**data, "path": os.fsdecode(base64.b64decode(raw, validate=True))}
-        except ValueError:
-            pass  # not ours: the readable path stands
-    return data
-
-
 def csv_cell(value):
     """A CSV cell that a spreadsheet shows as text, never runs: text beginning with =, +, -, @, tab or CR
     gets a leading apostrophe (OWASP's advice); numbers stay numbers."""
@@ -80,41 +72,51 @@ def csv_cell(value):
     return value
 
 
-def _ranked(base: list, index: int, span: ClipResult, tail: list, kind: str, raw: str) -> list[list]:
-    return [base + [index, span.start, span.end, rank, x.label, x.score] + tail + [kind, raw]
+def _ranked(base: list, index: int | str, span: ClipResult, tail: list, kind: str, raw: str) -> list[list]:
+    rows = [base + [index, span.start, span.end, rank, x.label, x.score] + tail + [kind, raw, "", ""]
             for rank, x in enumerate(span.labels, 1)]
+    return rows + [base + [index, span.start, span.end, rank, x.tag, x.score] + tail
+                   + [f"{kind} tag", raw, TAG_PATH_SEPARATOR.join(x.path), ""]
+                   for rank, x in enumerate(span.tags or [], 1)]
 
 
 def csv_rows(record: Record) -> list[list]:
     """The CSV rows of one record, in the columns of CSV_COLUMNS.
 
     `video` rows leave `clip` empty and span 0 to the duration; `clip` and `shot` rows give the index
-    (0-based, in time order) in `clip`; `segment` rows give the segment's index in `clip`, its span, its
-    label and score, and no rank. A failed file is one `video` row with `status` = error. A video whose
-    labels all fell below the threshold still has one `video` row, with empty rank, label and score.
-    `path_bytes` holds the exact name in base64 when it is not UTF-8 (see `portable_path`).
+    (0-based, in time order) in `clip`; each is followed by its tags' rows (`video tag`, ...); `segment`
+    rows give the segment's index in `clip`, its span, its tag (or label) and score, and no rank. A failed
+    file is one `video` row with `status` = error. A video whose labels all fell below the threshold still
+    has one `video` row, with empty rank, label and score. `path_bytes` holds the exact name in base64 when
+    it is not UTF-8 (see `portable_path`).
     """
     text, raw = portable_path(record.path)
     raw = raw or ""
     base = [text]
     tail = [record.status, record.error or "", record.model]
     if not record.ok:
-        return [base + ["", "", "", "", "", ""] + tail + ["video", raw]]
+        return [base + ["", "", "", "", "", ""] + tail + ["video", raw, "", ""]]
     duration = record.duration if record.duration is not None else ""
-    rows = [base + ["", 0.0, duration, rank, x.label, x.score] + tail + ["video", raw]
-            for rank, x in enumerate(record.labels, 1)]
-    if not rows:  # nothing passed the threshold: still one row, so the file is accounted for
-        rows = [base + ["", 0.0, duration, "", "", ""] + tail + ["video", raw]]
+    whole = ClipResult(0.0, duration, record.labels, record.tags)
+    rows = _ranked(base, "", whole, tail, "video", raw)
+    if not record.labels:  # nothing passed the threshold: still one row, so the file is accounted for
+        rows.insert(0, base + ["", 0.0, duration, "", "", ""] + tail + ["video", raw, "", ""])
     for index, clip in enumerate(record.clips):
         rows += _ranked(base, index, clip, tail, "clip", raw)
     for index, shot in enumerate(record.shots or []):
-        rows += _ranked(base, index, shot, tail, "shot", raw)
         if not shot.labels:  # a shot with no label above the threshold is still listed
-            rows.append(base + [index, shot.start, shot.end, "", "", ""] + tail + ["shot", raw])
+            rows.append(base + [index, shot.start, shot.end, "", "", ""] + tail + ["shot", raw, "", ""])
+        rows += _ranked(base, index, shot, tail, "shot", raw)
+    paths = {x.tag: x.path for x in _all_tags(record)}
     for index, segment in enumerate(record.segments):
         rows.append(base + [index, segment.start, segment.end, "", segment.label, segment.score] + tail
-                    + ["segment", raw])
+                    + ["segment", raw, TAG_PATH_SEPARATOR.join(paths.get(segment.label, [])) if segment.kind == "tag"
+                       else "", segment.source or ""])
     return rows
+
+
+def _all_tags(record: Record) -> list:
+    return [x for part in [record, *record.clips, *(record.shots or [])] for x in (part.tags or [])]
 
 
 def format_for(output: str, fmt: str | None) -> str:
@@ -125,65 +127,19 @@ def format_for(output: str, fmt: str | None) -> str:
         if fmt not in FORMATS:
             raise OptionError(f"{{}} must be one of {', '.join(FORMATS)} (got '{fmt}')", "format")
         shown = output.replace("{", "{{").replace("}", "}}")
-        if ext in FORMATS and ext != fmt:
+        if fmt == "table" and output != "-":
+            raise OptionError("{} table is for a terminal: write records to a file as jsonl, json or csv", "format")
+        if ext in FILE_FORMATS and ext != fmt:
             raise OptionError(f"{{}} {fmt} contradicts the output's extension: {{}} {shown} names a .{ext} file",
                               "format", "output")
         return fmt
     if not ext:
         return "jsonl"
-    if ext not in FORMATS:
+    if ext not in FILE_FORMATS:
         shown = output.replace("{", "{{").replace("}", "}}")
         raise OptionError(f"cannot tell the format from '{shown}': use a .json, .jsonl or .csv name, or {{}}",
                           "format")
     return ext
-
-
-def temp_beside(target: Path) -> tuple[int, str]:
-    """A new hidden temporary file in the target's folder (so renaming it over the target is atomic).
-
-    It gets the target's permissions, or those a new file gets (mkstemp's own are owner-only).
-    """
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        mode = stat.S_IMODE(target.stat().st_mode)
-    except OSError:
-        mode = 0o666 & ~_umask()
-    if hasattr(os, "fchmod"):  # POSIX; on Windows the new file already gets ordinary permissions
-        try:
-            os.fchmod(fd, mode)
-        except OSError:
-            pass
-    return fd, name
-
-
-def remove_stale_temporaries(target: Path, before: float) -> None:
-    """Delete temporary files of the target left by killed runs (untouched since `before`)."""
-    for path in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        try:
-            if path.stat().st_mtime < before:
-                path.unlink()
-        except OSError:
-            pass  # gone already, or not ours to remove
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def sync_folder(folder: Path) -> None:
-    """Make a rename in `folder` durable (best effort: some systems cannot sync a folder)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _cannot_write(output: str, exc: OSError) -> FatalError:
@@ -389,12 +345,52 @@ class CsvWriter(Writer):
             raise _cannot_write(self.output, exc) from None
 
 
-WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter}
+class TableWriter(Writer):
+    """For a person at a terminal: one line per file as it finishes (its top tags, or labels, its shots),
+    not the records. `vidtag classify` picks it when standard output is a terminal and no -o or --format
+    is given; pipes and files get the records."""
+
+    format = "table"
+
+
+    def write(self, record: Record) -> None:
+        text, _ = portable_path(record.path)
+        name = "".join(c if c.isprintable() else "\ufffd" for c in text)
+        if not record.ok:
+            line = f"{name}\n    error: {record.error}\n"
+        else:
+            top = record.tags if record.tags is not None else record.labels
+            words = ", ".join(f"{getattr(x, 'tag', None) or x.label} {x.score:.2f}" for x in top) or "(nothing above the threshold)"
+            extra = f"  ({len(record.shots)} shots)" if record.shots is not None else ""
+            line = f"{name}  {record.duration or 0:.1f} s{extra}\n    {words}\n"
+        _to_stdout(line)
+
+
+WRITERS: dict[str, type[Writer]] = {"jsonl": JsonlWriter, "json": JsonWriter, "csv": CsvWriter, "table": TableWriter}
 
 
 def get_writer(output: str = "-", fmt: str | None = None, *, append: bool = False) -> Writer:
     """The writer for `output` ('-' is stdout) in format `fmt` (default: from the extension)."""
     return WRITERS[format_for(output, fmt)](output, append=append)
+
+
+def write_records(records: Iterable[Record], output: str = "-", fmt: str | None = None, *,
+                  on_record: Callable[[Record], None] | None = None) -> int:
+    """Write every record to `output` as one run would (see `get_writer`); on any error, nothing of it
+    replaces an existing output. The records' count."""
+    writer = get_writer(output, fmt)
+    count = 0
+    try:
+        for record in records:
+            writer.write(record)
+            count += 1
+            if on_record is not None:
+                on_record(record)
+    except BaseException:
+        writer.discard()
+        raise
+    writer.close()
+    return count
 
 
 def rewrite_jsonl(output: str, records: list[Record]) -> None:
@@ -419,90 +415,5 @@ def rewrite_jsonl(output: str, records: list[Record]) -> None:
     remove_stale_temporaries(target, began)
 
 
-def holds_records(output: str) -> bool:
-    """Whether `output` names an existing file with something in it (a run would replace its content)."""
-    if output == "-":
-        return False
-    try:
-        info = os.stat(output)
-    except OSError:
-        return False
-    return stat.S_ISREG(info.st_mode) and info.st_size > 0
-
-
-def _record(data, where: str, item: str) -> Record:
-    if not isinstance(data, dict) or not isinstance(data.get("path"), str) or "status" not in data:
-        raise ConfigError(f"{item} of {where} is not a vidtag record (is this the output of a vidtag run?)")
-    try:
-        return Record.from_dict(_path_from(data))
-    except (TypeError, KeyError, ValueError):
-        raise ConfigError(f"{item} of {where} is not a vidtag record (a field has the wrong shape)") from None
-
-
-def iter_records(source: str | Path, fmt: str | None = None) -> Iterator[Record]:
-    """The records of a vidtag JSONL or JSON output ('-': standard input), in file order; JSONL is read
-    line by line, so memory does not grow with the run. `fmt` ('jsonl' or 'json') says which format it
-    is; None tells them apart by the first character.
-
-    A torn last JSONL line (a run killed while writing it) is skipped; anything else that is not a vidtag
-    record is a ConfigError naming the file and the line. A name that is not UTF-8 comes back exact
-    (from `path_bytes`). The one reader of records: --resume, export, report and eval use it.
-    """
-    stdin = str(source) == "-"
-    where = "standard input" if stdin else str(source)
-    try:
-        handle = sys.stdin.buffer if stdin else open(source, "rb")
-    except FileNotFoundError:
-        raise ConfigError(f"the records file {where} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{where} is a folder: give the JSONL or JSON output of a vidtag run") from None
-    except OSError as exc:
-        raise FatalError(f"cannot read the records file {where}: {exc.strerror or exc}") from None
-    try:
-        head = handle.peek(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-        if fmt == "json" or (fmt is None and head.startswith(b"[")):
-            try:
-                items = json.load(handle)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                raise ConfigError(f"{where} is not a complete JSON document (a run still writing it?)") from None
-            if not isinstance(items, list):
-                raise ConfigError(f"{where} does not hold a JSON array of vidtag records")
-            for number, item in enumerate(items, 1):
-                yield _record(item, where, f"item {number}")
-            return
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                if not line.endswith(b"\n"):
-                    return  # the last line, which a killed run was writing
-                raise ConfigError(f"line {number} of {where} is not JSON: is it the output of a vidtag run "
-                                  "(JSONL or JSON; CSV rows do not hold whole records)?") from None
-            yield _record(data, where, f"line {number}")
-    finally:
-        if not stdin:
-            handle.close()
-
-
-def read_records(output: str, fmt: str | None = None) -> list[Record]:
-    """Records already in an output file (for --resume), in the format its name says.
-
-    Anything that is not a vidtag record is a ConfigError, so --resume never rewrites a file vidtag did
-    not write.
-    """
-    if output == "-" or not Path(output).exists():
-        return []
-    kind = format_for(output, fmt)
-    if kind == "csv":
-        raise ConfigError("--resume works with JSON and JSONL outputs (CSV rows do not hold whole records)")
-    try:
-        return list(iter_records(output, kind))
-    except ConfigError as exc:
-        raise ConfigError(f"cannot resume: {exc}") from None
-
-
 __all__ = ["CSV_COLUMNS", "FORMATS", "CsvWriter", "JsonWriter", "JsonlWriter", "OutputClosed", "Writer", "csv_cell",
-           "csv_rows", "format_for", "get_writer", "holds_records", "iter_records", "portable_path", "read_records",
-           "record_dict", "rewrite_jsonl"]
+           "csv_rows", "format_for", "get_writer", "portable_path", "record_dict", "rewrite_jsonl", "write_records"]

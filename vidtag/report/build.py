@@ -22,7 +22,7 @@ from pathlib import Path
 from ..errors import ConfigError, FatalError
 from ..results.record import Record
 from ..run.workers import WorkerFailure, WorkerPool
-from ..records.writers import iter_records
+from ..records.readers import iter_records
 from . import html
 from .records import Overview, overview
 from .thumbs import Thumbnails, make_thumbnails

@@ -144,9 +144,9 @@ def all_labels(record: Record) -> list[str]:
 
 def file_size(record: Record) -> int | None:
     """The file's size as the run saw it (settings.file.size), if the record says."""
-    settings = record.settings or {}
-    known = settings.get("file") if isinstance(settings.get("file"), dict) else settings
-    size = known.get("size")
+    settings = record.settings
+    known = settings.file if settings is not None and isinstance(settings.file, dict) else settings or {}
+    size = known.get("size")  # records from before `file` existed held the size among the settings
     return size if isinstance(size, int) else None
 
 

@@ -1,4 +1,4 @@
-"""The report's overview of a run's records (read with `vidtag.records.writers.iter_records`, streamed).
+"""The report's overview of a run's records (read with `vidtag.records.readers.iter_records`, streamed).
 
 The report reads the records file twice: once for the overview that heads the page (counts, models,
 settings, frequent labels, failures), once to render the videos as their thumbnails arrive; so only
@@ -15,7 +15,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..results.record import Record
-from ..records.writers import iter_records
+from ..records.readers import iter_records
 
 PER_FILE_SETTINGS = ("file", "size", "mtime")  # settings that describe the file, not the run
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from .record import Label
@@ -24,3 +26,17 @@ def ranked(probs: torch.Tensor, labels: list[str], top_k: int, threshold: float 
 def aggregate(clip_probs: torch.Tensor) -> torch.Tensor:
     """The video-level probabilities: the mean over clips (and views), the standard test protocol."""
     return clip_probs.mean(0)
+
+
+def shot_probabilities(clip_probabilities: torch.Tensor, shot_of: Sequence[int], shots: int) -> torch.Tensor:
+    """(clips, labels) probabilities -> (shots, labels): the mean over each shot's clips (every shot has
+    at least one clip in a `plan_shot_clips` plan; a shot without clips would be a ValueError)."""
+    index = torch.as_tensor(list(shot_of), dtype=torch.long, device=clip_probabilities.device)
+    if len(index) != len(clip_probabilities):
+        raise ValueError(f"{len(clip_probabilities)} clips but {len(index)} shot indices")
+    counts = torch.bincount(index, minlength=shots)
+    if len(counts) > shots or bool((counts == 0).any()):
+        raise ValueError("every shot needs at least one clip, and clips only the shots there are")
+    sums = torch.zeros(shots, clip_probabilities.shape[1], dtype=clip_probabilities.dtype,
+                       device=clip_probabilities.device).index_add_(0, index, clip_probabilities)
+    return sums / counts.unsqueeze(1).to(sums.dtype)

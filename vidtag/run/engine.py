@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from ..embeddings.store import EmbeddingWriter
 
 # the unit of work, as 'module:function' so that worker processes import it by name (tests swap it)
-PREPARE = "vidtag.media.clips:prepare_or_error"
+PREPARE = "vidtag.run.prepare:prepare_or_error"
 # one input file up to this size is decoded in this process when the number of workers is not set: a
 # worker would take longer to start than such a file takes to decode (docs/reliability.md says what this
 # costs: no --timeout and no crash isolation for that one file)
@@ -217,7 +217,7 @@ class LocalEngine:
             return
         settings, spec = self.job.settings, self.job.spec
         if self.workers:
-            prestart(("vidtag.media.clips",))  # the workers' imports overlap the model's loading
+            prestart(("vidtag.run.prepare",))  # the workers' imports overlap the model's loading
         if self.model is None:
             self.model = build_model(spec, settings.model_options(), settings.labels)
         size = settings.batch_size

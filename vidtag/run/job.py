@@ -6,26 +6,20 @@ files, never the weights), and is what both engines receive, the Ray actors incl
 
 from __future__ import annotations
 
-import hashlib
-import json
+import dataclasses
 import os
 from typing import Any
 
 import torch
 
 from ..errors import ConfigError
-from ..models.loading import resolve_model
-from ..media.clips import InputSpec, Prepared, finish
-from ..results.record import Record
+from ..models.loading import find_spec, resolve_model
+from ..media.clips import InputSpec, Prepared
+from ..results.finish import Tagging, finish
+from ..results.vocabulary import TagMap, load_vocabulary
+from ..results.record import Record, RecordSettings, digest
 from ..models.registry import ModelSpec
 from .settings import Settings
-
-
-def digest(values: list[str]) -> dict[str, Any]:
-    """A short stand-in for a long list in every record (zero-shot labels): its length and a SHA-256 of
-    its exact contents, so that --resume still compares the lists exactly."""
-    text = json.dumps(values, ensure_ascii=False)
-    return {"count": len(values), "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
 
 
 def file_key(path: str) -> dict[str, Any]:
@@ -43,10 +37,22 @@ class Job:
     compares it). `labels` are a loaded zero-shot model's, when the caller brings the model."""
 
     def __init__(self, settings: Settings, spec: ModelSpec | None = None, labels: list[str] | None = None):
+        self.vocabulary = None if settings.vocabulary == "raw" else load_vocabulary(settings.vocabulary)
+        self._prompt_map: TagMap | None = None
+        if self.vocabulary is not None and spec is None and not settings.labels:
+            entry = settings.model if isinstance(settings.model, ModelSpec) else find_spec(settings.model,
+                                                                                              settings.registry_files)
+            if entry.zero_shot:  # no labels given: the vocabulary's tags, each prompt a class of its own
+                self._prompt_map = self.vocabulary.zero_shot_map()
+                settings = dataclasses.replace(settings, labels=self._prompt_map.labels, prompts=("{}",))
         self.settings = settings
         self.spec = spec or resolve_model(settings.model, weights=settings.weights, labels=settings.labels,
                                           prompts=settings.prompts, registry_files=settings.registry_files,
                                           overrides=settings.overrides)
+        if self.spec.facts.modality != "video":
+            raise ConfigError(f"model '{self.spec.name}' tags sound, not pictures: use it as "
+                              f"--audio --audio-model {self.spec.name}")
+        self._taggings: dict[tuple[str, ...], Tagging | None] = {}
         self.inputs = InputSpec.from_spec(self.spec, clips=settings.planned_clips, window=settings.window,
                                           stride=settings.stride, crops=settings.crops, sampling=settings.sampling,
                                           shots=settings.shots, shot_threshold=settings.shot_threshold)
@@ -58,10 +64,9 @@ class Job:
             from ..media.shots.transnetv2 import default_weights
 
             default_weights()
-        self.record_settings: dict[str, Any] = {
-            "model": self.spec.name, "weights": self.spec.weights, **self.inputs.settings(),
-            "top_k": settings.top_k, "threshold": settings.threshold, "segments": settings.segment_params,
-        }
+        self.record_settings = RecordSettings.of(
+            model=self.spec.name, weights=self.spec.weights, inputs=self.inputs.settings(),
+            top_k=settings.top_k, threshold=settings.threshold, segments=settings.segment_params)
         if settings.embeddings and not self.spec.facts.rescorable:
             raise ConfigError(f"--embeddings keeps the video embeddings of zero-shot image-text models (CLIP, SigLIP), "
                               f"whose labels can be scored again from them; '{self.spec.name}' is not one")
@@ -70,10 +75,33 @@ class Job:
             from ..results.calibration import CalibrationProfile
 
             self.calibration = CalibrationProfile.load(settings.calibration).for_model(self.spec.name)
-            self.record_settings["calibration"] = self.calibration.settings()
+            self.record_settings = self.record_settings.updated(calibration=self.calibration.settings())
         if self.spec.zero_shot:  # a zero-shot result depends on its labels and prompt templates
-            self.record_settings["labels"] = digest(list(labels or settings.labels or []))
-            self.record_settings["prompts"] = list(self.spec.options.get("prompts") or [])
+            self.record_settings = self.record_settings.updated(
+                labels=digest(list(labels or settings.labels or [])),
+                prompts=list(self.spec.options.get("prompts") or []))
+        if self.vocabulary is not None:  # the tags depend on the vocabulary and its maps
+            self.record_settings = self.record_settings.updated(
+                vocabulary={"name": self.vocabulary.name, "sha256": self.vocabulary.digest})
+
+    def tagging(self, labels: list[str], score: str) -> Tagging | None:
+        """How this run's records get their tags from probabilities over `labels` (None: no vocabulary, or
+        no map for these labels: `vidtag vocabulary map MODEL` says why)."""
+        if self.vocabulary is None:
+            return None
+        key = tuple(labels)
+        if key not in self._taggings:
+            vocab = self.vocabulary
+            if self._prompt_map is not None and self._prompt_map.labels == key:
+                tag_map = self._prompt_map
+            elif self.spec.zero_shot:
+                tag_map = vocab.label_map(labels)
+            else:
+                named = self.spec.labels if isinstance(self.spec.labels, str) and self.spec.labels in vocab.maps else None
+                tag_map = vocab.map_labels(labels, named)
+            self._taggings[key] = tag_map and Tagging(tag_map, score == "sigmoid", self.settings.top_k,
+                                                      self.settings.threshold)
+        return self._taggings[key]
 
     def make_record(self, item: Prepared | Record, probs: torch.Tensor | None, seconds: float,
                     labels: list[str], score: str) -> Record:
@@ -85,15 +113,15 @@ class Job:
         else:
             record = finish(item, probs, model=self.spec.name, labels=labels, score=score,
                             crops=self.inputs.crops, top_k=self.settings.top_k, threshold=self.settings.threshold,
-                            segments=self.settings.segment_params, calibration=self.calibration)
+                            segments=self.settings.segment_params, calibration=self.calibration,
+                            tagging=self.tagging(labels, score))
         record.elapsed = round(seconds, 4)
-        record.settings = {**self.record_settings, "file": file_key(record.path)}
+        record.settings = self.record_settings.updated(file=file_key(record.path))
         return record
 
     def is_done(self, record: Record, retry_failed: bool = False) -> bool:
         """Whether an earlier record still stands: same settings, same file, and ok (or failures kept)."""
-        settings = dict(record.settings or {})
-        file = settings.pop("file", None)
-        if settings != self.record_settings or file != file_key(record.path):
+        settings = record.settings or RecordSettings()
+        if settings.without_file() != self.record_settings or settings.file != file_key(record.path):
             return False
         return record.ok or not retry_failed

@@ -23,7 +23,8 @@ from ..models.loading import VideoModel
 from ..media.paths import discover
 from ..results.record import Record
 from .settings import Settings
-from ..records.writers import format_for, get_writer, holds_records, read_records, rewrite_jsonl
+from ..records.writers import format_for, get_writer, rewrite_jsonl
+from ..records.readers import holds_records, read_records
 
 log = logging.getLogger("vidtag")
 

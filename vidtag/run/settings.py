@@ -51,6 +51,7 @@ class Settings:
     embeddings: str | None = None  # a folder keeping each clip's video embedding (zero-shot image-text models)
     embeddings_dtype: str = "float32"
     calibration: str | None = None  # a profile from `vidtag eval --calibrate` (temperature, per-label thresholds)
+    vocabulary: str = "archive"  # the tags records carry: 'archive' (built in), 'raw' (none) or a YAML file
     # label segments (see docs/segments.md)
     segment_enter: float = segments.ENTER
     segment_stay: float = segments.STAY
@@ -125,6 +126,8 @@ class Settings:
             raise OptionError("{} plans the clips inside each shot: {} does not apply", "shots", "stride")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise OptionError("{} must be between 0 and 1", "threshold")
+        if not isinstance(self.vocabulary, str) or not self.vocabulary.strip():
+            raise OptionError("{} must be archive, raw or a vocabulary file", "vocabulary")
         segments.check_params(**self.segment_params)
         _choice(self.sampling, SAMPLING_MODES, "sampling")
         _choice(self.worker_priority, WORKER_PRIORITIES, "worker_priority")

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite: the ImageNet frame tagger behind the embedded default model.
+"""EfficientNet-Lite0 to Lite4: the ImageNet frame taggers behind the embedded default model.
 
 The network mirrors the TensorFlow "lite" variant (ReLU6, no squeeze-excitation, stem and head not
 scaled) with TensorFlow "SAME" padding, so the published converted weights load with their own key
@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...errors import ConfigError
 from ..checkpoint import load_state_dict, load_strict
 from ..labels import spec_labels
 from ..registry import ModelSpec
-from .base import LoadedNet
+from .base import LoadedNet, variant_and_labels
 from .fusion import fold_batchnorm
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels) of EfficientNet-B0/Lite0.
@@ -31,6 +32,37 @@ _LITE0_STAGES = [
     (1, 3, 1, 6, 192, 320),
 ]
 _BN_EPS = 1e-3  # TensorFlow's default, which the weights were trained with
+
+# variant -> (width, depth) coefficients, from TensorFlow's efficientnet_lite_builder.py; the published
+# input sizes are 224, 240, 260, 280 and 300 px (the registry entries' crops)
+VARIANTS = {
+    "lite0": (1.0, 1.0),
+    "lite1": (1.0, 1.1),
+    "lite2": (1.1, 1.2),
+    "lite3": (1.2, 1.4),
+    "lite4": (1.4, 1.8),
+}
+
+
+def _channels(channels: int, width: float) -> int:
+    """TensorFlow's round_filters: scaled by `width`, to a multiple of 8, never more than 10% down."""
+    scaled = channels * width
+    rounded = max(8, int(scaled + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * scaled else rounded
+
+
+def lite_stages(width: float, depth: float) -> list[tuple[int, int, int, int, int, int]]:
+    """Lite0's stages scaled: channels by `width`, repeats by `depth` (rounded up).
+
+    "Lite" keeps the stem (32 channels) and the head fixed, and with them the first and last stages'
+    repeats; the first stage reads the fixed stem's 32 channels.
+    """
+    out = []
+    for i, (repeats, kernel, stride, expand, c_in, c_out) in enumerate(_LITE0_STAGES):
+        ends = i in (0, len(_LITE0_STAGES) - 1)
+        out.append((repeats if ends else math.ceil(repeats * depth), kernel, stride, expand,
+                    32 if i == 0 else _channels(c_in, width), _channels(c_out, width)))
+    return out
 
 
 class SameConv2d(nn.Conv2d):
@@ -78,19 +110,23 @@ class MBConv(nn.Module):
         return y.add_(x) if self.skip else y
 
 
-class EfficientNetLite0(nn.Module):
-    """EfficientNet-Lite0 image classifier: (N, 3, H, W) normalised images -> (N, classes) logits."""
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite image classifier: (N, 3, H, W) normalised images -> (N, classes) logits.
 
-    def __init__(self, num_classes: int = 1000):
+    `variant` is one of VARIANTS (lite0 to lite4).
+    """
+
+    def __init__(self, num_classes: int = 1000, variant: str = "lite0"):
         super().__init__()
         self._conv_stem = SameConv2d(3, 32, 3, 2, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=_BN_EPS)
         blocks = []
-        for repeats, kernel, stride, expand, c_in, c_out in _LITE0_STAGES:
+        stages = lite_stages(*VARIANTS[variant])
+        for repeats, kernel, stride, expand, c_in, c_out in stages:
             for i in range(repeats):
                 blocks.append(MBConv(kernel, stride if i == 0 else 1, expand, c_in if i == 0 else c_out, c_out))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = SameConv2d(320, 1280, 1, bias=False)
+        self._conv_head = SameConv2d(stages[-1][-1], 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, eps=_BN_EPS)
         self._fc = nn.Linear(1280, num_classes)
 
@@ -102,7 +138,7 @@ class EfficientNetLite0(nn.Module):
         return self._fc(x.mean(dim=(2, 3)))
 
 
-def fuse_for_inference(net: EfficientNetLite0) -> EfficientNetLite0:
+def fuse_for_inference(net: EfficientNetLite) -> EfficientNetLite:
     """Fold every BatchNorm into its convolution, in place (load the weights first: the keys change).
 
     A sixth of the network's CPU time; the probabilities stay within float rounding of the unfused net.
@@ -132,8 +168,13 @@ class FramePooling(nn.Module):
 
 
 def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
-    """The published Lite0 state dict, loaded strictly and safely (a checkpoint that would run code is refused)."""
+    """The entry's variant (`options: {variant: lite1}`; lite0 without options), its published state dict
+    loaded strictly and safely (a checkpoint that would run code is refused)."""
+    variant = variant_and_labels(spec, "EfficientNet-Lite", "|".join(VARIANTS))[0] if spec.options else "lite0"
+    if variant not in VARIANTS:
+        raise ConfigError(f"model '{spec.name}': unknown EfficientNet-Lite variant '{variant}' "
+                          f"(known: {', '.join(VARIANTS)})")
     names = spec_labels(spec)
-    net = EfficientNetLite0(num_classes=len(names))
-    load_strict(net, load_state_dict(weights), weights, arch="EfficientNet-Lite0")
+    net = EfficientNetLite(num_classes=len(names), variant=variant)
+    load_strict(net, load_state_dict(weights), weights, arch=f"EfficientNet-{variant.capitalize()}")
     return LoadedNet(module=FramePooling(fuse_for_inference(net.eval())), labels=names)

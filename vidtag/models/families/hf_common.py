@@ -226,6 +226,12 @@ def load_pretrained(spec: ModelSpec, folder: Path, class_name: str | None, *, tr
     return model.float().eval()
 
 
+def config_labels(config: Any) -> list[str]:
+    """A transformers classifier's class names in output order, from its config's id2label."""
+    id2label = getattr(config, "id2label", None) or {}
+    return [str(id2label[i]) for i in sorted(id2label, key=int)]
+
+
 def load_tokenizer(name: str, folder: Path) -> Any:
     """The tokenizer saved with model `name`'s checkpoint (local files only), or a FatalError naming a
     missing package."""

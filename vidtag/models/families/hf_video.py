@@ -24,7 +24,7 @@ from ...errors import ConfigError
 from ..labels import spec_labels
 from ..registry import FAMILIES, Family, ModelSpec, family_for_model_type
 from .base import LoadedNet
-from .hf_common import checkpoint_folder, load_pretrained, processor_recipe, read_processor_config
+from .hf_common import checkpoint_folder, config_labels, load_pretrained, processor_recipe, read_processor_config
 
 
 def _arch(model_type: str) -> Family | None:
@@ -80,11 +80,6 @@ class HFVideoClassifier(nn.Module):
         return logits.float().softmax(-1)
 
 
-def _labels_from_config(config: Any) -> list[str]:
-    id2label = getattr(config, "id2label", None) or {}
-    return [str(id2label[i]) for i in sorted(id2label, key=int)]
-
-
 def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet:
     """A transformers video classifier from a local checkpoint folder (see `hf_common.load_pretrained`)."""
     folder, raw = checkpoint_folder(spec, weights)
@@ -97,7 +92,7 @@ def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remo
     arch = _arch(model_type)
     model = load_pretrained(spec, folder, arch.model_class if arch else None, trust_remote_code=trust_remote_code,
                             auto_class="AutoModelForVideoClassification")
-    names = spec_labels(spec) or _labels_from_config(model.config)
+    names = spec_labels(spec) or config_labels(model.config)
     if len(names) != model.config.num_labels:
         raise ConfigError(
             f"model '{spec.name}' has {model.config.num_labels} outputs but {len(names)} labels were given"
