@@ -270,7 +270,8 @@ def test_every_format_is_listed():
 def test_end_to_end_real_model_then_subtitles(tmp_path):
     """The default model on a real video, its records to JSONL, then subtitles FFmpeg reads back."""
     video = Path(shutil.copy(EXAMPLES / "bigbuckbunny.mp4", tmp_path / "bunny.mp4"))
-    records = list(vidtag.classify([str(video)], window=1.0, stride=0.5, device="cpu", workers=0))
+    # the model's own labels (--vocabulary raw); tags: tests/test_tags.py
+    records = list(vidtag.classify([str(video)], window=1.0, stride=0.5, device="cpu", workers=0, vocabulary="raw"))
     assert records[0].ok
     summary = export_records(write_jsonl(tmp_path / "tags.jsonl", records), "vtt")
     assert summary.written == [tmp_path / "bunny.vtt"]

@@ -214,3 +214,65 @@ def test_the_default_run_tags_a_real_street_video_as_a_street_scene(default_mode
     assert all(t.path[-1] == t.tag for t in record.tags)
     covered = sum(s.end - s.start for s in record.segments if s.kind == "tag")
     assert covered >= 0.5 * record.duration
+
+
+def test_eval_at_tag_level_lets_a_tag_answer_for_its_categories(tmp_path):
+    from vidtag.evaluation import evaluate, read_truth
+    from vidtag.results.record import Label, ScoredTag
+
+    truth_file = tmp_path / "truth.csv"
+    truth_file.write_text("path,label\na.mp4,animals\na.mp4,kitty\nb.mp4,car\nc.mp4,car\n")
+    cat = ScoredTag("cat", 0.7, ["animals", "pets", "cat"])
+    car = ScoredTag("car", 0.6, ["vehicles", "road vehicles", "car"])
+    records = [Record(path=str(tmp_path / "a.mp4"), model="m", labels=[Label("tabby", 0.4)], tags=[cat, car],
+                      score="softmax"),
+               Record(path=str(tmp_path / "b.mp4"), model="m", labels=[Label("taxi", 0.5)], tags=[car, cat],
+                      score="softmax"),
+               Record(path=str(tmp_path / "c.mp4"), model="m", labels=[Label("tabby", 0.5)], tags=[cat, car],
+                      score="softmax")]
+    for r in records:
+        (tmp_path / r.path).write_bytes(b"")
+    result = evaluate(read_truth(truth_file), records, level="tag")
+    # a: "cat" answers "animals" (its category); b: "car"; c: "cat" first, "car" second
+    assert result.metrics["top1"] == pytest.approx(2 / 3) and result.metrics["top5"] == 1.0
+    assert any("kitty" in note for note in result.metrics["notes"])  # a word that names no tag, left out
+    with pytest.raises(Exception, match="--level"):
+        evaluate(read_truth(truth_file), records, level="words")
+
+
+needs_exiftool = pytest.mark.skipif(not __import__("shutil").which("exiftool") and not __import__("os").environ.get("CI"),
+                                    reason="ExifTool is not installed (Debian: apt-get install libimage-exiftool-perl)")
+
+
+@needs_exiftool
+def test_xmp_keywords_are_the_tags_with_their_categories_as_exiftool_reads_them(tmp_path, vocab):
+    import subprocess
+
+    from vidtag.export import export_records
+    from vidtag.records.writers import get_writer
+    from vidtag.results.record import ScoredTag, Segment
+
+    video = tmp_path / "cat.mp4"
+    video.write_bytes(b"video bytes")
+    record = record_with_tags(vocab)
+    record.path = str(video)
+    record.segments.append(Segment("speech", 0.5, 1.5, 0.7, kind="tag", source="audio"))
+    record.tags.append(ScoredTag("speech", 0.7, ["sound", "human voice", "speech"], source="audio"))
+    records = tmp_path / "tags.jsonl"
+    with get_writer(str(records)) as writer:
+        writer.write(record)
+    summary = export_records(records, "xmp")
+    (sidecar,) = summary.written
+    done = subprocess.run(["exiftool", "-j", "-XMP:all", str(sidecar)], capture_output=True, text=True, check=True)
+    found = json.loads(done.stdout)[0]
+    assert found["HierarchicalSubject"][:2] == ["vidtag|animals|pets|cat", "vidtag|sound|human voice|speech"]
+    assert {"cat", "pets", "animals", "speech", "sound"} <= set(found["Subject"])  # a tag implies its categories
+    assert "tabby" not in found["Subject"]  # the raw label is not what an archive files it under
+    assert found["TagsList"][0] == "vidtag/animals/pets/cat"
+
+
+def test_subtitle_cues_name_the_tags_that_hold(tmp_path, vocab):
+    from vidtag.export.base import labelled_pieces
+
+    pieces = labelled_pieces(record_with_tags(vocab))
+    assert pieces and pieces[0].lines()[0].startswith("cat ")

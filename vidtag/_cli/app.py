@@ -19,10 +19,12 @@ from rich.console import Console
 from ..errors import VidtagError
 from ..records.writers import OutputClosed
 from . import options as opt
+from .help import VidtagTyper
 from .context import (per_record, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_PIPE_CLOSED, err, fail, labels_from,
-                      printable, progress, quiet_stdout, setup_logging, split_paths, terminate_as_interrupt)
+                      printable, progress, quiet_stdout, setup_logging, split_paths, terminate_as_interrupt,
+                      text_arguments)
 
-app = typer.Typer(
+app = VidtagTyper(
     name="vidtag",
     help="Tag videos with labels and scores, for the whole video and for clips along it.",
     no_args_is_help=True,
@@ -65,6 +67,9 @@ def classify(
     shots: Annotated[bool, typer.Option("--shots", help="Find the shots (TransNetV2) and label each; clips are planned inside shots (--window SEC: the longest span one clip stands for, default 10).")] = False,
     shot_threshold: Annotated[float, typer.Option("--shot-threshold", help="TransNetV2's boundary threshold: lower finds more cuts.")] = 0.5,
     vocabulary: opt.Vocabulary = "archive",
+    audio: Annotated[bool, typer.Option("--audio", help="Also tag the sound track: speech and silence (offline, Silero VAD), and a sound model's tags with --audio-model; audio segments on the same timeline.")] = False,
+    audio_track: Annotated[int, typer.Option("--audio-track", help="With --audio: which audio track, counting audio tracks from 0.")] = 0,
+    audio_model: Annotated[Optional[str], typer.Option("--audio-model", help="With --audio: a sound model for more sound tags (ast-audioset, clap-...: see 'vidtag models').")] = None,
     calibration: Annotated[Optional[Path], typer.Option("--calibration", help="A profile from 'vidtag eval --calibrate': scores re-scaled, labels below their threshold dropped.")] = None,
     segment_enter: Annotated[float, typer.Option("--segment-enter", help="A label segment starts where a clip scores at least this (docs/segments.md).")] = 0.3,
     segment_stay: Annotated[float, typer.Option("--segment-stay", help="... and lasts while its clips score at least this.")] = 0.15,
@@ -109,12 +114,14 @@ def classify(
             from ..run.settings import Settings
 
             settings = Settings(
-                model=model, weights=weights, labels=labels_from(labels, labels_file), prompts=prompt or None,
+                model=model, weights=weights, labels=labels_from(labels, labels_file),
+                prompts=text_arguments(prompt, "--prompt") or None,
                 registry_files=split_paths(registry), trust_remote_code=trust_remote_code, clips=clips,
                 window=window, stride=stride, views=views, shots=shots, shot_threshold=shot_threshold,
                 sampling=sampling, top_k=top_k, threshold=threshold,
                 embeddings=str(embeddings) if embeddings else None, embeddings_dtype=embeddings_dtype,
-                calibration=str(calibration) if calibration else None, vocabulary=vocabulary,
+                calibration=str(calibration) if calibration else None, vocabulary=vocabulary, audio=audio,
+                audio_track=audio_track, audio_model=audio_model,
                 segment_enter=segment_enter,
                 segment_stay=segment_stay, segment_min_duration=segment_min_duration, segment_max_gap=segment_max_gap,
                 device=device, precision=precision, batch_size=batch_size, compile=compile_model, workers=workers,

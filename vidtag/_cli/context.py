@@ -84,15 +84,26 @@ def split_paths(values: list[str] | None) -> tuple[str, ...]:
     return tuple(v for item in values or () for v in item.split(os.pathsep) if v)
 
 
+def text_arguments(values: list[str] | None, what: str) -> list[str] | None:
+    """Text given on the command line (queries, labels, prompts), refused in plain words when it is not
+    UTF-8 (Python holds its odd bytes as surrogate escapes, which no tokenizer or output can take)."""
+    for value in values or []:
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{what} '{printable(value)}' is not UTF-8 text: give it in UTF-8") from None
+    return values
+
+
 def labels_from(labels: str | None, labels_file: Path | None) -> list[str] | None:
     """--labels and --labels-file together, checked."""
     if labels is None and labels_file is None:
         return None
     from ..models.labels import check_labels, parse_labels, read_labels_file
 
-    out = parse_labels(labels) if labels is not None else []
+    out = parse_labels(text_arguments([labels], "--labels")[0]) if labels is not None else []
     if labels_file is not None:
-        out += read_labels_file(labels_file)
+        out += text_arguments(read_labels_file(labels_file), f"a label of {labels_file}")
     return check_labels(out, "--labels/--labels-file")
 
 

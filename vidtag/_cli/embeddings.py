@@ -21,12 +21,12 @@ from rich.console import Console
 
 from ..errors import ConfigError, FatalError, VidtagError
 from . import options as opt
-from .context import EXIT_OK, err, fail, labels_from
+from .context import EXIT_OK, err, fail, labels_from, text_arguments
 
 SEARCH_FORMATS = ("jsonl", "json", "csv")
 SEARCH_COLUMNS = ["query", "rank", "path", "start", "end", "score"]
 
-StoreArg = Annotated[Path, typer.Argument(help="An embeddings folder made by 'vidtag classify ... --embeddings DIR'.")]
+StoreArg = Annotated[Path, typer.Argument(metavar="EMBEDDINGS", help="An embeddings folder made by 'vidtag classify ... --embeddings DIR'.")]
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Where the model's text side is, when not where the classify run found it "
                           "(folder, registry name or Hub id; it must be the same model).")]
@@ -81,6 +81,7 @@ def retag(
         from ..results.vocabulary import load_vocabulary
 
         new_labels = labels_from(labels, labels_file)
+        text_arguments(prompt, "--prompt")
         tags = None if vocabulary == "raw" else load_vocabulary(vocabulary)
         if new_labels is None and tags is None:
             raise ConfigError("retag needs the new vocabulary: --labels \"a,b,c\", --labels-file FILE, or the archive "
@@ -173,6 +174,8 @@ def search(
         kind = _search_format(output, fmt)
         if not queries or any(not q.strip() for q in queries):
             raise ConfigError("give at least one non-empty query")
+        text_arguments(queries, "the query")
+        text_arguments([prompt] if prompt else [], "--prompt")
         store, side = _open(store_dir, model)
         text = side.encode(queries, [prompt or "{}"])
         hits = search_hits(store, text, queries, k=k, threshold=threshold, videos=videos)

@@ -17,7 +17,7 @@ from rich.console import Console
 from ..errors import ConfigError, VidtagError
 from . import options as opt
 from .context import EXIT_FAILED as EXIT_GATE
-from .context import EXIT_INTERRUPTED, EXIT_OK, err, fail, per_record, progress, split_paths
+from .context import EXIT_INTERRUPTED, EXIT_OK, err, fail, per_record, progress, setup_logging, split_paths
 
 FEW_VIDEOS = 50  # below this many labelled videos a fitted calibration gets a warning
 
@@ -39,6 +39,8 @@ def eval_(
     resume: Annotated[bool, typer.Option("--resume", help="With --save-records: reuse the records already there.")] = False,
     label_map: Annotated[Optional[Path], typer.Option("--label-map", help="truth label -> model label: a CSV truth,model or a JSON object.")] = None,
     threshold: Annotated[float, typer.Option(help="Multi-label truth: a label counts as predicted at this score.")] = 0.5,
+    level: Annotated[str, typer.Option("--level", help="label: score the model's own labels; tag: score the records' archive tags (a tag answers for itself and its categories; truth in tag words).")] = "label",
+    vocabulary: opt.Vocabulary = "archive",
     min_top1: Annotated[Optional[float], typer.Option("--min-top1", help="Exit 1 when top-1 accuracy is below this fraction.")] = None,
     min_top5: Annotated[Optional[float], typer.Option("--min-top5", help="Exit 1 when top-5 accuracy is below this fraction.")] = None,
     min_map: Annotated[Optional[float], typer.Option("--min-map", help="Exit 1 when mAP is below this fraction.")] = None,
@@ -58,6 +60,7 @@ def eval_(
     from ..evaluation.report import write_text
     from ..records.readers import read_records
 
+    setup_logging(False)  # a malformed record is skipped with a warning line
     minimums = dict(top1=min_top1, top5=min_top5, mAP=min_map, mean_class_accuracy=min_mean_class_accuracy)
     try:
         check_minimums(minimums)
@@ -79,14 +82,16 @@ def eval_(
             if not predictions:
                 raise ConfigError(f"--records {records} holds no records")
         else:
-            options = dict(weights=weights, clips=clips, window=window, stride=stride, device=device,
+            options = dict(weights=weights, clips=clips, window=window, stride=stride, device=device, vocabulary=vocabulary,
                            batch_size=batch_size, workers=workers, registry_files=(list(split_paths(registry)) or None))
             with progress(len(truth_set.videos), quiet, "classifying") as update:
                 predictions, model_labels = classify_truth(
                     truth_set, model=model, label_map=mapping, prompts=prompt or None, save_records=save_records,
-                    resume=resume, on_record=per_record(update), **{k: v for k, v in options.items() if v is not None})
+                    resume=resume, on_record=per_record(update), level=level,
+                    **{k: v for k, v in options.items() if v is not None})
         result = evaluate(truth_set, predictions, label_map=mapping, model_labels=model_labels,
-                          threshold=threshold, registry_files=(list(split_paths(registry)) or None), calibration=profile)
+                          threshold=threshold, registry_files=(list(split_paths(registry)) or None), calibration=profile,
+                          level=level, vocabulary=vocabulary)
         metrics = result.metrics
         if profile is not None:
             metrics["calibration_applied"] = profile.for_model(result.model).settings()

@@ -13,7 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..errors import VidtagError
-from .context import EXIT_FATAL, EXIT_INTERRUPTED, err, fail, progress
+from .context import EXIT_FATAL, EXIT_INTERRUPTED, err, fail, progress, setup_logging
 
 LARGE_SINGLE_FILE = 2000  # past this many videos, suggest a folder of pages
 
@@ -29,6 +29,7 @@ def report(
     """Write a report (thumbnails per shot, label timelines, failures) from a run's records."""
     from ..report import make_report
 
+    setup_logging(False)  # a malformed record is skipped with a warning line
     try:
         with progress(None, quiet, "thumbnails") as update:
             done = None if update is None else (lambda count, total: update(completed=count, total=total))
@@ -46,6 +47,7 @@ def report(
     if not quiet:
         where = f"{summary.pages} pages in {output}/" if summary.pages > 1 else str(output)
         unreadable = f", {summary.unreadable} without thumbnails" if summary.unreadable else ""
+        unreadable += f", {summary.malformed} malformed records skipped" if summary.malformed else ""
         err.print(f"vidtag: report of {summary.files} files ({summary.ok} classified, {summary.failed} failed"
                   f"{unreadable}): {where}, {summary.bytes / 1e6:.1f} MB, {summary.elapsed:.1f} s", markup=False)
         if summary.pages == 1 and summary.ok > LARGE_SINGLE_FILE and output.suffix.lower() in (".html", ".htm"):

@@ -14,6 +14,7 @@ from ..results.calibration import ModelCalibration, to_logits
 from .metrics import reliability
 
 T_RANGE = (0.05, 20.0)  # the temperatures searched
+HELD_OUT = 20  # videos from which a fitted temperature must also lower the NLL of videos it was not fitted on
 
 
 class _Clips:
@@ -52,10 +53,38 @@ def nll(clips: Sequence[torch.Tensor], positives: torch.Tensor, score: str, temp
 
 
 def fit_temperature(clips: Sequence[torch.Tensor], positives: torch.Tensor, score: str) -> float:
-    """The temperature in [0.05, 20] with the least NLL: a grid over log T, then golden-section search."""
+    """The temperature in [0.05, 20] with the least NLL (a grid over log T, then golden-section search), or
+    T = 1 (the scores as the model gives them) when that fit does not lower the NLL: on the videos it was
+    fitted on (a flat NLL, as uninformative scores give, would otherwise leave T wherever the search
+    stopped), and, with at least HELD_OUT videos, on videos it was not fitted on (fitted on every other
+    video, measured on the rest, both ways round), so that T is not bent to a few videos' noise."""
     if not clips:
         raise ConfigError("calibration: no classified video to fit on")
     data = _Clips(clips, score)
+    fitted = _search(data, positives)
+    if not _lowers(_nll(data, positives, fitted), _nll(data, positives, 1.0)):
+        return 1.0
+    if len(clips) >= HELD_OUT:
+        at_fit = at_one = 0.0
+        halves = (list(range(0, len(clips), 2)), list(range(1, len(clips), 2)))
+        for train, test in (halves, halves[::-1]):
+            t = _search(_Clips([clips[i] for i in train], score), positives[train])
+            held = _Clips([clips[i] for i in test], score)
+            at_fit += _nll(held, positives[test], t)
+            at_one += _nll(held, positives[test], 1.0)
+        if not _lowers(at_fit, at_one):
+            return 1.0
+    return fitted
+
+
+def _lowers(nll: float, baseline: float) -> bool:
+    """Whether an NLL is lower than the baseline's by more than rounding (a relative 1e-9: the NLL is a
+    float64 mean over n videos, whose rounding error is at most about n * 2**-53, 3e-13 for 3000 videos)."""
+    return nll < baseline - 1e-9 * max(1.0, abs(baseline))
+
+
+def _search(data: _Clips, positives: torch.Tensor) -> float:
+    """The temperature in T_RANGE with the least NLL: a grid over log T, then golden-section search."""
 
     def loss(log_t: float) -> float:
         return _nll(data, positives, math.exp(log_t))

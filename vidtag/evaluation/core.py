@@ -74,14 +74,39 @@ def model_labels_of(records: Sequence[Record], registry_files: list[str] | None 
 def evaluate(truth: Truth, records: Iterable[Record], *, label_map: dict[str, str] | None = None,
              model_labels: Sequence[str] | None = None, threshold: float = 0.5,
              registry_files: list[str] | None = None,
-             calibration: CalibrationProfile | ModelCalibration | None = None) -> Evaluation:
+             calibration: CalibrationProfile | ModelCalibration | None = None, level: str = "label",
+             vocabulary: str = "archive") -> Evaluation:
     """Match records to the truth, check the labels, and compute the figures (see metrics.compute_metrics).
 
     Truth labels the model does not have are a ConfigError that lists them (when the model's labels are
     known: `model_labels`, or found from the records, see model_labels_of). With `calibration`, the
     records are first re-scored with it (calibration.apply_to_record), as classify would score them.
+    `level` "tag" scores the records' archive tags instead of their labels (`vidtag.evaluation.tags`), the
+    truth written in the `vocabulary`'s tag words.
     """
     records = list(records)
+    notes: list[str] = []
+    if level not in ("label", "tag"):
+        raise ConfigError(f"--level must be label or tag (got '{level}')")
+    if level == "tag":
+        from ..results.vocabulary import load_vocabulary
+        from .tags import tag_truth, tag_view
+
+        if calibration is not None:
+            raise ConfigError("--calibration applies to a model's labels: evaluate it with --level label")
+        names = [t.name for t in load_vocabulary(vocabulary).tags]
+        before = len(truth.videos)
+        truth, dropped = tag_truth(truth, names)
+        if dropped:
+            notes.append(f"{len(dropped)} truth word(s) name no tag and are left out: {', '.join(dropped[:10])}")
+        if len(truth.videos) < before:
+            notes.append(f"{before - len(truth.videos)} video(s) have no truth word that names a tag and are left out")
+        if not truth.videos:
+            raise ConfigError("no truth label names a tag of the vocabulary: see 'vidtag vocabulary show'")
+        if any(r.ok and r.tags is None for r in records):
+            raise ConfigError("--level tag needs records with tags (classify with a vocabulary, the default)")
+        records = tag_view(records, {x for v in truth.videos for x in v.labels})
+        model_labels = sorted({x for v in truth.videos for x in v.labels} | set(names))
     matched, _extra = match_records(truth, records)
     used = [r for r in matched if r is not None]
     model = _records_model(used)
@@ -103,7 +128,8 @@ def evaluate(truth: Truth, records: Iterable[Record], *, label_map: dict[str, st
     items = gather(truth, matched, matcher)
     classes = sorted({x for s in items for x in s.truth})
     metrics = compute_metrics(items, classes=classes, threshold=threshold)
-    metrics.update(model=model, truth=truth.source, records_not_in_truth=len(_extra))
+    metrics.update(model=model, truth=truth.source, records_not_in_truth=len(_extra), level=level)
+    metrics["notes"][:0] = notes
     if model_labels is None:
         seen = {x.label for r in used for x in r.labels}
         never = [c for c in classes if c not in seen]
@@ -157,7 +183,7 @@ def zero_shot_labels(truth: Truth, label_map: dict[str, str] | None) -> list[str
 def classify_truth(truth: Truth, *, model: str | None = None, label_map: dict[str, str] | None = None,
                    prompts: list[str] | None = None, save_records: str | os.PathLike | None = None,
                    resume: bool = False, on_record: Callable[[Record], None] | None = None,
-                   **options: Any) -> tuple[list[Record], list[str]]:
+                   level: str = "label", **options: Any) -> tuple[list[Record], list[str]]:
     """Classify the truth videos now, keeping every label: (records, the model's labels).
 
     A zero-shot model gets the truth's class names as its labels (with `prompts`). The model is loaded
@@ -174,15 +200,16 @@ def classify_truth(truth: Truth, *, model: str | None = None, label_map: dict[st
 
     registry_files = options.get("registry_files")
     spec = find_spec(model, registry_files)
-    labels = zero_shot_labels(truth, label_map) if spec.zero_shot else None
+    # a zero-shot model scores the truth's classes; at tag level, the vocabulary's tags (its default)
+    labels = zero_shot_labels(truth, label_map) if spec.zero_shot and level == "label" else None
     if prompts and not spec.zero_shot:
         raise ConfigError(f"--prompt applies to zero-shot models; {spec.name} has a fixed label set")
     loaded = load_model(model, labels=labels, prompts=prompts, device=options.pop("device", "auto"),
                         precision=options.pop("precision", "auto"), registry_files=registry_files,
                         weights=options.pop("weights", None))
     options.pop("registry_files", None)
-    unknown = LabelMatcher(loaded.labels, label_map).unknown(truth.classes)
-    if unknown:
+    unknown = LabelMatcher(loaded.labels, label_map).unknown(truth.classes) if level == "label" else []
+    if unknown:  # (a truth in tag words is checked against the vocabulary by evaluate)
         raise unknown_labels_error(unknown, loaded.name)
     files = [v.file for v in truth.videos]
     target = Path(save_records) if save_records is not None else None

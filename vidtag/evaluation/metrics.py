@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..results.record import ClipResult, Record, RecordSettings
+from ..results.record import ClipResult, Record, RecordSettings, record_problem
 from .truth import LabelMatcher, Truth, TruthVideo
 
 ECE_BINS = 15  # equal-width confidence bins, as in Guo et al. 2017, "On Calibration of Modern Neural Networks"
@@ -62,7 +62,8 @@ def known_depth(labels: Sequence, record: Record) -> float:
 
 
 def gather(truth: Truth, matched: Sequence[Record | None], matcher: LabelMatcher) -> list[Scored]:
-    """Pair each truth video with its record (see truth.match_records), truth labels mapped to the model's."""
+    """Pair each truth video with its record (see truth.match_records), truth labels mapped to the model's.
+    A malformed record (see `record_problem`: a score that is not a finite number...) counts as failed."""
     out = []
     for video, record in zip(truth.videos, matched):
         names = [matcher.model_label(x) or matcher.target(x) for x in video.labels]
@@ -72,6 +73,8 @@ def gather(truth: Truth, matched: Sequence[Record | None], matcher: LabelMatcher
                               span_truth=span_names))
         elif not record.ok:
             out.append(Scored(video, names, None, record.error or "the video failed", span_truth=span_names))
+        elif (problem := record_problem(record)) is not None:  # a NaN score would rank first: a miss instead
+            out.append(Scored(video, names, None, f"a malformed record: {problem}", span_truth=span_names))
         else:
             out.append(Scored(
                 video, names, [(x.label, x.score) for x in record.labels], depth=known_depth(record.labels, record),

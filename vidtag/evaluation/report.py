@@ -24,7 +24,7 @@ def _pct(value: float | None) -> str:
 
 def metrics_json(metrics: dict[str, Any]) -> str:
     """The JSON document of the figures (fractions in [0, 1], None as null)."""
-    return json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(metrics, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:
@@ -45,20 +45,30 @@ def print_report(metrics: dict[str, Any], console) -> None:
 
     console.print(f"vidtag eval: {metrics.get('model') or 'the model'} on {metrics.get('truth', '')}",
                   markup=False, highlight=False)
-    summary = Table(show_header=False)
+    summary = Table(show_header=True)
     summary.add_column("figure")
     summary.add_column("value", justify="right")
-    rows = [("videos", str(metrics["videos"])), ("failed (counted as misses)", str(metrics["failed"])),
-            ("top-1 accuracy", _pct(metrics["top1"])), ("top-5 accuracy", _pct(metrics["top5"])),
-            ("mean class accuracy", _pct(metrics["mean_class_accuracy"])), ("mAP", _pct(metrics["mAP"])),
-            ("macro F1", _pct(metrics["macro_f1"])),
-            ("expected calibration error", _pct(metrics["ece"]))]
+    summary.add_column("what it measures")
+    predicted = "labels scoring at least the threshold" if metrics.get("multi_label") else "its best label"
+    rows = [("videos", str(metrics["videos"]), "labelled videos in the truth"),
+            ("failed (counted as misses)", str(metrics["failed"]), "videos without a usable record"),
+            ("top-1 accuracy", _pct(metrics["top1"]), "videos whose best label is one of their truth labels"),
+            ("top-5 accuracy", _pct(metrics["top5"]), "videos with a truth label among their 5 best labels"),
+            ("mean class accuracy", _pct(metrics["mean_class_accuracy"]), "top-1 accuracy of each class, averaged"),
+            ("mAP", _pct(metrics["mAP"]), "ranking, not the best label: per class, how well its videos rank "
+                                          "above the others by that label's score (average precision), averaged"),
+            ("macro F1", _pct(metrics["macro_f1"]), f"per class F1 of what each video is tagged with ({predicted}), "
+                                                    "averaged"),
+            ("expected calibration error", _pct(metrics["ece"]), "gap between top-1 confidence and top-1 accuracy "
+                                                                 "(0: scores mean what they say)")]
     segments = metrics.get("segments")
     if segments:
-        rows += [("labelled spans", f"{segments['spans']} ({segments['unscored']} unscored)"),
-                 ("span top-1 accuracy", _pct(segments["top1"])), ("span top-5 accuracy", _pct(segments["top5"]))]
-    for name, value in rows:
-        summary.add_row(name, value)
+        rows += [("labelled spans", f"{segments['spans']} ({segments['unscored']} unscored)", "spans in the truth"),
+                 ("span top-1 accuracy", _pct(segments["top1"]), "spans whose best label (from the clips over "
+                                                                 "them) is their truth label"),
+                 ("span top-5 accuracy", _pct(segments["top5"]), "spans with their truth label among the 5 best")]
+    for name, value, meaning in rows:
+        summary.add_row(name, value, meaning)
     console.print(summary)
     per_class = metrics["per_class"]
     if per_class:

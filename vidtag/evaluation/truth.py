@@ -12,6 +12,7 @@ Relative paths in a CSV are relative to the CSV's folder (the current folder whe
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -129,12 +130,19 @@ def _resolve(written: str, folder: Path) -> str:
     return str(path)
 
 
+def _lines(text: str) -> io.StringIO:
+    """The CSV's text as csv.reader wants it (newline=""): lines end at CR, LF or CRLF only, so a label
+    holding U+0085 or U+2028 (line breaks to str.splitlines) stays one cell, and quoted line breaks stay
+    inside their cell."""
+    return io.StringIO(text, newline="")
+
+
 def _read_csv(path: Path) -> Truth:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"truth: cannot read {path}: {exc}") from None
-    rows = csv.reader(text.splitlines())
+    rows = csv.reader(_lines(text))
     header = [h.strip().lower() for h in next(rows, [])]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
@@ -203,7 +211,7 @@ def read_label_map(source: str | os.PathLike) -> dict[str, str]:
             raise ConfigError(f"--label-map {source}: expected an object mapping truth labels to model labels")
         pairs = [(k, v, f"key '{k}'") for k, v in data.items()]
     else:
-        for number, row in enumerate(csv.reader(text.splitlines()), start=1):
+        for number, row in enumerate(csv.reader(_lines(text)), start=1):
             if not row or not "".join(row).strip() or row[0].lstrip().startswith("#"):
                 continue
             if [c.strip().lower() for c in row] == ["truth", "model"]:

@@ -7,10 +7,11 @@ duration, no frame rate) raises MediaError: that record is skipped with its reas
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from ..errors import MediaError
-from ..results.record import ClipResult, Label, Record
-from ..results.segments import cells, cuts_from_shots, segments_from_clips
+from ..results.record import ClipResult, Label, Record, named
+from ..results.segments import PARAMS, cells, cuts_from_shots, segments_from_clips
 
 CUE_LABELS = 3  # labels shown per subtitle cue or chapter title
 
@@ -25,15 +26,34 @@ class Piece:
 
     def lines(self, limit: int = CUE_LABELS) -> list[str]:
         """['suit 41%', 'cab 12%']: the first `limit` labels, each with its score in percent."""
-        return [f"{_oneline(x.label)} {round(100 * x.score)}%" for x in self.labels[:limit]]
+        return [f"{clean(x.label)} {round(100 * x.score)}%" for x in self.labels[:limit]]
 
     def text(self, limit: int = CUE_LABELS, sep: str = ", ") -> str:
         """'suit 41%, cab 12%'."""
         return sep.join(self.lines(limit))
 
 
-def _oneline(text: str) -> str:
-    return " ".join(str(text).split())
+def clean(text: object) -> str:
+    """Text as every sidecar carries it (labels, names, titles): on one line (line breaks, tabs and the other
+    separators as single spaces, so no line can be injected), and with U+FFFD in place of control
+    characters (NUL, ESC: players stop reading at a NUL, XML forbids them) and of the odd bytes of a file
+    name that is not UTF-8 (surrogate escapes, which no UTF-8 file can hold; the real name stays on disk)."""
+    out = []
+    for char in str(text):
+        code = ord(char)
+        if char.isspace():
+            out.append(" ")
+        elif code < 0x20 or 0x7F <= code < 0xA0 or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
+            out.append("\ufffd")
+        else:
+            out.append(char)
+    return " ".join("".join(out).split())
+
+
+def video_name(record: Record, stem: bool = False) -> str:
+    """The video's file name (or its stem) as sidecar text (see `clean`)."""
+    path = Path(record.path)
+    return clean(path.stem if stem else path.name)
 
 
 def segment_pieces(record: Record) -> list[Piece]:
@@ -51,14 +71,15 @@ def segment_pieces(record: Record) -> list[Piece]:
 
 
 def clip_pieces(record: Record, limit: int = CUE_LABELS) -> list[Piece]:
-    """The clips' labels on the timeline: each clip stands for its cell (see vidtag.results.segments.cells), so
-    overlapping windows give pieces that do not overlap; neighbours with the same labels are joined."""
-    clips = [c for c in record.clips if c.labels]
+    """The clips' tags (or labels) on the timeline: each clip stands for its cell (see
+    vidtag.results.segments.cells), so overlapping windows give pieces that do not overlap; neighbours with
+    the same names are joined."""
+    clips = [c for c in record.clips if named(c)]
     if not clips:
         return []
     spans = cells([c.start for c in clips], [c.end for c in clips], record.duration,
                   cuts_from_shots(record.shots))
-    pieces = [Piece(a, b, tuple(c.labels[:limit])) for (a, b), c in zip(spans, clips) if b > a]
+    pieces = [Piece(a, b, tuple(named(c)[:limit])) for (a, b), c in zip(spans, clips) if b > a]
     return _merge(pieces)
 
 
@@ -82,12 +103,9 @@ def labelled_pieces(record: Record) -> list[Piece]:
     pieces = clip_pieces(record)
     if pieces:
         return pieces
-    if record.labels and record.duration:
-        return [Piece(0.0, float(record.duration), tuple(record.labels[:CUE_LABELS]))]
+    if named(record) and record.duration:
+        return [Piece(0.0, float(record.duration), tuple(named(record)[:CUE_LABELS]))]
     return []
-
-
-SEGMENT_PARAMS = ("enter", "stay", "min_duration", "max_gap")
 
 
 def with_segments(record: Record) -> Record:
@@ -96,7 +114,7 @@ def with_segments(record: Record) -> Record:
     if record.segments or not record.clips:
         return record
     given = record.settings.segments if record.settings else None
-    params = {k: float(v) for k, v in given.items() if k in SEGMENT_PARAMS} if isinstance(given, dict) else {}
+    params = {k: float(v) for k, v in given.items() if k in PARAMS} if isinstance(given, dict) else {}
     made = segments_from_clips(record.clips, duration=record.duration, shots=record.shots, **params)
     return replace(record, segments=made) if made else record
 

@@ -8,20 +8,18 @@ holds is a chapter of its own, titled "(no label)".
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..results.record import Record
-from .base import Exporter, Piece, duration_of, labelled_pieces
+from .base import Exporter, Piece, clean, duration_of, labelled_pieces, video_name
 
 UNLABELLED = "(no label)"
 
 
 def _escape(text: str) -> str:
-    """FFMETADATA escapes '=', ';', '#', '\\' and line breaks with a backslash."""
-    out = str(text)
+    """One line (see `clean`), with FFMETADATA's escapes: '=', ';', '#' and '\\' get a backslash."""
+    out = clean(text)
     for char in ("\\", "=", ";", "#"):
         out = out.replace(char, "\\" + char)
-    return " ".join(out.split())
+    return out
 
 
 def _tiled(pieces: list[Piece], duration: float) -> list[tuple[float, float, str]]:
@@ -53,7 +51,7 @@ class ChaptersExporter(Exporter):
                 chapters.append((shot.start, shot.end, f"Shot {index + 1}" + (f": {top}" if top else "")))
         else:
             chapters = _tiled(labelled_pieces(record), duration)
-        lines = [";FFMETADATA1", f"title={_escape(Path(record.path).stem)}", ""]
+        lines = [";FFMETADATA1", f"title={_escape(video_name(record, stem=True))}", ""]
         for start, end, title in chapters:
             a, b = round(start * 1000), round(min(end, duration) * 1000)
             if b <= a:

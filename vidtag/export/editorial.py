@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..results.record import Record, Segment
-from .base import Exporter, duration_of, fps_of, shots_or_whole
+from .base import Exporter, clean, duration_of, fps_of, shots_or_whole, video_name
 
 # the marker colours OpenTimelineIO and CMX 3600 locators share; one per label, the same in every file
 COLOURS = ("RED", "ORANGE", "YELLOW", "GREEN", "CYAN", "BLUE", "PURPLE", "MAGENTA", "PINK", "WHITE")
@@ -20,7 +20,7 @@ COLOURS = ("RED", "ORANGE", "YELLOW", "GREEN", "CYAN", "BLUE", "PURPLE", "MAGENT
 
 def colour(label: str) -> str:
     """A marker colour for a label, stable across runs and files."""
-    return COLOURS[zlib.crc32(label.encode("utf-8")) % len(COLOURS)]
+    return COLOURS[zlib.crc32(label.encode("utf-8", "surrogatepass")) % len(COLOURS)]
 
 
 def shot_of(starts: list[float], t: float) -> int:
@@ -33,7 +33,7 @@ def shot_of(starts: list[float], t: float) -> int:
 
 
 def _title(index: int, labels) -> str:
-    top = labels[0].label if labels else ""
+    top = clean(labels[0].label) if labels else ""
     return f"shot {index + 1}" + (f": {top}" if top else "")
 
 
@@ -58,10 +58,10 @@ class OtioExporter(Exporter):
             return otio.opentime.range_from_start_end_time(at(start), at(end))
 
         video = Path(record.path)
-        name = video.name
-        timeline = otio.schema.Timeline(name=video.stem)
-        timeline.metadata["vidtag"] = {"path": record.path, "model": record.model,
-                                       "labels": [{"label": x.label, "score": x.score} for x in record.labels]}
+        name = video_name(record)
+        timeline = otio.schema.Timeline(name=video_name(record, stem=True))
+        timeline.metadata["vidtag"] = {"path": clean(record.path), "model": clean(record.model),
+                                       "labels": _labels(record.labels)}
         track = otio.schema.Track(name="video", kind=otio.schema.TrackKind.Video)
         timeline.tracks.append(track)
         shots = shots_or_whole(record)
@@ -70,7 +70,7 @@ class OtioExporter(Exporter):
                                                       available_range=span(0.0, duration))
             clip = otio.schema.Clip(name=_title(index, shot.labels) if record.shots else name,
                                     media_reference=reference, source_range=span(shot.start, shot.end))
-            clip.metadata["vidtag"] = {"labels": [{"label": x.label, "score": x.score} for x in shot.labels]}
+            clip.metadata["vidtag"] = {"labels": _labels(shot.labels)}
             track.append(clip)
         starts = [s.start for s in shots]
         for segment in record.segments:
@@ -79,19 +79,24 @@ class OtioExporter(Exporter):
         return otio.adapters.write_to_string(timeline, "otio_json") + "\n"
 
 
+def _labels(labels) -> list[dict]:
+    return [{"label": clean(x.label), "score": x.score} for x in labels]
+
+
 def _marker(otio, segment: Segment, span):
-    marker = otio.schema.Marker(name=segment.label, marked_range=span(segment.start, segment.end),
+    marker = otio.schema.Marker(name=clean(segment.label), marked_range=span(segment.start, segment.end),
                                 color=colour(segment.label))
     marker.metadata["vidtag"] = {"score": segment.score, "start": segment.start, "end": segment.end}
     return marker
 
 
 def _url(video: Path) -> str:
-    # an absolute file URL where the path can be made absolute; editors relink from the file name
+    # an absolute file URL where the path can be made absolute (a name that is not UTF-8 percent-encodes
+    # its real bytes); editors relink from the file name
     try:
         return video.resolve().as_uri()
     except ValueError:
-        return str(video)
+        return clean(video)
 
 
 def timecode(seconds: float, fps: float) -> str:
@@ -109,7 +114,8 @@ def timecode(seconds: float, fps: float) -> str:
 
 
 def _edl_text(text: str) -> str:
-    return " ".join(str(text).split())
+    # one line (see `clean`): a name or label with a line break would add lines the reader takes as events
+    return clean(text)
 
 
 class EdlExporter(Exporter):
@@ -121,13 +127,12 @@ class EdlExporter(Exporter):
     def render(self, record: Record) -> str:
         fps = fps_of(record)
         duration_of(record)
-        video = Path(record.path)
         shots = shots_or_whole(record)
         starts = [s.start for s in shots]
         markers: dict[int, list[Segment]] = {}
         for segment in record.segments:
             markers.setdefault(shot_of(starts, segment.start), []).append(segment)
-        lines = [f"TITLE: {_edl_text(video.stem)[:70]}", "FCM: NON-DROP FRAME", ""]
+        lines = [f"TITLE: {video_name(record, stem=True)[:70]}", "FCM: NON-DROP FRAME", ""]
         number = 0
         for index, shot in enumerate(shots):
             tc_in, tc_out = timecode(shot.start, fps), timecode(shot.end, fps)
@@ -135,7 +140,7 @@ class EdlExporter(Exporter):
                 continue  # a shot shorter than a frame cannot be an event
             number += 1
             lines.append(f"{number:03d}  AX       V     C        {tc_in} {tc_out} {tc_in} {tc_out}")
-            lines.append(f"* FROM CLIP NAME: {video.name}")
+            lines.append(f"* FROM CLIP NAME: {video_name(record)}")
             for segment in markers.get(index, []):
                 lines.append(f"* LOC: {timecode(segment.start, fps)} {colour(segment.label):7} "
                              f"{_edl_text(segment.label)} {round(100 * segment.score)}% "

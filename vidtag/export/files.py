@@ -18,7 +18,8 @@ from typing import TextIO
 from ..errors import ConfigError, FatalError, MediaError
 from ..results.record import Record
 from ..records.files import sync_folder, temp_beside
-from ..records.readers import iter_records
+from ..records.readers import OnSkip, iter_records, warn_skipped
+from ..records.writers import portable_path
 from .base import Exporter, with_segments
 from .formats import EXPORTERS
 
@@ -42,10 +43,11 @@ class ExportSummary:
         return text
 
 
-def read_any(records_file: str | Path) -> list[Record]:
+def read_any(records_file: str | Path, on_skip: OnSkip = warn_skipped) -> list[Record]:
     """The records of a vidtag JSON or JSONL output ('-': standard input), by content, not by name
-    (`records.readers.iter_records`). A path listed twice keeps its last record (a retried file)."""
-    latest = {r.path: r for r in iter_records(records_file)}
+    (`records.readers.iter_records`; a malformed record is skipped and `on_skip` told). A path listed
+    twice keeps its last record (a retried file)."""
+    latest = {r.path: r for r in iter_records(records_file, on_skip=on_skip)}
     return list(latest.values())
 
 
@@ -68,7 +70,18 @@ def sidecar_names(paths: list[str], exporter: Exporter, out_dir: Path | None = N
     for p, v in videos.items():
         keep = exporter.keep_extension or stems[(folders[p], v.stem)] > 1
         names[p] = folders[p] / ((v.name if keep else v.stem) + exporter.suffix)
-    return names
+    # a short name may still be another video's (a.mp4 kept as a.mp4.vtt, a.mp4.avi shortened to
+    # a.mp4.vtt): every video whose name is shared keeps its whole name; whole names in one folder differ,
+    # so this ends with one file per video
+    while True:
+        claims: dict[Path, list[str]] = {}
+        for p, name in names.items():
+            claims.setdefault(name, []).append(p)
+        shared = [p for owners in claims.values() if len(owners) > 1 for p in owners]
+        longer = {p: folders[p] / (videos[p].name + exporter.suffix) for p in shared}
+        if not shared or all(names[p] == longer[p] for p in shared):
+            return names
+        names.update(longer)
 
 
 def _below(folder: Path, common: Path | None) -> Path:
@@ -106,30 +119,66 @@ def write_new(target: Path, text: str, overwrite: bool) -> None:
     sync_folder(target.parent)
 
 
+def _shown(path: str | Path) -> str:
+    return portable_path(str(path))[0]
+
+
+def _refuse_input(records_file: str | Path, targets: list[Path]) -> None:
+    """A sidecar that would replace the records file being read is refused, even with --overwrite."""
+    if str(records_file) == "-" or not os.path.exists(records_file):
+        return
+    real = os.path.realpath(records_file)
+    for target in targets:
+        if os.path.realpath(target) == real or (os.path.exists(target) and os.path.samefile(target, records_file)):
+            raise ConfigError(f"{_shown(target)} is the records file being read: nothing was written, not even "
+                              "with --overwrite (use --out DIR, or rename the records file)")
+
+
+def _in_the_way(targets: list[Path]) -> list[str]:
+    """What already sits where sidecars go: files, and symbolic links (dangling ones too), named plainly."""
+    found = []
+    for target in targets:
+        if os.path.islink(target) and not os.path.exists(target):
+            found.append(f"{_shown(target)} (a symbolic link to {_shown(os.readlink(target))}, which does not exist)")
+        elif os.path.lexists(target):
+            found.append(_shown(target))
+    return found
+
+
 def export_records(records_file: str | Path, to: str, out_dir: str | Path | None = None,
                    overwrite: bool = False, *, stderr: TextIO | None = None) -> ExportSummary:
     """Write one `to` sidecar per ok record of a vidtag JSON/JSONL output; see docs/export.md.
 
-    Failed records, and records the format cannot express, are skipped with one line each on `stderr`
-    (default sys.stderr). If any sidecar exists already and `overwrite` is false, nothing is written and
-    ConfigError says which. Raises ConfigError for an unknown format or unreadable records file,
-    FatalError when a sidecar cannot be written.
+    Failed records, malformed ones (see `records.readers.iter_records`) and records the format cannot
+    express are skipped with one line each on `stderr` (default sys.stderr). If any sidecar exists already
+    (a file or a symbolic link, even a dangling one) and `overwrite` is false, nothing is written and
+    ConfigError says which; a sidecar that would replace the records file itself is refused even with
+    `overwrite`. A records file that holds no records is a ConfigError, as for `vidtag report` and `vidtag
+    eval`. Raises ConfigError for an unknown format or unreadable records file, FatalError when a sidecar
+    cannot be written.
     """
     if to not in EXPORTERS:
         raise ConfigError(f"unknown export format '{to}' (use {', '.join(EXPORTERS)})")
     exporter = EXPORTERS[to]()
     stderr = stderr or sys.stderr
-    records = read_any(records_file)
     summary = ExportSummary(to)
+
+    def skip(path: str, reason: str) -> None:
+        summary.skipped.append((path, reason))
+        print(f"vidtag: skipped {_shown(path)}: {reason}", file=stderr)
+
+    records = read_any(records_file, on_skip=skip)
+    if not records:  # as `vidtag report` says it (and `vidtag eval --records`): most likely the wrong file
+        where = "standard input" if str(records_file) == "-" else _shown(records_file)
+        more = f" ({len(summary.skipped)} malformed, skipped)" if summary.skipped else ""
+        raise ConfigError(f"{where} holds no records{more}")
     ok: dict[str, Record] = {}  # by absolute path: 'a.mp4' and './a.mp4' are one video, the last record wins
     for record in records:
         if record.ok:
             ok.pop(os.path.abspath(record.path), None)
             ok[os.path.abspath(record.path)] = record
         else:
-            summary.skipped.append((record.path, f"the file failed: {record.error or 'no reason given'}"))
-            print(f"vidtag: skipped {record.path}: the file failed ({record.error or 'no reason given'})",
-                  file=stderr)
+            skip(record.path, f"the file failed: {record.error or 'no reason given'}")
     ok = list(ok.values())
     out = Path(out_dir) if out_dir is not None else None
     if out is not None and out.exists() and not out.is_dir():
@@ -140,10 +189,10 @@ def export_records(records_file: str | Path, to: str, out_dir: str | Path | None
             folder = names[record.path].parent
             if not folder.is_dir():
                 ok.remove(record)
-                reason = f"its folder {folder} does not exist here (run from where it was tagged, or use --out)"
-                summary.skipped.append((record.path, reason))
-                print(f"vidtag: skipped {record.path}: {reason}", file=stderr)
-    existing = [names[r.path] for r in ok if names[r.path].exists()]
+                skip(record.path, f"its folder {_shown(folder)} does not exist here (run from where it was tagged, "
+                                  "or use --out)")
+    _refuse_input(records_file, [names[r.path] for r in ok])
+    existing = _in_the_way([names[r.path] for r in ok])
     if existing and not overwrite:
         more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
         raise ConfigError(f"{existing[0]}{more} already exist{'s' if len(existing) == 1 else ''}: nothing was "
@@ -153,14 +202,13 @@ def export_records(records_file: str | Path, to: str, out_dir: str | Path | None
         try:
             text = exporter.render(with_segments(record))
         except MediaError as exc:
-            summary.skipped.append((record.path, str(exc)))
-            print(f"vidtag: skipped {record.path}: {exc}", file=stderr)
+            skip(record.path, str(exc))
             continue
         try:
             write_new(target, text, overwrite)
         except FileExistsError:
-            raise ConfigError(f"{target} appeared while exporting: not replaced (use --overwrite)") from None
+            raise ConfigError(f"{_shown(target)} appeared while exporting: not replaced (use --overwrite)") from None
         except OSError as exc:
-            raise FatalError(f"cannot write {target}: {exc.strerror or exc}") from None
+            raise FatalError(f"cannot write {_shown(target)}: {exc.strerror or exc}") from None
         summary.written.append(target)
     return summary

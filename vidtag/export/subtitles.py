@@ -40,10 +40,15 @@ def _vtt_text(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# SubRip has no escapes, and players read markup in it: '<...>' as a formatting tag (FFmpeg and VLC drop
+# unknown ones), '{\an8}', '{\fs200}' as ASS override tags (FFmpeg passes them to the renderer: a label could
+# move, resize or hide the subtitles) and '\N' as a line break. Those characters become look-alikes that
+# show the same and mean nothing: single angle quotation marks, full-width braces and backslash.
+_SRT_LOOKALIKES = str.maketrans({"<": "\u2039", ">": "\u203a", "{": "\uff5b", "}": "\uff5d", "\\": "\uff3c"})
+
+
 def _srt_text(text: str) -> str:
-    # SubRip has no escapes, and players read '<...>' as a formatting tag (FFmpeg and VLC drop unknown
-    # ones): angle brackets become the single angle quotation marks, which show the same
-    return text.replace("<", "\u2039").replace(">", "\u203a")
+    return text.translate(_SRT_LOOKALIKES)
 
 
 class SrtExporter(Exporter):

@@ -1,37 +1,43 @@
-"""XMP sidecar: the video's labels as keywords, where photo and video managers look for them.
+"""XMP sidecar: the video's tags (or, without a vocabulary, its labels) as keywords, where photo and video
+managers look for them.
 
 Written as `video.mp4.xmp` beside the video (digiKam's and darktable's naming, and the name Immich tries
 first); see docs/export.md. Keywords go to the three places those tools read:
 `dc:subject` (flat keywords: every XMP reader, ExifTool's XMP:Subject), `lr:hierarchicalSubject`
-(Lightroom's 'vidtag|label', also read by digiKam, darktable and Immich) and `digiKam:TagsList`
-('vidtag/label', digiKam's own and the first place Immich looks). The video itself is never opened.
+(Lightroom's 'vidtag|animals|pets|cat', also read by digiKam, darktable and Immich) and `digiKam:TagsList`
+('vidtag/animals/pets/cat', digiKam's own and the first place Immich looks). A tag implies its categories:
+`dc:subject` lists them too, so a library search for "animals" finds the cat. The video itself is never
+opened.
 """
 
 from __future__ import annotations
 
 from xml.sax.saxutils import escape, quoteattr
 
+from ..errors import MediaError
 from ..version import __version__
-from ..results.record import Record
+from ..results.record import Record, named
 from ..results.segments import ENTER
-from .base import Exporter
+from .base import Exporter, clean
 
 ROOT = "vidtag"  # the parent keyword of every label, so a library can find, hide or drop them at once
 
 
-def keywords(record: Record, min_score: float = ENTER) -> list[str]:
-    """The video-level labels scoring at least `min_score`, best first, then the labels that hold
-    somewhere in the video (its segments), best segment first.
+def keywords(record: Record, min_score: float = ENTER) -> list[list[str]]:
+    """The keywords as category paths (a label's path is itself): the video's tags (or labels) scoring at
+    least `min_score`, best first, then those holding somewhere in the video (its segments, pictures and
+    sound), best segment first.
 
     The floor is Video Intelligence's default for video- and shot-level labels (0.3): a keyword stays
     in a photo library for good, and the mean over a long video's clips gives every label some score.
     """
-    out: list[str] = []
-    for name in [x.label for x in record.labels if x.score >= min_score] + [
+    paths = {t.tag: t.path for part in [record, *record.clips, *(record.shots or [])] for t in (part.tags or [])}
+    out: list[list[str]] = []
+    for name in [x.label for x in named(record) + named(record, 'audio') if x.score >= min_score] + [
             s.label for s in sorted(record.segments, key=lambda s: -s.score)]:
-        name = " ".join(str(name).split())
-        if name and name not in out:
-            out.append(name)
+        path = [clean(p) for p in paths.get(name, [name])]
+        if path[-1] and path not in out:
+            out.append(path)
     return out
 
 
@@ -57,7 +63,10 @@ class XmpExporter(Exporter):
     keep_extension = True
 
     def render(self, record: Record) -> str:
-        names = keywords(record)
+        paths = keywords(record)
+        if not paths:  # a sidecar with no keyword would only hide the video's own metadata from a library
+            raise MediaError(f"no label scores {ENTER:g} or more, and no segment: the XMP sidecar would hold "
+                             "no keywords, so none was written")
         lines = [
             '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>',
             f'<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk={quoteattr("vidtag " + __version__)}>',
@@ -69,8 +78,9 @@ class XmpExporter(Exporter):
             '    xmlns:xmp="http://ns.adobe.com/xap/1.0/"',
             f'    xmp:CreatorTool={quoteattr("vidtag " + __version__)}>',
         ]
-        lines += _bag("dc:subject", names)
-        lines += _bag("lr:hierarchicalSubject", [f"{ROOT}|{_leaf(n)}" for n in names])
-        lines += _bag("digiKam:TagsList", [f"{ROOT}/{_leaf(n)}" for n in names], kind="Seq")
+        flat = list(dict.fromkeys(name for path in paths for name in reversed(path)))  # each tag, then its categories
+        lines += _bag("dc:subject", flat)
+        lines += _bag("lr:hierarchicalSubject", ["|".join([ROOT, *map(_leaf, path)]) for path in paths])
+        lines += _bag("digiKam:TagsList", ["/".join([ROOT, *map(_leaf, path)]) for path in paths], kind="Seq")
         lines += ["  </rdf:Description>", " </rdf:RDF>", "</x:xmpmeta>", '<?xpacket end="w"?>']
         return "\n".join(lines) + "\n"

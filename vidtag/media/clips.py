@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -22,6 +22,7 @@ from .probe import VideoInfo
 from ..models.registry import ModelSpec
 from .sampling import Clip, plan_clips
 from .shots.plan import plan_shot_clips
+from .sound import Heard, SoundSpec, listen
 from .shots.scan import scan_shots
 from .shots.split import Shot
 
@@ -49,24 +50,30 @@ class InputSpec:
     sampling: str = "uniform"  # 'keyframes': the keyframe nearest each sampled time (fast, approximate)
     shots: bool = False  # find the shots first (TransNetV2 over every frame) and plan the clips inside them
     shot_threshold: float = 0.5
+    sound: SoundSpec | None = None  # also listen to the sound track (--audio)
 
     @classmethod
     def from_spec(cls, spec: ModelSpec, *, clips: int | None = None, window: float | None = None,
                   stride: float | None = None, crops: int = 1, threads: int = 0,
-                  sampling: str = "uniform", shots: bool = False, shot_threshold: float = 0.5) -> InputSpec:
+                  sampling: str = "uniform", shots: bool = False, shot_threshold: float = 0.5,
+                  sound: SoundSpec | None = None) -> InputSpec:
         """The input of a resolved model's recipe, with the run's clip plan."""
         if window is None and clips is None:  # with shots: the least the video gets, spread over its shots
             clips = spec.clips
         return cls(frames=spec.frames, frame_stride=spec.frame_stride, fps=spec.fps, clips=clips,
                    window=window, stride=stride, crops=crops, resize=spec.resize, crop=spec.crop,
                    mean=tuple(spec.mean), std=tuple(spec.std), interpolation=spec.interpolation,
-                   threads=threads, sampling=sampling, shots=shots, shot_threshold=shot_threshold)
+                   threads=threads, sampling=sampling, shots=shots, shot_threshold=shot_threshold, sound=sound)
 
     def settings(self) -> dict[str, Any]:
         """What a record's result depends on (the decoding threads do not change it)."""
-        out = asdict(self)
+        out = asdict(replace(self, sound=None))
         out.pop("threads")
         out["mean"], out["std"] = list(self.mean), list(self.std)
+        if self.sound is None:
+            out.pop("sound")  # records without --audio say what they always said
+        else:
+            out["sound"] = self.sound.settings()
         return out
 
 
@@ -87,6 +94,7 @@ class Prepared:
     seconds: float
     shots: list[Shot] | None = None  # with shot detection: the shots, and which shot each clip is in
     shot_of: list[int] | None = None
+    heard: Heard | None = None  # with --audio: what the sound track gave
 
 
 @dataclass
@@ -168,8 +176,9 @@ def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] 
     rest = maker.rest()
     if inputs.sampling == "keyframes":
         plan = clips_as_read(path, plan, reader.times_used, info, len(reader.keyframes))
+    heard = listen(path, inputs.sound, origin=info.start) if inputs.sound is not None else None
     return Prepared(path, info, plan, rest, reader.rotation, reader.decoded, time.perf_counter() - began,
-                    shots, shot_of)
+                    shots, shot_of, heard)
 
 
 def clips_as_read(path: str, plan: list[Clip], used: dict[float, float], info: VideoInfo,

@@ -28,6 +28,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from ..errors import MediaError
+from .paths import missing
 from .preprocess import resized_size
 from .probe import VideoInfo, probe, video_stream
 
@@ -51,7 +52,7 @@ def open_video(path: str | Path) -> av.container.InputContainer:
             raise MediaError("the file is empty (0 bytes)")
         return av.open(str(path), mode="r", metadata_errors="ignore")
     except FileNotFoundError:
-        raise MediaError("the file does not exist (it may have been moved or deleted)") from None
+        raise MediaError(missing(path)) from None
     except PermissionError:
         raise MediaError("permission denied: the file cannot be read by this user") from None
     except IsADirectoryError:

@@ -18,6 +18,14 @@ VIDEO_EXTENSIONS = (
 )
 
 
+def missing(path: str | os.PathLike) -> str:
+    """Why nothing can be read at a path where nothing is: a video's name was moved or deleted; any other
+    name (a folder given as input, a typo) is 'no such file or folder', since it may have meant either."""
+    if os.path.splitext(os.fspath(path))[1].lower() in VIDEO_EXTENSIONS:
+        return "the file does not exist (it may have been moved or deleted)"
+    return "no such file or folder"
+
+
 def normalise_extensions(extensions: Iterable[str] | None) -> tuple[str, ...]:
     """'.MP4', 'mkv' -> ('.mp4', '.mkv'); None -> the default set."""
     if extensions is None:

@@ -2,7 +2,8 @@
 
 A PyTorch `.pth`/`.pt`/`.bin` file is a pickle, and unpickling can run arbitrary code. vidtag reads
 them only with `torch.load(weights_only=True)`, which accepts tensors and plain containers and refuses
-anything else, or reads safetensors files, which cannot hold code at all. A refused file is a
+anything else, or reads safetensors files, which cannot hold code at all, or takes only the named
+tensors out of an ONNX model file (protocol-buffers data; its graph is never run). A refused file is a
 FatalError (exit 3): the weights are unavailable, and nothing in the file has run.
 """
 
@@ -17,8 +18,13 @@ from ..errors import FatalError
 
 
 def load_state_dict(path: str | Path) -> dict[str, Any]:
-    """The tensors in a checkpoint file (safetensors, or a PyTorch pickle read with weights_only=True)."""
+    """The tensors in a checkpoint file (safetensors, a PyTorch pickle read with weights_only=True, or the
+    named weights of an ONNX model, read as data by `onnx_tensors`)."""
     path = Path(path)
+    if path.suffix == ".onnx":
+        from .onnx_tensors import read_initializers
+
+        return read_initializers(path)
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

@@ -14,11 +14,17 @@ from pathlib import Path
 def temp_beside(target: Path) -> tuple[int, str]:
     """A new hidden temporary file in the target's folder (so renaming it over the target is atomic).
 
-    It gets the target's permissions, or those a new file gets (mkstemp's own are owner-only).
+    It gets the target's read and write permissions when the target is a file of its own, else (a new
+    file, or a symbolic link, which the rename replaces: the file it points to is someone else's) those a
+    new file gets; never setuid, setgid or sticky bits, nor another file's execute bits (mkstemp's own are
+    owner-only).
     """
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
-        mode = stat.S_IMODE(target.stat().st_mode)
+        info = target.lstat()
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError("not a file of its own")
+        mode = stat.S_IMODE(info.st_mode) & 0o666
     except OSError:
         mode = 0o666 & ~_umask()
     if hasattr(os, "fchmod"):  # POSIX; on Windows the new file already gets ordinary permissions

@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..errors import ConfigError, FatalError
-from ..results.record import Record
-from .writers import format_for
+from ..results.record import Record, record_problem
+from .writers import format_for, portable_path
+
+log = logging.getLogger("vidtag")
+OnSkip = Callable[[str, str], None]  # (which record: 'line 3 of run.jsonl (a.mp4)'; why it was skipped)
 
 
 def _path_from(data: dict) -> dict:
@@ -38,23 +42,37 @@ def holds_records(output: str) -> bool:
     return stat.S_ISREG(info.st_mode) and info.st_size > 0
 
 
-def _record(data, where: str, item: str) -> Record:
+def warn_skipped(where: str, reason: str) -> None:
+    """The default for a malformed record: one warning line in vidtag's log (stderr in the CLI)."""
+    log.warning("skipped %s: %s", where, reason)
+
+
+def _record(data, where: str, item: str, on_skip: OnSkip) -> Record | None:
     if not isinstance(data, dict) or not isinstance(data.get("path"), str) or "status" not in data:
         raise ConfigError(f"{item} of {where} is not a vidtag record (is this the output of a vidtag run?)")
     try:
-        return Record.from_dict(_path_from(data))
-    except (TypeError, KeyError, ValueError):
-        raise ConfigError(f"{item} of {where} is not a vidtag record (a field has the wrong shape)") from None
+        record = Record.from_dict(_path_from(data))
+    except (TypeError, KeyError, ValueError, AttributeError):
+        problem = "a field has the wrong shape"
+    else:
+        problem = record_problem(record)
+    if problem is None:
+        return record
+    shown = portable_path(data["path"])[0]
+    on_skip(f"{item} of {where} ({shown})", f"a malformed record: {problem}")
+    return None
 
 
-def iter_records(source: str | Path, fmt: str | None = None) -> Iterator[Record]:
+def iter_records(source: str | Path, fmt: str | None = None, *, on_skip: OnSkip = warn_skipped) -> Iterator[Record]:
     """The records of a vidtag JSONL or JSON output ('-': standard input), in file order; JSONL is read
     line by line, so memory does not grow with the run. `fmt` ('jsonl' or 'json') says which format it
     is; None tells them apart by the first character.
 
     A torn last JSONL line (a run killed while writing it) is skipped; anything else that is not a vidtag
-    record is a ConfigError naming the file and the line. A name that is not UTF-8 comes back exact
-    (from `path_bytes`). The one reader of records: --resume, export, report and eval use it.
+    record is a ConfigError naming the file and the line. A record that is malformed (a number that is not
+    finite, a field of the wrong type: see `record_problem`) is skipped, and `on_skip(where, reason)` is
+    told (default: a warning in vidtag's log); the records after it are read on. A name that is not UTF-8
+    comes back exact (from `path_bytes`). The one reader of records: --resume, export, report and eval use it.
     """
     stdin = str(source) == "-"
     where = "standard input" if stdin else str(source)
@@ -76,7 +94,9 @@ def iter_records(source: str | Path, fmt: str | None = None) -> Iterator[Record]
             if not isinstance(items, list):
                 raise ConfigError(f"{where} does not hold a JSON array of vidtag records")
             for number, item in enumerate(items, 1):
-                yield _record(item, where, f"item {number}")
+                record = _record(item, where, f"item {number}", on_skip)
+                if record is not None:
+                    yield record
             return
         for number, line in enumerate(handle, 1):
             if not line.strip():
@@ -88,7 +108,9 @@ def iter_records(source: str | Path, fmt: str | None = None) -> Iterator[Record]
                     return  # the last line, which a killed run was writing
                 raise ConfigError(f"line {number} of {where} is not JSON: is it the output of a vidtag run "
                                   "(JSONL or JSON; CSV rows do not hold whole records)?") from None
-            yield _record(data, where, f"line {number}")
+            record = _record(data, where, f"line {number}", on_skip)
+            if record is not None:
+                yield record
     finally:
         if not stdin:
             handle.close()

@@ -13,6 +13,8 @@ import csv
 import io
 import json
 import os
+import re
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import FatalError, OptionError
-from ..results.record import ClipResult, Record
+from ..results.record import ClipResult, Record, record_problem
 from .files import remove_stale_temporaries, sync_folder, temp_beside
 
 FILE_FORMATS = ("jsonl", "json", "csv")
@@ -62,6 +64,22 @@ def record_dict(record: Record) -> dict:
         data["path"] = text
         data = {"path": text, "path_bytes": raw, **{k: v for k, v in data.items() if k != "path"}}
     return data
+
+
+def sound(record: Record) -> Record:
+    """The record, or, when it cannot be written faithfully (a number that is not finite: JSON has no NaN;
+    a field of the wrong type), an error record saying why: the last guard of every writer."""
+    problem = record_problem(record)
+    if problem is None:
+        return record
+    return Record.failure(str(record.path), f"the result cannot be written: {problem}",
+                          record.model if isinstance(record.model, str) else "", settings=record.settings,
+                          elapsed=record.elapsed)
+
+
+def record_json(record: Record) -> str:
+    """One record as a line of JSON text (no newline), never with NaN or Infinity in it (see `sound`)."""
+    return json.dumps(record_dict(sound(record)), ensure_ascii=False, allow_nan=False)
 
 
 def csv_cell(value):
@@ -142,6 +160,19 @@ def format_for(output: str, fmt: str | None) -> str:
     return ext
 
 
+def is_device(output: str) -> bool:
+    """Whether an output names a device, a pipe or a socket (/dev/null, /dev/stdout into a pipe) rather than a
+    file: such an output is written directly (a temporary file beside it, syncing and renaming it over it
+    make no sense there, and /dev must never get files of ours)."""
+    if re.fullmatch(r"/(dev/(stdout|stderr|fd/\d+)|proc/(self|\d+)/fd/\d+)", os.path.abspath(output)):
+        return True  # a descriptor the shell opened (`> file` truncated it already, `>> file` appends)
+    try:
+        mode = os.stat(output).st_mode
+    except OSError:
+        return False  # a new file
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 def _cannot_write(output: str, exc: OSError) -> FatalError:
     return FatalError(f"cannot write the output file {output}: {exc.strerror or exc}")
 
@@ -165,6 +196,7 @@ class Writer:
         self.append = append
         self._tmp: str | None = None
         self._began = time.time()
+        self.direct = self.output != "-" and is_device(self.output)
         self.stream: IO[str] = self._open()
 
     def _open(self) -> IO[str]:
@@ -172,6 +204,8 @@ class Writer:
             return sys.stdout
         target = Path(self.output)
         try:
+            if self.direct:  # /dev/null, /dev/stdout into a pipe: written as it comes, nothing to sync or rename
+                return open(target, "a", encoding="utf-8", newline="")
             target.parent.mkdir(parents=True, exist_ok=True)
             if target.is_dir():
                 raise IsADirectoryError(21, "it is a folder")
@@ -215,7 +249,8 @@ class Writer:
             self._finish()
             self.stream.flush()
             if self.stream is not sys.stdout:
-                os.fsync(self.stream.fileno())
+                if not self.direct:  # a device or a pipe cannot be synced (EINVAL)
+                    os.fsync(self.stream.fileno())
                 self.stream.close()
             self.stream = None
             if self._tmp:
@@ -225,7 +260,15 @@ class Writer:
                 remove_stale_temporaries(Path(self.output), self._began)
         except OSError as exc:
             self.discard()
-            raise _cannot_write(self.output, exc) from None
+            raise self._failed(exc) from None
+
+    def _failed(self, exc: OSError) -> Exception:
+        """The error for a failed write: a reader of a pipe that went away (`-o /dev/stdout | head -1`) ends the
+        run quietly, as with '-'; anything else is fatal."""
+        if self.direct and isinstance(exc, BrokenPipeError):
+            self.discard()
+            return OutputClosed()
+        return _cannot_write(self.output, exc)
 
     def discard(self) -> None:
         """Drop the temporary file of an atomic writer, leaving the target as it was."""
@@ -259,7 +302,7 @@ class JsonlWriter(Writer):
     format = "jsonl"
 
     def _open(self) -> IO[str]:
-        self._fresh = not self.append and self.output != "-"
+        self._fresh = not self.append and self.output != "-" and not self.direct
         if not self._fresh:
             return super()._open()
         self.append = True  # open without truncating ('a'); `write` empties the file at the first record
@@ -269,7 +312,7 @@ class JsonlWriter(Writer):
             self.append = False
 
     def write(self, record: Record) -> None:
-        line = json.dumps(record_dict(record), ensure_ascii=False) + "\n"
+        line = record_json(record) + "\n"
         if self.stream is sys.stdout:
             _to_stdout(line)
             return
@@ -283,7 +326,7 @@ class JsonlWriter(Writer):
             while data:  # one call normally; a partial write (disk nearly full) continues where it stopped
                 data = data[os.write(fd, data):]
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise self._failed(exc) from None
 
 
 class JsonWriter(Writer):
@@ -298,10 +341,10 @@ class JsonWriter(Writer):
 
     @property
     def atomic(self) -> bool:
-        return self.output != "-"
+        return self.output != "-" and not self.direct
 
     def write(self, record: Record) -> None:
-        text = ("," if self.count else "") + "\n  " + json.dumps(record_dict(record), ensure_ascii=False)
+        text = ("," if self.count else "") + "\n  " + record_json(record)
         if self.stream is sys.stdout:
             _to_stdout(text)
             self.count += 1
@@ -310,7 +353,7 @@ class JsonWriter(Writer):
             self.stream.write(text)
             self.stream.flush()  # progress is visible (the temporary file) as files finish
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise self._failed(exc) from None
         self.count += 1
 
     def _finish(self) -> None:
@@ -329,10 +372,10 @@ class CsvWriter(Writer):
 
     @property
     def atomic(self) -> bool:
-        return self.output != "-"
+        return self.output != "-" and not self.direct
 
     def write(self, record: Record) -> None:
-        rows = [[csv_cell(cell) for cell in row] for row in csv_rows(record)]
+        rows = [[csv_cell(cell) for cell in row] for row in csv_rows(sound(record))]
         if self.stream is sys.stdout:
             buffer = io.StringIO()
             csv.writer(buffer, lineterminator="\r\n").writerows(rows)
@@ -342,7 +385,7 @@ class CsvWriter(Writer):
             self.csv.writerows(rows)
             self.stream.flush()
         except OSError as exc:
-            raise _cannot_write(self.output, exc) from None
+            raise self._failed(exc) from None
 
 
 class TableWriter(Writer):
@@ -404,7 +447,7 @@ def rewrite_jsonl(output: str, records: list[Record]) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as stream:
             for record in records:
-                stream.write(json.dumps(record_dict(record), ensure_ascii=False) + "\n")
+                stream.write(record_json(record) + "\n")
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(tmp, output)
@@ -416,4 +459,5 @@ def rewrite_jsonl(output: str, records: list[Record]) -> None:
 
 
 __all__ = ["CSV_COLUMNS", "FORMATS", "CsvWriter", "JsonWriter", "JsonlWriter", "OutputClosed", "Writer", "csv_cell",
-           "csv_rows", "format_for", "get_writer", "portable_path", "record_dict", "rewrite_jsonl", "write_records"]
+           "csv_rows", "format_for", "get_writer", "portable_path", "record_dict", "record_json", "rewrite_jsonl", "sound",
+           "write_records"]

@@ -44,6 +44,7 @@ class ReportSummary:
     unreadable: int  # classified videos that gave no thumbnails (moved, deleted, damaged since)
     bytes: int  # size of everything written
     elapsed: float
+    malformed: int = 0  # records skipped as malformed (each named in a warning)
 
 
 def folder_mode(output: Path) -> bool:
@@ -107,6 +108,17 @@ def _check_output(output: Path, folder: bool, overwrite: bool) -> None:
         raise ConfigError(f"{output} already exists: use --overwrite to replace it")
 
 
+def _refuse_input(records_file: Path, output: Path) -> None:
+    """The records file must not be the output, nor inside the report folder it replaces (--overwrite or not)."""
+    if str(records_file) == "-" or not records_file.exists():
+        return
+    source, target = os.path.realpath(records_file), os.path.realpath(output)
+    same = source == target or (output.exists() and os.path.samefile(records_file, output))
+    if same or source.startswith(target.rstrip(os.sep) + os.sep):
+        raise ConfigError(f"the report {output} would replace the records file it is made from ({records_file}): "
+                          "give another output name")
+
+
 def _thumbnails(records: Iterator[Record], records_file: Path, workers: int, timeout: float | None,
                 limit: int) -> Iterator[tuple[Record, Path, tuple, Thumbnails]]:
     """(record, video path, thumbnail units, thumbnails) for each classified record, in order."""
@@ -155,14 +167,14 @@ class _Pages:
 
     def _open(self) -> None:
         if not self.folder:
-            self.handle = open(self.target, "w", encoding="utf-8")
+            self.handle = open(self.target, "w", encoding="utf-8", errors=html.SHOWN)
             self.handle.write(html.head(f"vidtag report: {self.source}") + html.controls("videos"))
             self.handle.write(html.render_overview(self.info, self.source))
             self.handle.write(html.render_failures(self.info.failures, self.failure_href))
         else:
             number = len(self.pages) + 1
             name = _page_name(number)
-            self.handle = open(self.target / name, "w", encoding="utf-8")
+            self.handle = open(self.target / name, "w", encoding="utf-8", errors=html.SHOWN)
             nav = ['<nav><a href="index.html" data-keep-query>index</a>']
             if number > 1:
                 nav.append(f'<a href="{_page_name(number - 1)}" data-keep-query>‹ previous</a>')
@@ -216,7 +228,7 @@ class _Pages:
             self._close()
             return
         self._close()
-        with open(self.target / "index.html", "w", encoding="utf-8") as index:
+        with open(self.target / "index.html", "w", encoding="utf-8", errors=html.SHOWN) as index:
             index.write(html.head(f"vidtag report: {self.source}") + html.controls("pages"))
             index.write(html.render_overview(self.info, self.source))
             index.write(html.render_failures(self.info.failures, self.failure_href))
@@ -257,6 +269,7 @@ def make_report(records_file: Path, output: Path, *, per_page: int = 100, worker
     if max_thumbnails < 1:
         raise ConfigError("max_thumbnails must be at least 1")
     folder = folder_mode(output)
+    _refuse_input(records_file, output)
     _check_output(output, folder, overwrite)
     info = overview(records_file)
     temp = output.parent / f".{output.name}.tmp-{os.getpid()}"
@@ -267,7 +280,9 @@ def make_report(records_file: Path, output: Path, *, per_page: int = 100, worker
         pages = _Pages(temp, output, folder, per_page, info, str(records_file), records_file)
         done = 0
         # closing: an interruption stops the workers at once, not when the generator is collected
-        with closing(_thumbnails(iter_records(records_file), records_file, _workers(workers, info.ok),
+        # the overview told of malformed records already: this second pass skips them silently
+        with closing(_thumbnails(iter_records(records_file, on_skip=lambda which, why: None), records_file,
+                                 _workers(workers, info.ok),
                                  timeout, max_thumbnails)) as cards:
             for record, video, units, thumbs in cards:
                 pages.add(record, video, units, thumbs)
@@ -284,7 +299,8 @@ def make_report(records_file: Path, output: Path, *, per_page: int = 100, worker
         raise
     return ReportSummary(output=output, files=info.files, ok=info.ok, failed=info.failed,
                          pages=len(pages.pages) if folder else 1, thumbnails=pages.images,
-                         unreadable=pages.unreadable, bytes=_size(output), elapsed=time.perf_counter() - began)
+                         unreadable=pages.unreadable, bytes=_size(output), elapsed=time.perf_counter() - began,
+                         malformed=len(info.malformed))
 
 
 def _replace(temp: Path, output: Path) -> None:

@@ -7,6 +7,7 @@ lets only the page's own script run, as a second line of defence.
 from __future__ import annotations
 
 import base64
+import codecs
 import hashlib
 import json
 import os
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from ..results.record import Label, Record
+from ..results.record import Label, Record, named
 from .records import Overview
 from .thumbs import Thumbnails
 
@@ -36,6 +37,17 @@ SCRIPT = _asset("report.js")
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
 CSP = (f"default-src 'none'; script-src 'sha256-{_SCRIPT_HASH}'; style-src 'unsafe-inline'; "
        "img-src * data:; media-src * data: blob:; base-uri 'none'; form-action 'none'")
+
+
+def _shown(error: UnicodeError) -> tuple[bytes, int]:
+    # bytes: the UTF-8 encoder takes only ASCII text from an error handler, but any bytes
+    return "\ufffd".encode() * (error.end - error.start), error.end
+
+
+# the pages are written with this error handler: what cannot be UTF-8 (the odd bytes of a file name that is
+# not UTF-8, held as surrogate escapes) is shown as U+FFFD; links keep the real bytes (see link_to)
+SHOWN = "vidtag.report.shown"
+codecs.register_error(SHOWN, _shown)
 
 
 def attr_json(value: Any) -> str:
@@ -67,7 +79,7 @@ def human_size(size: int | None) -> str:
 
 def hue(label: str) -> int:
     """A stable colour per label (the same in every video and every page)."""
-    return zlib.crc32(label.encode()) % 360
+    return zlib.crc32(label.encode("utf-8", "surrogatepass")) % 360
 
 
 def link_to(target: Path, page_folder: Path) -> str:
@@ -80,7 +92,7 @@ def link_to(target: Path, page_folder: Path) -> str:
         relative = os.path.relpath(target, page_folder)
     except ValueError:  # another drive (Windows)
         return target.absolute().as_uri()
-    return quote(Path(relative).as_posix())
+    return quote(os.fsencode(Path(relative).as_posix()))  # a name that is not UTF-8: its real bytes
 
 
 @dataclass
@@ -101,15 +113,15 @@ def thumbnail_units(record: Record, limit: int) -> tuple[str, list[Unit], int]:
     steps; every record has them, and its segments are on the timeline), else per segment, else one for the
     whole video; past `limit`, evenly spread ones are kept."""
     if record.shots:
-        kind, units = "shot", [Unit(s.start, s.end, s.labels) for s in record.shots]
+        kind, units = "shot", [Unit(s.start, s.end, named(s)) for s in record.shots]
     elif record.clips:
-        kind, units = "clip", [Unit(c.start, c.end, c.labels) for c in record.clips]
+        kind, units = "clip", [Unit(c.start, c.end, named(c)) for c in record.clips]
     elif record.segments:
         kind = "segment"
         units = [Unit(s.start, s.end, [Label(s.label, s.score)])
                  for s in sorted(record.segments, key=lambda s: (s.start, s.end))]
     else:
-        kind, units = "video", [Unit(0.0, record.duration or 0.0, record.labels)]
+        kind, units = "video", [Unit(0.0, record.duration or 0.0, named(record))]
     total = len(units)
     if total > limit > 0:
         step = (total - 1) / max(limit - 1, 1)
@@ -117,25 +129,29 @@ def thumbnail_units(record: Record, limit: int) -> tuple[str, list[Unit], int]:
     return kind, units, total
 
 
-def timeline_rows(record: Record) -> list[tuple[str, list[tuple[float, float, float]]]]:
-    """(label, [(start, end, score)]) per label, from the record's segments (else its shots or clips),
-    the video's own ranking first, then the labels that cover the most time."""
+def timeline_rows(record: Record, source: str | None = None) -> list[tuple[str, list[tuple[float, float, float]]]]:
+    """(tag or label, [(start, end, score)]) for what is seen (or, with `source` "audio", heard): from the
+    record's segments (else its shots or clips), the video's own ranking first, then what covers the most
+    time."""
     spans: dict[str, list[tuple[float, float, float]]] = {}
     if record.segments:
         for s in record.segments:
-            spans.setdefault(s.label, []).append((s.start, s.end, s.score))
-    else:
+            if s.source == source:
+                spans.setdefault(s.label, []).append((s.start, s.end, s.score))
+    elif source is None:
         for part in record.shots or record.clips:
-            for x in part.labels:
+            for x in named(part):
                 spans.setdefault(x.label, []).append((part.start, part.end, x.score))
-    rank = {x.label: i for i, x in enumerate(record.labels)}
+    rank = {x.label: i for i, x in enumerate(named(record, source))}
     return sorted(spans.items(), key=lambda item: (rank.get(item[0], len(rank)),
                                                    -sum(e - s for s, e, _ in item[1]), item[0]))
 
 
 def all_labels(record: Record) -> list[str]:
-    """Every label the filter should find this video by."""
-    names = dict.fromkeys(x.label for x in record.labels)
+    """Every name the filter should find this video by: its tags and their categories, its labels."""
+    names = dict.fromkeys(name for part in [record, *(record.shots or []), *record.clips]
+                          for t in (part.tags or []) for name in reversed(t.path))
+    names.update(dict.fromkeys(x.label for x in record.labels))
     for part in (record.shots or []) + record.clips:
         names.update(dict.fromkeys(x.label for x in part.labels))
     names.update(dict.fromkeys(s.label for s in record.segments))
@@ -177,7 +193,8 @@ def render_video(index: int, record: Record, units: tuple[str, list[Unit], int],
         facts.append(f'{float(video["fps"]):g} fps')
     if record.model:
         facts.append(escape(record.model))
-    best = record.labels[0].score if record.labels else ""
+    seen, heard = named(record), named(record, "audio")
+    best = seen[0].score if seen else ""
     data = (f'data-index="{index}" data-path="{escape(record.path)}" data-duration="{duration or ""}" '
             f'data-size="{size or ""}" data-score="{best}" data-labels="{attr_json(all_labels(record))}" '
             f'data-src="{escape(href)}"')
@@ -186,7 +203,14 @@ def render_video(index: int, record: Record, units: tuple[str, list[Unit], int],
     parts = [f'<article class="video" data-filter-item {data}>',
              f'<h2><a class="path" href="{escape(href)}">{escape(record.path)}</a></h2>',
              f'<p class="meta">{" · ".join(facts)}</p>',
-             _label_list(record.labels)]
+             _label_list(seen)]
+    if heard:
+        parts.append(f'<p class="heard">heard</p>{_label_list(heard, "labels heard")}')
+    if record.tags is not None and record.labels:  # the model's own labels, on demand
+        parts.append(f'<details class="raw"><summary>model labels</summary>{_label_list(record.labels)}</details>')
+    notes = (record.audio or {}).get("notes") or []
+    if notes:
+        parts.append(f'<p class="note">sound: {escape("; ".join(map(str, notes)))}</p>')
     parts.append(_strip(kind, shown, total, thumbs, images, href))
     parts.append(_timeline(record, duration))
     parts.append('<div class="player" hidden></div></article>\n')
@@ -220,11 +244,19 @@ def _strip(kind: str, units: list[Unit], total: int, thumbs: Thumbnails | None, 
 
 
 def _timeline(record: Record, duration: float | None) -> str:
-    rows = timeline_rows(record)
-    if not rows:
+    seen, heard = timeline_rows(record), timeline_rows(record, "audio")
+    if not seen and not heard:
         return ""
-    length = duration or max(e for _, spans in rows for _, e, _ in spans) or 1.0
-    out = ['<div class="timeline">']
+    length = duration or max(e for _, spans in seen + heard for _, e, _ in spans) or 1.0
+    out = ['<div class="timeline">', *_rows(seen, length)]
+    if heard:  # the sound's own lane, under the pictures'
+        out += ['<div class="lane audio"><p class="lane-name">sound</p>', *_rows(heard, length, "audio"), "</div>"]
+    out.append("</div>")
+    return "".join(out)
+
+
+def _rows(rows: list[tuple[str, list[tuple[float, float, float]]]], length: float, css: str = "") -> list[str]:
+    out = []
     for label, spans in rows[:MAX_ROWS]:
         bars = []
         for start, end, score in spans:
@@ -234,12 +266,11 @@ def _timeline(record: Record, duration: float | None) -> str:
             bars.append(f'<span class="span" style="left:{left:.2f}%;width:{width:.2f}%;'
                         f'background:hsl({hue(label)} 65% 50% / {0.35 + 0.65 * min(max(score, 0), 1):.2f})" '
                         f'title="{escape(tip)}" data-start="{start:.3f}"></span>')
-        out.append(f'<div class="row" data-labels="{attr_json([label])}"><span class="name" title="{escape(label)}">'
-                   f'{escape(label)}</span><div class="track">{"".join(bars)}</div></div>')
+        out.append(f'<div class="row {css}" data-labels="{attr_json([label])}"><span class="name" '
+                   f'title="{escape(label)}">{escape(label)}</span><div class="track">{"".join(bars)}</div></div>')
     if len(rows) > MAX_ROWS:
-        out.append(f'<p class="note">{len(rows) - MAX_ROWS} more labels not drawn</p>')
-    out.append("</div>")
-    return "".join(out)
+        out.append(f'<p class="note">{len(rows) - MAX_ROWS} more not drawn</p>')
+    return out
 
 
 def head(title: str) -> str:
@@ -277,7 +308,8 @@ def render_overview(info: Overview, source: str, top: int = 30) -> str:
                   f'</summary><table class="facts">{cells}</table></details></td></tr>')
     chips = "".join(f'<li><button type="button" class="chip" data-query="{escape(label)}">{escape(label)} '
                     f'<span class="count">{n}</span></button></li>' for label, n in info.labels.most_common(top))
-    labels = (f'<h3>Most frequent labels <small>(videos)</small></h3><ul class="chips">{chips}</ul>' if chips else "")
+    labels = (f'<h3>Most frequent tags and labels <small>(videos)</small></h3><ul class="chips">{chips}</ul>'
+              if chips else "")
     return f'<section id="summary"><h2>Summary</h2><table class="facts">{table}</table>{labels}</section>\n'
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..results.record import Record
-from ..records.readers import iter_records
+from ..results.record import Record, named
+from ..records.readers import iter_records, warn_skipped
+from ..records.writers import portable_path
 
 PER_FILE_SETTINGS = ("file", "size", "mtime")  # settings that describe the file, not the run
 
@@ -36,6 +37,7 @@ class Overview:
     settings: dict[str, Any] = field(default_factory=dict)  # settings every classified file shares
     varying: list[str] = field(default_factory=list)  # settings that differ between files
     failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    malformed: list[tuple[str, str]] = field(default_factory=list)  # records skipped: (which, why)
 
     def add(self, record: Record) -> None:
         self.files += 1
@@ -46,7 +48,8 @@ class Overview:
             self.failures.append((record.path, record.error or "no reason given"))
             return
         self.ok += 1
-        self.labels.update(list(dict.fromkeys(x.label for x in record.labels)))  # each once, in rank order
+        # each once, in rank order: the tags when the record has a vocabulary's, else the labels
+        self.labels.update(list(dict.fromkeys(x.label for x in named(record) + named(record, "audio"))))
         settings = {k: v for k, v in (record.settings or {}).items() if k not in PER_FILE_SETTINGS}
         if self.ok == 1:
             self.settings = settings
@@ -59,10 +62,17 @@ class Overview:
 
 
 def overview(source: Path) -> Overview:
-    """The overview of a records file; a ConfigError when it holds no records."""
+    """The overview of a records file; a ConfigError when it holds no records. A malformed record is
+    skipped with a warning in vidtag's log (see `records.readers.iter_records`) and listed in `malformed`."""
     result = Overview()
-    for record in iter_records(source):
+
+    def skipped(which: str, why: str) -> None:
+        result.malformed.append((which, why))
+        warn_skipped(which, why)
+
+    for record in iter_records(source, on_skip=skipped):
         result.add(record)
     if not result.files:
-        raise ConfigError(f"{source} holds no records")
+        more = f" ({len(result.malformed)} malformed, skipped)" if result.malformed else ""
+        raise ConfigError(f"{portable_path(str(source))[0]} holds no records{more}")
     return result

@@ -6,7 +6,8 @@ log-likelihood of the truth labels under the video probabilities the pipeline wo
 each clip's probabilities are turned back into logits (log p for softmax, logit p for sigmoid), divided
 by T, turned into probabilities again, and averaged over the clips. Then, for each truth label, the
 threshold is the lowest calibrated video score at which the label's precision on the labelled set
-reaches the target (the most recall for that precision).
+reaches the target (the most recall for that precision). T stays 1 when the fit does not lower the NLL
+(on the fitting videos, and held out with enough of them: see `evaluation.calibrate.fit_temperature`).
 
 Fitting needs every label's score for every clip, so the records must keep all labels: `vidtag eval`
 classifying by itself keeps them; records of an earlier run need `-k` at least the model's label count
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -112,7 +114,8 @@ class CalibrationProfile:
         target = Path(path)
         tmp = target.with_name(f".{target.name}.tmp")
         try:
-            tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            tmp.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n",
+                           encoding="utf-8")
             os.replace(tmp, target)
         except OSError as exc:
             from ..errors import FatalError
@@ -140,15 +143,40 @@ class CalibrationProfile:
         digest = hashlib.sha256(raw).hexdigest()
         models = {}
         for name, entry in data["models"].items():
+            if not isinstance(entry, dict):
+                raise ConfigError(f"{path}: the entry of {name} is not an object")
             try:
                 cal = ModelCalibration(model=name, source=str(path), digest=digest, **entry)
             except TypeError as exc:
                 raise ConfigError(f"{path}: the entry of {name} is malformed ({exc})") from None
-            if cal.score not in SCORE_KINDS or not cal.temperature > 0:
-                raise ConfigError(f"{path}: the entry of {name} needs a score kind (softmax or sigmoid) "
-                                  "and a positive temperature")
+            problem = _entry_problem(cal)
+            if problem:
+                raise ConfigError(f"{path}: the entry of {name} {problem}")
             models[name] = cal
         return cls(models)
+
+
+def _fraction(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1  # NaN fails
+
+
+def _entry_problem(cal: ModelCalibration) -> str | None:
+    """What is wrong with a profile's entry, in words that follow 'the entry of MODEL' (None: nothing)."""
+    if cal.score not in SCORE_KINDS:
+        return "needs a score kind (softmax or sigmoid)"
+    t = cal.temperature
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not (0 < t < math.inf):
+        return f"needs a positive, finite temperature (got {t!r})"
+    if cal.target_precision is not None and not (_fraction(cal.target_precision) and cal.target_precision > 0):
+        return f"has a target precision that is not a fraction in (0, 1] (got {cal.target_precision!r})"
+    if not isinstance(cal.thresholds, dict):
+        return "needs its thresholds as an object mapping labels to scores"
+    for label, value in cal.thresholds.items():
+        if not _fraction(value):
+            return f"has a threshold for '{label}' that is not a score in [0, 1] (got {value!r})"
+    if not isinstance(cal.unreachable, list) or not isinstance(cal.support, dict) or not isinstance(cal.fit, dict):
+        return "has 'unreachable', 'support' or 'fit' of the wrong kind (a list, an object, an object)"
+    return None
 
 
 def clip_matrix(record: Record, labels: Sequence[str]) -> torch.Tensor:

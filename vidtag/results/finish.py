@@ -4,6 +4,7 @@ by classify's engines and by retag from kept embeddings."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from .postprocess import aggregate, ranked, shot_probabilities
-from .record import ClipResult, Label, Record, ScoredTag, Segment
+from .record import ClipResult, Label, Record, ScoredTag, Segment, record_problem
 from .segments import cuts_from_shots, segments_from_spans
 from .vocabulary import TagMap, rank_tags
 
@@ -90,13 +91,28 @@ def record_from_probs(probs: torch.Tensor, spans: list[tuple[float, float]], *, 
                       shot_of: list[int] | None = None, calibration: ModelCalibration | None = None,
                       tagging: Tagging | None = None, **fields: Any) -> Record:
     """Clip x crop probabilities (each span's `crops` rows in turn) -> the file's record (see `label_results`);
-    `fields` are the record's other fields (path, model, video, settings)."""
+    `fields` are the record's other fields (path, model, video, settings). A result that would hold a number
+    that is not finite (an overflowed model, a NaN duration or frame rate) is the file's error record instead,
+    saying why: JSON has no NaN, and every reader compares these numbers (see `record_problem`)."""
+    if not bool(torch.isfinite(probs).all()):
+        return _unfit(fields, "the model gave scores that are not finite numbers (NaN or infinity: its arithmetic "
+                              "overflowed; --precision fp32 may avoid it)")
+    if not math.isfinite(duration):
+        return _unfit(fields, f"the file's duration is not a finite number ({duration})")
     per_clip = probs.view(len(spans), crops, -1).mean(1)
     video_labels, video_tags, clips, shot_results, found = label_results(
         per_clip, spans, labels, score=score, duration=duration, top_k=top_k, threshold=threshold,
         segments=segments, shots=shots, shot_of=shot_of, calibration=calibration, tagging=tagging)
-    return Record(duration=round(duration, 3), labels=video_labels, tags=video_tags, clips=clips, shots=shot_results,
-                  segments=found, score=score, **fields)
+    record = Record(duration=round(duration, 3), labels=video_labels, tags=video_tags, clips=clips,
+                    shots=shot_results, segments=found, score=score, **fields)
+    problem = record_problem(record)
+    return record if problem is None else _unfit(fields, f"the result cannot be written: {problem}")
+
+
+def _unfit(fields: Mapping[str, Any], reason: str) -> Record:
+    """The error record of a file whose numbers are not fit to write (JSON has no NaN: see record_problem)."""
+    return Record.failure(fields.get("path", ""), reason, fields.get("model") or "",
+                          settings=fields.get("settings"))
 
 
 def finish(prepared: Prepared, probs: torch.Tensor, *, model: str, labels: list[str], score: str,

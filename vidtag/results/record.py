@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -23,6 +24,13 @@ class ScoredTag:
     tag: str
     score: float
     path: list[str]
+    source: str | None = None  # "audio" for what is heard; None: what is seen
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"tag": self.tag, "score": self.score, "path": self.path}
+        if self.source is not None:
+            data["source"] = self.source
+        return data
 
 
 @dataclass
@@ -38,7 +46,7 @@ class ClipResult:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"start": self.start, "end": self.end, "labels": [asdict(x) for x in self.labels]}
         if self.tags is not None:
-            data["tags"] = [asdict(x) for x in self.tags]
+            data["tags"] = [x.to_dict() for x in self.tags]
         return data
 
 
@@ -170,8 +178,16 @@ def _labels(items: Any) -> list[Label]:
     return [Label(**x) for x in items or []]
 
 
+def named(part: Record | ClipResult, source: str | None = None) -> list[Label]:
+    """What a record (or a clip, a shot) says, ranked, as labels: its tags when it has a vocabulary's (those
+    seen, or with `source` "audio" those heard), else its labels."""
+    if part.tags is None:
+        return list(part.labels) if source is None else []
+    return [Label(t.tag, t.score) for t in part.tags if t.source == source]
+
+
 def _tags(items: Any) -> list[ScoredTag] | None:
-    return None if items is None else [ScoredTag(x["tag"], x["score"], list(x["path"])) for x in items]
+    return None if items is None else [ScoredTag(x["tag"], x["score"], list(x["path"]), x.get("source")) for x in items]
 
 
 def _spans(items: Any) -> list[ClipResult]:
@@ -198,6 +214,7 @@ class Record:
     segments: list[Segment] = field(default_factory=list)
     score: str | None = None  # 'softmax' (labels compete) or 'sigmoid' (independent, multi-label)
     video: dict[str, Any] | None = None  # width, height, fps, frames, rotation, codec
+    audio: dict[str, Any] | None = None  # with --audio: the track read, seconds of speech, notes on the sound
     settings: RecordSettings | None = None  # what the result depends on; --resume compares it (a dict is taken)
     elapsed: float | None = None  # seconds spent on this file
 
@@ -215,12 +232,14 @@ class Record:
             "path": self.path, "status": self.status, "error": self.error, "model": self.model,
             "duration": self.duration, "labels": [asdict(x) for x in self.labels]}
         if self.tags is not None:
-            data["tags"] = [asdict(x) for x in self.tags]
+            data["tags"] = [x.to_dict() for x in self.tags]
         data["clips"] = [c.to_dict() for c in self.clips]
         if self.shots is not None:
             data["shots"] = [s.to_dict() for s in self.shots]
-        data.update(segments=[s.to_dict() for s in self.segments], score=self.score, video=self.video,
-                    settings=None if self.settings is None else self.settings.to_dict(), elapsed=self.elapsed)
+        data.update(segments=[s.to_dict() for s in self.segments], score=self.score, video=self.video)
+        if self.audio is not None:
+            data["audio"] = self.audio
+        data.update(settings=None if self.settings is None else self.settings.to_dict(), elapsed=self.elapsed)
         return data
 
     @classmethod
@@ -237,3 +256,93 @@ class Record:
     @classmethod
     def failure(cls, path: str, error: str, model: str = "", **extra: Any) -> Record:
         return cls(path=path, status="error", error=error, model=model, **extra)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _span_problem(span: Any, what: str) -> str | None:
+    if not isinstance(span, ClipResult):
+        return f"{what} is not a span"
+    for name in ("start", "end"):
+        value = getattr(span, name)
+        if not _number(value):
+            return f"{what} has a {name} that is not a number ({value!r})"
+        if not math.isfinite(value):
+            return f"{what} has a {name} that is not a finite number ({value})"
+    return _labels_problem(span.labels, f"{what}'s labels") or _tags_problem(span.tags, f"{what}'s tags")
+
+
+def _tags_problem(tags: Any, what: str) -> str | None:
+    if tags is None:
+        return None
+    if not isinstance(tags, list):
+        return f"{what} are not a list"
+    for rank, x in enumerate(tags, 1):
+        if not isinstance(x, ScoredTag) or not isinstance(x.tag, str) or not isinstance(x.path, list):
+            return f"{what}: entry {rank} is not a tag with a name and a path"
+        if not _number(x.score) or not math.isfinite(x.score):
+            return f"{what}: the score of '{x.tag}' is not a finite number ({x.score!r})"
+    return None
+
+
+def _labels_problem(labels: Any, what: str) -> str | None:
+    if not isinstance(labels, list):
+        return f"{what} are not a list"
+    for rank, x in enumerate(labels, 1):
+        if not isinstance(x, Label) or not isinstance(x.label, str):
+            return f"{what}: entry {rank} is not a label with a name"
+        if not _number(x.score):
+            return f"{what}: the score of '{x.label}' is not a number ({x.score!r})"
+        if not math.isfinite(x.score):
+            return f"{what}: the score of '{x.label}' is not a finite number ({x.score})"
+    return None
+
+
+def record_problem(record: Record) -> str | None:
+    """What makes a record unfit to write or to read back, in plain words (None: nothing).
+
+    Every number a record carries (scores, times, duration, frame rate) must be finite, since JSON has no
+    NaN or Infinity and every consumer (export, report, eval, calibration) compares them; and every field
+    must have its type. Classify turns such a record into an error record; readers skip it.
+    """
+    if not isinstance(record.path, str):
+        return "its path is not text"
+    if record.status not in ("ok", "error"):
+        return f"its status is neither 'ok' nor 'error' ({record.status!r})"
+    if record.error is not None and not isinstance(record.error, str):
+        return "its error is not text"
+    if record.model is not None and not isinstance(record.model, str):
+        return "its model is not text"
+    if record.duration is not None:
+        if not _number(record.duration):
+            return f"its duration is not a number ({record.duration!r})"
+        if not math.isfinite(record.duration) or record.duration < 0:
+            return f"its duration is not a finite number of seconds ({record.duration})"
+    if record.video is not None:
+        if not isinstance(record.video, dict):
+            return "its video facts are not an object"
+        fps = record.video.get("fps")
+        if fps is not None and (not _number(fps) or not math.isfinite(fps)):
+            return f"its frame rate is not a finite number ({fps!r})"
+    problem = _labels_problem(record.labels, "its labels") or _tags_problem(record.tags, "its tags")
+    if problem:
+        return problem
+    if not isinstance(record.clips, list) or (record.shots is not None and not isinstance(record.shots, list)):
+        return "its clips or shots are not lists"
+    for kind, spans in (("clip", record.clips), ("shot", record.shots or [])):
+        for index, span in enumerate(spans):
+            problem = _span_problem(span, f"{kind} {index}")
+            if problem:
+                return problem
+    if not isinstance(record.segments, list):
+        return "its segments are not a list"
+    for index, s in enumerate(record.segments):
+        if not isinstance(s, Segment) or not isinstance(s.label, str):
+            return f"segment {index} is not a labelled span"
+        for name in ("start", "end", "score"):
+            value = getattr(s, name)
+            if not _number(value) or not math.isfinite(value):
+                return f"segment {index} ('{s.label}') has a {name} that is not a finite number ({value!r})"
+    return None

@@ -29,6 +29,7 @@ ENTER = 0.3  # a span needs one clip at least this sure (Video Intelligence's sh
 STAY = 0.15  # and lasts while its clips stay at least this sure
 MIN_DURATION = 1.0  # seconds: shorter spans are dropped
 MAX_GAP = 1.0  # seconds: shorter holes between two spans of one label are closed
+PARAMS = ("enter", "stay", "min_duration", "max_gap")  # the parameters' names, as records' settings keep them
 
 
 def check_params(enter: float, stay: float, min_duration: float, max_gap: float) -> None:
@@ -152,5 +153,5 @@ def segments_from_clips(clips: Sequence[ClipResult], *, duration: float | None =
                                duration=duration, cuts=cuts_from_shots(shots), **params)
 
 
-__all__ = ["ENTER", "MAX_GAP", "MIN_DURATION", "STAY", "cells", "check_params", "cuts_from_shots",
+__all__ = ["ENTER", "MAX_GAP", "MIN_DURATION", "PARAMS", "STAY", "cells", "check_params", "cuts_from_shots",
            "segments_from_clips", "segments_from_spans"]

@@ -15,6 +15,8 @@ import torch
 from ..errors import ConfigError
 from ..models.loading import find_spec, resolve_model
 from ..media.clips import InputSpec, Prepared
+from ..media.sound import SoundSpec
+from ..results.sound import sound_results
 from ..results.finish import Tagging, finish
 from ..results.vocabulary import TagMap, load_vocabulary
 from ..results.record import Record, RecordSettings, digest
@@ -53,9 +55,11 @@ class Job:
             raise ConfigError(f"model '{self.spec.name}' tags sound, not pictures: use it as "
                               f"--audio --audio-model {self.spec.name}")
         self._taggings: dict[tuple[str, ...], Tagging | None] = {}
+        self._sound_map: TagMap | None = None
         self.inputs = InputSpec.from_spec(self.spec, clips=settings.planned_clips, window=settings.window,
                                           stride=settings.stride, crops=settings.crops, sampling=settings.sampling,
-                                          shots=settings.shots, shot_threshold=settings.shot_threshold)
+                                          shots=settings.shots, shot_threshold=settings.shot_threshold,
+                                          sound=self._sound(settings) if settings.audio else None)
         if self.spec.options.get("stream"):  # a stream model's clips must follow each other in time
             if settings.crops > 1 or settings.shots or (settings.stride and settings.stride != settings.window):
                 raise ConfigError(f"model '{self.spec.name}' streams: its clips must be consecutive windows of "
@@ -83,6 +87,33 @@ class Job:
         if self.vocabulary is not None:  # the tags depend on the vocabulary and its maps
             self.record_settings = self.record_settings.updated(
                 vocabulary={"name": self.vocabulary.name, "sha256": self.vocabulary.digest})
+
+    def _sound(self, settings: Settings) -> SoundSpec:
+        """What --audio listens with: speech and silence always; a sound model's tags with --audio-model (a
+        zero-shot one scores the vocabulary's sound tags through their prompts)."""
+        if settings.audio_model is None:
+            return SoundSpec(settings.audio_track)
+        entry = find_spec(settings.audio_model, settings.registry_files)
+        if entry.facts.modality != "audio":
+            raise ConfigError(f"--audio-model '{entry.name}' tags pictures, not sound: give a sound model "
+                              "(see 'vidtag models': AST, CLAP)")
+        labels = None
+        if entry.zero_shot:
+            if self.vocabulary is None:
+                raise ConfigError(f"--audio-model '{entry.name}' scores the vocabulary's sound tags: it needs a "
+                                  "vocabulary (not --vocabulary raw)")
+            self._sound_map = self.vocabulary.zero_shot_map(source="audio")
+            labels = self._sound_map.labels
+        spec = resolve_model(dataclasses.replace(settings, model=entry, labels=labels, prompts=("{}",) if labels else None,
+                                                 weights=None, overrides={}))
+        return SoundSpec(settings.audio_track, spec, labels)
+
+    def sound_tagging(self, labels: list[str], score: str) -> Tagging | None:
+        """How a sound model's probabilities become audio tags (None: no vocabulary, or no map)."""
+        if self.vocabulary is None:
+            return None
+        tag_map = self._sound_map if self._sound_map is not None else self.vocabulary.map_labels(labels)
+        return tag_map and Tagging(tag_map, score == "sigmoid", self.settings.top_k, self.settings.threshold)
 
     def tagging(self, labels: list[str], score: str) -> Tagging | None:
         """How this run's records get their tags from probabilities over `labels` (None: no vocabulary, or
@@ -115,6 +146,14 @@ class Job:
                             crops=self.inputs.crops, top_k=self.settings.top_k, threshold=self.settings.threshold,
                             segments=self.settings.segment_params, calibration=self.calibration,
                             tagging=self.tagging(labels, score))
+        heard = getattr(item, "heard", None)
+        if heard is not None and record.ok:  # what the sound track adds, on the same timeline
+            tags, found, record.audio = sound_results(
+                heard, record.duration or 0.0, vocabulary=self.vocabulary, segments=self.settings.segment_params,
+                tagging=self.sound_tagging(heard.labels or [], heard.score or "softmax") if heard.labels else None)
+            if record.tags is not None:
+                record.tags = record.tags + tags
+            record.segments = sorted(record.segments + found, key=lambda s: (s.start, -s.score, s.label))
         record.elapsed = round(seconds, 4)
         record.settings = self.record_settings.updated(file=file_key(record.path))
         return record

@@ -44,6 +44,9 @@ class Settings:
     views: str | None = None  # 'CLIPSxCROPS'
     shots: bool = False  # find the shots (TransNetV2) and plan the clips inside them; records gain `shots`
     shot_threshold: float = 0.5  # TransNetV2's boundary threshold (the paper's default)
+    audio: bool = False  # also tag the sound track: speech, silence, and a sound model's tags
+    audio_track: int = 0  # which audio track (counting audio tracks only)
+    audio_model: str | None = None  # a sound model (AST, CLAP) for sound tags beyond speech and silence
     sampling: str = "uniform"
     # results
     top_k: int = 5
@@ -126,6 +129,10 @@ class Settings:
             raise OptionError("{} plans the clips inside each shot: {} does not apply", "shots", "stride")
         if self.threshold is not None and not 0 <= self.threshold <= 1:
             raise OptionError("{} must be between 0 and 1", "threshold")
+        if not isinstance(self.audio_track, int) or isinstance(self.audio_track, bool) or self.audio_track < 0:
+            raise OptionError(f"{{}} must be 0 or more (got {self.audio_track!r})", "audio_track")
+        if (self.audio_track or self.audio_model) and not self.audio:
+            raise OptionError("{} and {} apply with {}", "audio_track", "audio_model", "audio")
         if not isinstance(self.vocabulary, str) or not self.vocabulary.strip():
             raise OptionError("{} must be archive, raw or a vocabulary file", "vocabulary")
         segments.check_params(**self.segment_params)
