@@ -104,8 +104,8 @@ class Job:
                                   "vocabulary (not --vocabulary raw)")
             self._sound_map = self.vocabulary.zero_shot_map(source="audio")
             labels = self._sound_map.labels
-        spec = resolve_model(dataclasses.replace(settings, model=entry, labels=labels, prompts=("{}",) if labels else None,
-                                                 weights=None, overrides={}))
+        spec = resolve_model(entry, labels=labels, prompts=("{}",) if labels else None,
+                             registry_files=settings.registry_files)
         return SoundSpec(settings.audio_track, spec, labels)
 
     def sound_tagging(self, labels: list[str], score: str) -> Tagging | None:
