@@ -276,3 +276,25 @@ def test_subtitle_cues_name_the_tags_that_hold(tmp_path, vocab):
 
     pieces = labelled_pieces(record_with_tags(vocab))
     assert pieces and pieces[0].lines()[0].startswith("cat ")
+
+
+def test_the_report_shows_tags_first_and_the_sound_in_its_own_lane(tmp_path, vocab):
+    from vidtag.records.writers import get_writer
+    from vidtag.report import make_report
+    from vidtag.results.record import ScoredTag, Segment
+
+    record = record_with_tags(vocab)
+    record.tags.append(ScoredTag("speech", 0.7, ["sound", "human voice", "speech"], source="audio"))
+    record.segments.append(Segment("speech", 0.5, 1.5, 0.7, kind="tag", source="audio"))
+    record.audio = {"track": None, "notes": []}
+    records = tmp_path / "r.jsonl"
+    with get_writer(str(records)) as writer:
+        writer.write(record)
+    make_report(records, tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    card = page[page.index('<article class="video"'):]
+    # the tag list comes before the model's labels, which are folded away
+    assert card.index(">cat<") < card.index("<summary>model labels</summary>") < card.index(">tabby<")
+    lane = card[card.index('class="lane audio"'):]
+    assert 'class="row audio"' in lane and ">speech<" in lane
+    assert ">speech<" not in card[:card.index('class="lane audio"')].split('class="timeline"')[1]

@@ -94,7 +94,7 @@ def _ranked(base: list, index: int | str, span: ClipResult, tail: list, kind: st
     rows = [base + [index, span.start, span.end, rank, x.label, x.score] + tail + [kind, raw, "", ""]
             for rank, x in enumerate(span.labels, 1)]
     return rows + [base + [index, span.start, span.end, rank, x.tag, x.score] + tail
-                   + [f"{kind} tag", raw, TAG_PATH_SEPARATOR.join(x.path), ""]
+                   + [f"{kind} tag", raw, TAG_PATH_SEPARATOR.join(x.path), x.source or ""]
                    for rank, x in enumerate(span.tags or [], 1)]
 
 
