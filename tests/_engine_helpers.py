@@ -98,8 +98,8 @@ def echo(value, delay: float = 0.0):
     return value
 
 
-def faulty_prepare(path: str, inputs, send_part=None):
-    """`prepare_or_error`, except that a file's name can ask the worker to crash or hang."""
+def faulty_prepare(path: str, inputs, send_part=None, progress=None):
+    """`prepare_or_error`, except that a file's name can ask the worker to crash or hang (see `hang`)."""
     name = Path(path).name
     if "abort" in name:
         os.abort()
@@ -108,8 +108,85 @@ def faulty_prepare(path: str, inputs, send_part=None):
     if "segv" in name:
         os.kill(os.getpid(), signal.SIGSEGV)
     if "hang" in name:
-        time.sleep(120)
-    return prepare_or_error(path, inputs, send_part=send_part)
+        hang(path)
+    return prepare_or_error(path, inputs, send_part=send_part, progress=progress)
+
+
+HANG_SECONDS = 600  # a task that is not stopped returns after this long, and its record then says so
+
+
+def hang(path: str) -> None:
+    """Say that this task hangs (a file '<path>.hanging', which `HangClock` sees), then hang until the
+    worker is killed (a task that is not killed goes on after HANG_SECONDS, so a test fails, not hangs)."""
+    Path(f"{path}.hanging").touch()
+    time.sleep(HANG_SECONDS)
+
+
+class HangClock:
+    """A worker pool's clock (`vidtag.run.workers._clock`) for tests of the timeout that do not depend on
+    the machine's speed: it stands still until a task says it hangs (a '*.hanging' file in `folder`), then
+    jumps `jump` seconds and stands still again. So the timeout fires for the task that hangs, however
+    long the healthy ones take on a loaded machine. Use one worker: a task in flight beside the hanging
+    one when the clock jumps would time out too."""
+
+    def __init__(self, folder: Path | str, jump: float):
+        self.folder, self.jump = Path(folder), jump
+
+    def __call__(self) -> float:
+        return self.jump if any(self.folder.glob("*.hanging")) else 0.0
+
+
+class BeatClock:
+    """A worker pool's clock that moves `step` seconds at each progress call of `counting_prepare` on
+    `path` (counted in '<path>.beats'), and not otherwise: a task 'takes' beats x step seconds, in steps
+    that the test sets against the timeout, whatever the machine's speed."""
+
+    def __init__(self, path: str, step: float):
+        self.beats, self.step = Path(f"{path}.beats"), step
+
+    def __call__(self) -> float:
+        return beats(self.beats) * self.step
+
+
+def beats(counter: Path | str) -> int:
+    try:
+        return os.path.getsize(counter)
+    except OSError:
+        return 0
+
+
+def counting_prepare(path: str, inputs, send_part=None, progress=None):
+    """`prepare_or_error` whose progress calls are counted (a byte each in '<path>.beats') before they go
+    to the pool, for `BeatClock`."""
+    def counted() -> None:
+        with open(f"{path}.beats", "ab") as counter:
+            counter.write(b".")
+        progress()
+
+    return prepare_or_error(path, inputs, send_part=send_part, progress=counted if progress else None)
+
+
+def prepare_hanging_mid_scan(path: str, inputs, send_part=None, progress=None):
+    """`prepare_or_error` whose shot scan decodes `SCAN_FRAMES_BEFORE_HANG` frames, then hangs in the
+    decoder (see `hang`): an FFmpeg call that never returns."""
+    from vidtag.media.shots import scan
+
+    real = scan.small_frames
+
+    def frames_then_hang(*args, **kwargs):
+        for i, item in enumerate(real(*args, **kwargs)):
+            if i == SCAN_FRAMES_BEFORE_HANG:
+                hang(path)
+            yield item
+
+    scan.small_frames = frames_then_hang
+    try:
+        return prepare_or_error(path, inputs, send_part=send_part, progress=progress)
+    finally:
+        scan.small_frames = real
+
+
+SCAN_FRAMES_BEFORE_HANG = 60  # more than one of the scan's 50-frame steps: progress was reported before
 
 
 def faulty_echo(value):
@@ -127,7 +204,7 @@ def faulty_echo(value):
     return value
 
 
-def prepare_then_crash(path: str, inputs, send_part):
+def prepare_then_crash(path: str, inputs, send_part, progress=None):
     """`prepare_or_error` that streams its parts, and crashes right after the first part of a file named
     '*late_crash*'."""
     if "late_crash" in Path(path).name:
@@ -135,11 +212,11 @@ def prepare_then_crash(path: str, inputs, send_part):
             send_part(value)
             os._exit(5)
 
-        return prepare_or_error(path, inputs, send_part=send_then_die)
-    return prepare_or_error(path, inputs, send_part=send_part)
+        return prepare_or_error(path, inputs, send_part=send_then_die, progress=progress)
+    return prepare_or_error(path, inputs, send_part=send_part, progress=progress)
 
 
-def many_parts(count: int, size: int, send_part):
+def many_parts(count: int, size: int, send_part, progress=None):
     """Send `count` parts of `size` bytes, then return the count."""
     for i in range(count):
         send_part(bytes([i % 256]) * size)

@@ -10,7 +10,8 @@ import av
 import numpy as np
 import pytest
 import torch
-from _engine_helpers import local_engine, make_videos, tiny_model
+from _engine_helpers import (SCAN_FRAMES_BEFORE_HANG, BeatClock, HangClock, beats, local_engine, make_videos,
+                             tiny_model)
 from media import index_of, make_video
 from typer.testing import CliRunner
 
@@ -22,6 +23,7 @@ from vidtag.media.preprocess import preprocess
 from vidtag.media.probe import probe
 from vidtag.results.record import Record
 from vidtag.run.settings import parse_batch_size
+from vidtag.run import workers
 from vidtag.run.workers import WorkerFailure, WorkerPool
 
 
@@ -75,18 +77,20 @@ def test_skip_leaves_files_out_and_keeps_order(videos):
 
 
 # -- faults -----------------------------------------------------------------------------------------------
-def test_crashing_and_hanging_workers_become_one_error_record_each(tmp_path, videos):
+def test_crashing_and_hanging_workers_become_one_error_record_each(tmp_path, videos, monkeypatch):
     paths = []
     for i, fault in enumerate(["ok", "abort", "ok", "exit", "segv", "ok", "hang", "ok"]):
         path = tmp_path / f"{i}_{fault}.mp4"
         make_video(path, frames=20 + i, width=64, height=48)
         paths.append(str(path))
     model = tiny_model()
-    engine = local_engine(model, workers=2, timeout=2, batch_size=2)
+    # the pool's clock stands still until the hanging task says it hangs, then jumps past the timeout: the
+    # healthy files never time out, however slow a loaded machine is (one worker: see HangClock)
+    monkeypatch.setattr(workers, "_clock", HangClock(tmp_path, jump=1000))
+    engine = local_engine(model, workers=1, timeout=2, batch_size=2)
     engine.target = "_engine_helpers:faulty_prepare"
-    began = time.perf_counter()
     records = list(engine.records(paths))
-    assert time.perf_counter() - began < 60  # the hung worker was stopped, not waited for
+    # (the hung worker was stopped, not waited for: a hang not stopped ends as an ok record, see `hang`)
     assert [r.path for r in records] == paths
     errors = {r.path.rsplit("/", 1)[1]: r.error for r in records if not r.ok}
     assert errors == {
@@ -272,7 +276,7 @@ def test_cli_engine_options(videos, tmp_path):
 
     out = tmp_path / "out.jsonl"
     runner = CliRunner()
-    result = runner.invoke(app, ["classify", *videos[:2], "-o", str(out), "-q", "--workers", "1", "--timeout", "30",
+    result = runner.invoke(app, ["classify", *videos[:2], "-o", str(out), "-q", "--workers", "1", "--timeout", "600",
                                  "--sampling", "keyframes", "--batch-size", "4"])
     assert result.exit_code == 0, result.output
     lines = out.read_text().splitlines()
@@ -345,3 +349,66 @@ def test_parts_wait_in_the_workers_when_the_consumer_lags():
     assert got == [100_000] * 20 + [("done", 20)] + [100_000] * 20 + [("done", 20)] + [10] * 3 + [("done", 3)]
     # 4 MB went through; at most the budget and one message per worker waited in this process
     assert pool.peak_buffered <= 300_000 + 2 * 100_200
+
+
+def test_the_in_process_path_streams_a_long_file_in_parts_too(tmp_path):
+    """Issue 24, item 1: memory is flat on every decode path. In this process (`--workers 0`, or one file
+    under 64 MiB) a file with many clips comes in parts as from a worker, never all its clips at once,
+    with the worker path's record; an abandoned run stops its decoding thread."""
+    import threading
+
+    path = str(make_video(tmp_path / "long.mp4", frames=200, fps=25, width=64, height=48))
+    model = tiny_model()
+    engine = local_engine(model, workers=0, window=0.1)  # 80 clips
+    largest = []
+    prepared = engine.prepared
+
+    def watching(files):
+        for item in prepared(files):
+            largest.append(item.tensor.shape[0] if hasattr(item, "tensor") else 0)
+            yield item
+
+    engine.prepared = watching
+    here = list(engine.records([path]))
+    assert len(here[0].clips) == 80
+    assert len(largest) > 1 and max(largest) <= PART_CLIPS  # never all 80 clips at once
+    assert results(here) == results(local_engine(model, workers=1, window=0.1).records([path]))
+    # the consumer goes away after the first record: the thread decoding the next file ends with it
+    records = local_engine(model, workers=0, window=0.1).records([path, path])
+    next(records)
+    records.close()
+    assert not [t for t in threading.enumerate() if t.name == "vidtag-prepare"]
+
+
+# -- the timeout counts a stall, not the length of the work ------------------------------------------------
+def test_a_shot_scan_longer_than_the_timeout_is_not_a_hang(tmp_path, monkeypatch):
+    """Issue 24, item 2: the `--shots` scan reports progress as decoding does, so a scan that takes
+    longer than `--timeout` while getting on is not stopped. Deterministic: the pool's clock moves only
+    at the scan's progress calls, 0.4 x the timeout each (under half: a call may be counted before the
+    pool has read the one before, so the pool may see two steps between readings), while the whole
+    scan takes several timeouts."""
+    path = str(make_video(tmp_path / "long.mp4", frames=150, fps=25, width=64, height=48))
+    timeout = 5.0
+    monkeypatch.setattr(workers, "_clock", BeatClock(path, step=0.4 * timeout))
+    # (the worker at normal priority: beside a CPU model it would yield to every other process of a loaded
+    # machine, which costs minutes here and proves nothing more)
+    engine = local_engine(tiny_model(), workers=1, shots=True, timeout=timeout, worker_priority="normal")
+    engine.target = "_engine_helpers:counting_prepare"
+    [record] = engine.records([path])
+    assert record.ok, record.error
+    assert beats(f"{path}.beats") >= 150 // 50  # a call every 50 frames of the scan: over a timeout in all
+
+
+def test_a_decoder_hanging_inside_the_shot_scan_is_still_stopped(tmp_path, monkeypatch):
+    """Issue 24, item 2: progress reported earlier in the scan does not shield a decoder that then hangs
+    (the fault: the scan's frame reader hangs after SCAN_FRAMES_BEFORE_HANG frames); the next file goes on."""
+    hanging = str(make_video(tmp_path / "0_hangs.mp4", frames=SCAN_FRAMES_BEFORE_HANG + 20, fps=25, width=64,
+                             height=48))
+    healthy = str(make_video(tmp_path / "1_ok.mp4", frames=20, fps=25, width=64, height=48))
+    monkeypatch.setattr(workers, "_clock", HangClock(tmp_path, jump=1000))  # see the crash test above
+    engine = local_engine(tiny_model(), workers=1, shots=True, timeout=3, worker_priority="normal")
+    engine.target = "_engine_helpers:prepare_hanging_mid_scan"
+    records = list(engine.records([hanging, healthy]))
+    assert SCAN_FRAMES_BEFORE_HANG > 50  # the scan reported progress (every 50 frames) before it hung
+    assert [r.status for r in records] == ["error", "ok"]
+    assert records[0].error == "decoding took longer than 3 s (--timeout); the worker was stopped"

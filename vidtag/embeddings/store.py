@@ -2,10 +2,17 @@
 
 A store is a folder:
 
-    manifest.json        the shards that are complete, in order, and the model that made every vector
+    manifest.json        the shards that are complete, in order (each with its shape, dtype and the SHA-256
+                         of its two files), and the model that made every vector
     shard-000000.npy     (rows, dim) unit vectors, float32 (or float16): a plain NumPy array file
     shard-000000.json    that shard's index: one entry per file (its record's fields, clip spans, first row)
     .lock                held by the one process writing
+
+Nothing in these files is trusted: the manifest and each index are checked (`vidtag.embeddings.validate`)
+before anything is read or deleted, and each shard file against its checksum as it is opened, so a
+damaged, edited or swapped file is "the embeddings store is damaged: ..." and never another file's
+vectors. Stores of the first version (no checksums) are still read, with every other check; the next
+writer adds their checksums (trusting the files as they are then) and writes the manifest's version 2.
 
 The rows of one file are contiguous and in one shard: its clips (crops within a clip, clip-major, as the
 engine scores them), then one row for the whole video (the clips' mean, renormalised). A shard is written
@@ -42,10 +49,11 @@ import numpy as np
 from ..errors import ConfigError, FatalError
 from ..results.record import Record
 from ..records.files import sync_folder, write_atomic
+from .validate import DTYPES, check_index, check_manifest, damaged, sha256_file
 
-FORMAT, VERSION = "vidtag-embeddings", 1
+FORMAT, VERSION = "vidtag-embeddings", 2
+READABLE_VERSIONS = (1, 2)  # version 1: the same files without checksums, shapes and dtypes in the manifest
 MANIFEST = "manifest.json"
-DTYPES = ("float32", "float16")
 SHARD_ROWS = 65536
 MAX_AGE = 300.0  # seconds a finished file's vectors may wait in memory before they are written
 # record settings that change with the vocabulary or the output, not with the vectors
@@ -161,12 +169,19 @@ def settings_digest(settings: dict[str, Any] | None) -> str:
 
 @dataclass
 class ShardInfo:
-    """A complete shard, as the manifest lists it; `dead` are the indices of entries replaced later."""
+    """A complete shard, as the manifest lists it; `dead` are the indices of entries replaced later;
+    `sha256` and `index_sha256` are the checksums of its `.npy` and `.json` files ('' in a version 1 store)."""
 
     name: str
     rows: int
     files: int
     dead: list[int] = field(default_factory=list)
+    sha256: str = ""
+    index_sha256: str = ""
+
+    def listing(self, dim: int | None, dtype: str) -> dict[str, Any]:
+        """The shard as the manifest lists it (with its shape and dtype)."""
+        return {**asdict(self), "shape": [self.rows, dim or 0], "dtype": dtype}
 
 
 # ----------------------------------------------------------------------------------------- files on disk
@@ -176,32 +191,58 @@ def _json_bytes(data: Any) -> bytes:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _read_json(path: Path, what: str) -> Any:
+def _read_json(path: Path, what: str, sha256: str = "") -> Any:
+    """A store's JSON file (checked against `sha256` when given); a FatalError saying the store is damaged."""
     try:
-        return json.loads(path.read_bytes())
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise FatalError(f"the embeddings store is damaged: {what} {path.name} is missing") from None
-    except (OSError, ValueError) as exc:
-        raise FatalError(f"cannot read {what} {path}: {exc}") from None
+        raise damaged(path.parent, f"{what} {path.name} is missing") from None
+    except OSError as exc:
+        raise FatalError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if sha256 and hashlib.sha256(data).hexdigest() != sha256:
+        raise damaged(path.parent, f"{what} {path.name} does not match its checksum in the manifest "
+                                   "(changed, or swapped with another)")
+    try:
+        loaded = json.loads(data)
+    except ValueError as exc:
+        raise damaged(path.parent, f"{what} {path.name} is not valid JSON ({exc})") from None
+    if not isinstance(loaded, dict):
+        raise damaged(path.parent, f"{what} {path.name} is not a JSON object")
+    return loaded
 
 
 class _NpyRows:
-    """Rows of a `.npy` shard read by offset into caller-owned buffers (memory stays flat)."""
+    """Rows of a `.npy` shard read by offset into caller-owned buffers (memory stays flat), once the file
+    is found to be the shard the manifest lists: its checksum (when the store has them), its dtype and shape."""
 
-    def __init__(self, path: Path, rows: int):
+    def __init__(self, path: Path, shard: ShardInfo, dim: int | None, dtype: str):
+        rows = shard.rows
         try:
+            if shard.sha256 and sha256_file(path) != shard.sha256:
+                raise damaged(path.parent, f"the shard {path.name} does not match its checksum in the manifest "
+                                           "(changed, or swapped with another)")
             self.file = open(path, "rb")
+        except FileNotFoundError:
+            raise damaged(path.parent, f"the shard {path.name} is missing") from None
+        except OSError as exc:
+            raise FatalError(f"cannot read the embeddings shard {path}: {exc.strerror or exc}") from None
+        try:
             major, _ = np.lib.format.read_magic(self.file)
             read_header = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
             shape, fortran, self.dtype = read_header(self.file)
         except (OSError, ValueError) as exc:
-            raise FatalError(f"cannot read the embeddings shard {path}: {exc}") from None
+            self.file.close()
+            raise damaged(path.parent, f"the shard {path.name} is not a NumPy array file ({exc})") from None
         self.offset = self.file.tell()
         self.dim = shape[1] if len(shape) == 2 else 0
+        if self.dtype != np.dtype(dtype) or (rows and self.dim != dim):
+            self.file.close()
+            raise damaged(path.parent, f"the shard {path.name} holds {self.dtype} vectors of dimension {self.dim}, "
+                                       f"not the store's {dtype} of dimension {dim}")
         expected = self.offset + rows * self.dim * self.dtype.itemsize
         if fortran or len(shape) != 2 or shape[0] != rows or os.fstat(self.file.fileno()).st_size != expected:
             self.file.close()
-            raise FatalError(f"the embeddings shard {path} does not hold the {rows} rows its manifest lists")
+            raise damaged(path.parent, f"the shard {path.name} does not hold the {rows} rows the manifest lists")
 
     def read(self, start: int, stop: int, out: np.ndarray | None = None) -> np.ndarray:
         """Rows [start, stop) in the stored dtype (into `out[:stop-start]` when given)."""
@@ -230,13 +271,18 @@ class EmbeddingStore:
             raise ConfigError(f"{folder} is not an embeddings store (no {MANIFEST}); make one with "
                               "'vidtag classify ... --embeddings DIR' and a zero-shot model")
         manifest = _read_json(self.folder / MANIFEST, "the manifest")
-        if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-            raise ConfigError(f"{folder}: {MANIFEST} is not a vidtag embeddings manifest of version {VERSION}")
+        if manifest.get("format") != FORMAT:
+            raise ConfigError(f"{folder}: {MANIFEST} is not a vidtag embeddings manifest")
+        self.version = manifest.get("version")
+        if self.version not in READABLE_VERSIONS:
+            raise ConfigError(f"{folder}: the embeddings store is of version {self.version!r}; this vidtag reads "
+                              f"versions {', '.join(map(str, READABLE_VERSIONS))} (a newer vidtag made it?)")
+        checked = check_manifest(manifest, self.folder, self.version)  # before any shard is touched
         self.manifest = manifest
-        self.model = ModelIdentity(**manifest["model"])
-        self.dtype: str = manifest["dtype"]
-        self.dim: int | None = manifest.get("dim")
-        self.shards = [ShardInfo(**s) for s in manifest["shards"]]
+        self.model = ModelIdentity(**checked["model"])
+        self.dtype: str = checked["dtype"]
+        self.dim: int | None = checked["dim"]
+        self.shards = [ShardInfo(**s) for s in checked["shards"]]
 
     @property
     def rows(self) -> int:
@@ -248,10 +294,8 @@ class EmbeddingStore:
 
     def entries(self, shard: ShardInfo, *, live: bool = True) -> list[FileEntry]:
         """The shard's file entries in order (without those replaced later, unless `live` is False)."""
-        index = _read_json(self.folder / f"{shard.name}.json", "the shard index")
-        entries = [FileEntry(**e) for e in index["files"]]
-        if len(entries) != shard.files:
-            raise FatalError(f"the embeddings shard index {shard.name}.json does not match the manifest")
+        index = _read_json(self.folder / f"{shard.name}.json", "the index", shard.index_sha256)
+        entries = [FileEntry(**e) for e in check_index(index, self.folder, shard.name, shard.rows, shard.files)]
         dead = set(shard.dead) if live else set()
         return [e for i, e in enumerate(entries) if i not in dead]
 
@@ -263,7 +307,7 @@ class EmbeddingStore:
 
     def open_rows(self, shard: ShardInfo) -> _NpyRows:
         """A reader of the shard's rows (`read(start, stop, out)`; close it after use)."""
-        return _NpyRows(self.folder / f"{shard.name}.npy", shard.rows)
+        return _NpyRows(self.folder / f"{shard.name}.npy", shard, self.dim, self.dtype)
 
 
 # ----------------------------------------------------------------------------------------- writing
@@ -305,6 +349,10 @@ class EmbeddingWriter:
                 for i, e in enumerate(store.entries(shard, live=False)):
                     if i not in shard.dead:
                         self.latest[e.path] = (s, i, e.digest, e.settings.get("file") or {})
+                if not shard.sha256:  # a version 1 store: its shards get their checksums now
+                    store.open_rows(shard).close()  # checked as far as it can be without one
+                    shard.sha256 = sha256_file(self.folder / f"{shard.name}.npy")
+                    shard.index_sha256 = sha256_file(self.folder / f"{shard.name}.json")
         else:
             self.model, self.dtype, self.dim, self.shards, self.latest = model, dtype, None, [], {}
         self._remove_leftovers()
@@ -409,12 +457,17 @@ class EmbeddingWriter:
                 s, i, _, _ = self.latest[entry.path]
                 if s < len(self.shards):
                     dead[s].add(i)
+        index_bytes = _json_bytes(index)
+        array_sum = hashlib.sha256()
         try:
-            write_atomic(self.folder / f"{name}.npy", lambda f: np.lib.format.write_array(f, array, allow_pickle=False))
-            write_atomic(self.folder / f"{name}.json", lambda f: f.write(_json_bytes(index)))
+            write_atomic(self.folder / f"{name}.npy", lambda f: np.lib.format.write_array(
+                _Hashing(f, array_sum), array, allow_pickle=False))
+            write_atomic(self.folder / f"{name}.json", lambda f: f.write(index_bytes))
             sync_folder(self.folder)
-            shards = [ShardInfo(s.name, s.rows, s.files, sorted(dead[n])) for n, s in enumerate(self.shards)]
-            shards.append(ShardInfo(name, rows, len(entries)))
+            shards = [ShardInfo(s.name, s.rows, s.files, sorted(dead[n]), s.sha256, s.index_sha256)
+                      for n, s in enumerate(self.shards)]
+            shards.append(ShardInfo(name, rows, len(entries), [], array_sum.hexdigest(),
+                                    hashlib.sha256(index_bytes).hexdigest()))
             self._write_manifest(shards)
         except OSError as exc:
             raise FatalError(f"cannot write the embeddings store {self.folder}: {exc.strerror or exc}") from None
@@ -427,7 +480,7 @@ class EmbeddingWriter:
 
     def _write_manifest(self, shards: Sequence[ShardInfo]) -> None:
         manifest = {"format": FORMAT, "version": VERSION, "model": asdict(self.model), "dtype": self.dtype,
-                    "dim": self.dim, "shards": [asdict(s) for s in shards]}
+                    "dim": self.dim, "shards": [s.listing(self.dim, self.dtype) for s in shards]}
         write_atomic(self.folder / MANIFEST, lambda f: f.write(_json_bytes(manifest)))
         sync_folder(self.folder)
 
@@ -462,6 +515,17 @@ def open_writer(folder: str | Path, *, model_name: str, family: str, weights: st
         raise ConfigError(f"--embeddings keeps the video embeddings of CLIP and SigLIP models: {why}")
     identity = ModelIdentity.of(model_name, weights, require_weights(weights, model_name))
     return EmbeddingWriter(folder, identity, dtype=dtype, **options)
+
+
+class _Hashing:
+    """A file being written that also feeds what is written to a hash (NumPy writes it in blocks)."""
+
+    def __init__(self, stream, digest):
+        self.stream, self.digest = stream, digest
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.stream.write(data)
 
 
 def _ours(name: str) -> bool:

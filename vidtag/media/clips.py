@@ -115,8 +115,10 @@ class _ClipMaker:
     """Turns frames, arriving in time order, into preprocessed clips as soon as each clip is complete,
     keeping only the frames that clips still to come need."""
 
-    def __init__(self, path: str, plan: list[Clip], inputs: InputSpec, send_part: Callable[[ClipPart], None] | None):
+    def __init__(self, path: str, plan: list[Clip], inputs: InputSpec, send_part: Callable[[ClipPart], None] | None,
+                 progress: Callable[[], None] | None = None):
         self.path, self.plan, self.inputs, self.send_part = path, plan, inputs, send_part
+        self.progress = progress
         self.frames: dict[float, Any] = {}
         self.done = 0  # clips made
         self.rows: list[torch.Tensor] = []  # made and not sent on
@@ -138,6 +140,8 @@ class _ClipMaker:
             if self.send_part is not None and full and self.done < len(plan):
                 self.send_part(ClipPart(self.path, torch.cat(self.rows)))
                 self.rows = []
+            elif self.progress is not None:  # a clip made is progress, also between parts
+                self.progress()
 
     def rest(self) -> torch.Tensor:
         if self.done < len(self.plan):
@@ -145,18 +149,20 @@ class _ClipMaker:
         return torch.cat(self.rows)
 
 
-def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] | None = None) -> Prepared:
+def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] | None = None,
+            progress: Callable[[], None] | None = None) -> Prepared:
     """Probe, sample, decode and preprocess one file. Raises MediaError for a file that cannot be used.
 
     Each clip is preprocessed as soon as its frames are read. With `send_part`, every `PART_CLIPS` clips
     or `PART_BYTES` (when more follow) go to `send_part(ClipPart)` at once, and the returned Prepared holds
-    the rest.
+    the rest. `progress()` is called as the work gets on (each clip made that is not sent as a part, every
+    few dozen frames of the shot scan), so that a caller's timeout can count only a stall.
     """
     began = time.perf_counter()
     plan: list[Clip] = []
     shots = shot_of = None
     if inputs.shots:  # a first pass over every frame, small (48x27), for the shot boundaries
-        shots = scan_shots(path, inputs.shot_threshold, threads=inputs.threads).shots
+        shots = scan_shots(path, inputs.shot_threshold, threads=inputs.threads, progress=progress).shots
 
     def times_for(info: VideoInfo) -> list[float]:
         nonlocal shot_of
@@ -170,13 +176,13 @@ def prepare(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] 
                                    stride=inputs.stride, frame_stride=inputs.frame_stride, fps=inputs.fps))
         return [t for clip in plan for t in clip.times]
 
-    maker = _ClipMaker(path, plan, inputs, send_part)
+    maker = _ClipMaker(path, plan, inputs, send_part, progress)
     info, _, reader = read_video(path, times_for, threads=inputs.threads, sampling=inputs.sampling,
                                  resize=inputs.resize, interpolation=inputs.interpolation, consume=maker.add)
     rest = maker.rest()
     if inputs.sampling == "keyframes":
         plan = clips_as_read(path, plan, reader.times_used, info, len(reader.keyframes))
-    heard = listen(path, inputs.sound, origin=info.start) if inputs.sound is not None else None
+    heard = listen(path, inputs.sound, origin=info.start, progress=progress) if inputs.sound is not None else None
     return Prepared(path, info, plan, rest, reader.rotation, reader.decoded, time.perf_counter() - began,
                     shots, shot_of, heard)
 

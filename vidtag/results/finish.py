@@ -41,8 +41,11 @@ class Tagging:
                 for x in rank_tags(self.tag_map, row, self.top_k, self.threshold or 0.0)]
 
     def segments(self, found: list[Segment]) -> list[Segment]:
-        """Tag segments, each a category only where no tag below it holds: "cat" says "animals" already."""
+        """Tag segments, each a category only where no tag below it holds ("cat" says "animals" already),
+        and a tag with a threshold of its own only where it reaches it."""
         paths = {t.name: t.path for t in self.tag_map.tags}
+        limits = {t.name: t.threshold for t in self.tag_map.tags if t.threshold is not None}
+        found = [s for s in found if s.score >= limits.get(s.label, 0.0)]
         out = []
         for s in found:
             overlap = sum(max(0.0, min(s.end, o.end) - max(s.start, o.start)) for o in found

@@ -7,7 +7,8 @@ The local engine prepares files (decode + preprocess, `vidtag.media.clips`) in w
 (`vidtag.run.workers`: a bounded number of files in flight, one FFmpeg thread each, a per-file timeout, a
 crashed worker is that file's error record) while this process feeds the clips to the model in batches
 of `batch_size` clips that may span several files; each record is yielded as soon as all of its clips
-are scored, in input order. With `workers` 0 the files are prepared in this process instead.
+are scored, in input order. With `workers` 0 the files are prepared in this process instead, their clips
+streamed in parts as the workers stream them (`vidtag.run.in_process`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
+from .in_process import prepared_in_process
 from .cpu import CpuMeter, ThreadBalancer, available_cores, default_workers, worker_niceness
 from .job import Job
 from ..models.families.base import ModelOutput
@@ -240,8 +242,7 @@ class LocalEngine:
     def prepared(self, files: Sequence[str]) -> Iterator[Prepared | ClipPart | Record]:
         """Each file decoded and preprocessed (or its error record), in order, a bounded number ahead."""
         if not self.workers:
-            prepare = resolve_task(self.target)
-            yield from (prepare(path, self.inputs) for path in files)
+            yield from prepared_in_process(resolve_task(self.target), files, self.inputs)
             return
         self.pool = WorkerPool(self.target, min(self.workers, len(files)) or 1, timeout=self.timeout,
                                max_in_flight=self.max_in_flight, niceness=self.worker_niceness, sends_parts=True)

@@ -51,7 +51,7 @@ class Job:
         self.spec = spec or resolve_model(settings.model, weights=settings.weights, labels=settings.labels,
                                           prompts=settings.prompts, registry_files=settings.registry_files,
                                           overrides=settings.overrides)
-        if self.spec.facts.modality != "video":
+        if spec is None and self.spec.facts.modality != "video":  # (a spec the caller brings is theirs)
             raise ConfigError(f"model '{self.spec.name}' tags sound, not pictures: use it as "
                               f"--audio --audio-model {self.spec.name}")
         self._taggings: dict[tuple[str, ...], Tagging | None] = {}

@@ -13,17 +13,17 @@ from ..results.record import Record
 log = logging.getLogger("vidtag")
 
 
-def prepare_or_error(path: str, inputs: InputSpec,
-                     send_part: Callable[[ClipPart], None] | None = None) -> Prepared | Record:
+def prepare_or_error(path: str, inputs: InputSpec, send_part: Callable[[ClipPart], None] | None = None,
+                     progress: Callable[[], None] | None = None) -> Prepared | Record:
     """`prepare`, with a file's own failure turned into its error record (with `send_part`, parts may have
-    gone out before a failure: the error record then stands for the whole file).
+    gone out before a failure: the error record then stands for the whole file; `progress` as `prepare`'s).
 
     The record says what is wrong in plain words; the traceback goes to the log at debug level (shown
     with --verbose). Anything a file can provoke, even an unforeseen decoder or library error, stays that
     file's failure: one odd file never stops an unattended run. Interrupts (Ctrl-C, SystemExit) pass.
     """
     try:
-        return prepare(path, inputs, send_part)
+        return prepare(path, inputs, send_part, progress)
     except MediaError as exc:
         log.debug("%s: %s", path, exc, exc_info=True)
         return Record.failure(path, str(exc))

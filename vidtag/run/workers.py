@@ -5,7 +5,10 @@ inputs that crash or hang the process working on them.
 a worker that dies (native code can segfault) or makes no progress for the timeout is killed and
 replaced, and only that input gets a `WorkerFailure` saying what happened (the caller turns it into
 words of its own). Results come back in input order. With `sends_parts`, the task function gets a
-`send_part` keyword to send parts of its result ahead; they arrive as `Part` values before the result.
+`send_part` keyword to send parts of its result ahead (they arrive as `Part` values before the result)
+and a `progress` keyword, a function of no arguments that says the task is still getting on (a long
+step that sends no parts, such as a scan over every frame, calls it now and then). The timeout counts
+from the last part or progress, so it catches a stall, not a long task.
 
 Memory stays bounded however many inputs there are and however far the consumer lags: at most
 `max_in_flight` inputs are in flight (sent to a worker and not yet taken by the consumer), and past
@@ -75,6 +78,9 @@ def _install_main_module_guard() -> None:
 
 _install_main_module_guard()
 
+# the pool's clock (a module attribute so that tests can run the timeout on a clock of their own, and so
+# check hang detection without depending on the machine's speed)
+_clock = time.monotonic
 _POLL = 1.0  # seconds between checks while nothing happens (a dead worker is seen through its sentinel anyway)
 
 
@@ -210,8 +216,11 @@ def _serve(conn: Connection, target: str, log_level: int, niceness: int = 0, sen
         def send_part(value, index=index):
             conn.send_bytes(_dumps((index, "part", value, 0.0)))
 
+        def progress(index=index):
+            conn.send_bytes(_dumps((index, "beat", None, 0.0)))
+
         try:
-            result = func(*args, send_part=send_part) if sends_parts else func(*args)
+            result = func(*args, send_part=send_part, progress=progress) if sends_parts else func(*args)
         except (BrokenPipeError, ConnectionResetError):  # the main process is gone
             return
         except Exception as exc:  # noqa: BLE001 - the input's failure, not the worker's
@@ -306,8 +315,9 @@ def _exited(slot: _Slot) -> bool:
 class WorkerPool:
     """`workers` processes running `target` ('module:function'), one task each at a time.
 
-    `timeout`: seconds a task may run, or go between two parts, before its worker is killed (None: no
-    limit; time spent waiting for the consumer does not count). `max_in_flight`: inputs in flight at
+    `timeout`: seconds a task may run without progress (from its start, its last part or its last
+    `progress()`) before its worker is killed (None: no limit; time spent waiting for the consumer does
+    not count). `max_in_flight`: inputs in flight at
     most (default 4 x workers, at least 8: enough that a slow input at the head of the order does not
     leave the other workers idle). `max_bytes`: no new task starts while the results waiting
     for the consumer take more than this (large results sent in parts). `peak_in_flight` records the
@@ -421,7 +431,7 @@ class WorkerPool:
                 slot.stop(kill=True)
                 if attempt:
                     raise
-        slot.index, slot.args, slot.started = index, args, time.monotonic()
+        slot.index, slot.args, slot.started = index, args, _clock()
 
     def _deliver(self, index: int, result: Any, size: int = 0, final: bool = True) -> None:
         with self._cond:
@@ -486,7 +496,7 @@ class WorkerPool:
                 starving = not self._results.get(self._consumed)
                 head = self._consumed
             listen = [s for s in busy if not full or (starving and s.index == head)]
-            now = time.monotonic()
+            now = _clock()
             for slot in busy:
                 if slot not in listen:
                     slot.started = now  # waiting on the consumer is not decoding time
@@ -497,7 +507,7 @@ class WorkerPool:
             ready = set(wait(handles, timeout=wait_for))
             while self._wake_r in ready and self._wake_r.poll():
                 self._wake_r.recv_bytes()
-            now = time.monotonic()
+            now = _clock()
             for slot in busy:
                 if slot in listen and (slot.conn in ready or slot.conn.poll()):
                     try:
@@ -510,12 +520,16 @@ class WorkerPool:
                         name, level, text = result
                         logging.getLogger(name).log(level, "%s", text)
                         continue
-                    if kind == "ready":
+                    if kind == "ready":  # its start-up (imports) is not its task's time
                         slot.ready = True
+                        slot.started = now
                         continue
                     if index != slot.index:  # cannot happen with one task per worker; fail loudly if it does
                         raise RuntimeError(f"worker answered task {index} while on task {slot.index}")
                     self.cpu_seconds += cpu
+                    if kind == "beat":  # the task is getting on: the timeout counts from here
+                        slot.started = now
+                        continue
                     if kind == "part":
                         slot.started = now  # progress: the timeout counts from here
                         self._deliver(index, result, len(message), final=False)

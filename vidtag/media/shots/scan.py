@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,9 +19,6 @@ from .frames import small_frames
 from .split import Shot, ShotSplitter
 
 
-
-
-
 @dataclass
 class ShotScan:
     """A file's shots, with what they were computed from: frame count, duration and (if kept) predictions."""
@@ -33,11 +31,13 @@ class ShotScan:
 
 def scan_shots(path: str | Path, threshold: float = DEFAULT_THRESHOLD, *, threads: int = 0,
                net: FastTransNetV2 | None = None, batch: int = 1, keep_predictions: bool = False,
-               chunk: int = STEP) -> ShotScan:
+               chunk: int = STEP, progress: Callable[[], None] | None = None) -> ShotScan:
     """Decode every frame of `path` once at 48x27 and find its shots (hard cuts and gradual transitions).
 
-    Memory stays flat however long the file (unless `keep_predictions`, 8 bytes a frame). Raises
-    MediaError for a file that cannot be read, FatalError when the weights are missing.
+    Memory stays flat however long the file (unless `keep_predictions`, 8 bytes a frame). `progress()` is
+    called after every `chunk` frames (decoded and run through the network): a worker's heartbeat, so that
+    its timeout counts a stalled decoder, not the length of the scan. Raises MediaError for a file that
+    cannot be read, FatalError when the weights are missing.
     """
     splitter = ShotSplitter(threshold)
     container = open_video(path)
@@ -64,6 +64,8 @@ def scan_shots(path: str | Path, threshold: float = DEFAULT_THRESHOLD, *, thread
         if len(batch_frames) >= chunk:
             take(detector.push(np.stack(batch_frames)))
             batch_frames = []
+            if progress is not None:
+                progress()
     if batch_frames:
         take(detector.push(np.stack(batch_frames)))
     take(detector.finish())

@@ -57,7 +57,7 @@ _HIDDEN = 128
 _STRIDES = (1, 2, 2, 1)
 _CHANNELS = (_BINS, 128, 64, 64, 128)
 _PREFIX = "model."  # the ONNX file names the state dict's tensors under the exporter's wrapper module
-BATCH_CHUNKS = 1024  # chunks the front end reads at once (33 s of audio, ~13 MB of activations)
+BATCH_CHUNKS = 1024  # chunks the front end reads at once (33 s of audio; some 20 MB of activations)
 
 
 class _Stft(nn.Module):
