@@ -221,7 +221,7 @@ def test_eval_at_tag_level_lets_a_tag_answer_for_its_categories(tmp_path):
     from vidtag.results.record import Label, ScoredTag
 
     truth_file = tmp_path / "truth.csv"
-    truth_file.write_text("path,label\na.mp4,animals\na.mp4,kitty\nb.mp4,car\nc.mp4,car\n")
+    truth_file.write_text("path,label\na.mp4,animals\na.mp4,kitty\nb.mp4,car\nc.mp4,car\nd.mp4,pets\n")
     cat = ScoredTag("cat", 0.7, ["animals", "pets", "cat"])
     car = ScoredTag("car", 0.6, ["vehicles", "road vehicles", "car"])
     records = [Record(path=str(tmp_path / "a.mp4"), model="m", labels=[Label("tabby", 0.4)], tags=[cat, car],
@@ -229,12 +229,17 @@ def test_eval_at_tag_level_lets_a_tag_answer_for_its_categories(tmp_path):
                Record(path=str(tmp_path / "b.mp4"), model="m", labels=[Label("taxi", 0.5)], tags=[car, cat],
                       score="softmax"),
                Record(path=str(tmp_path / "c.mp4"), model="m", labels=[Label("tabby", 0.5)], tags=[cat, car],
+                      score="softmax"),
+               Record(path=str(tmp_path / "d.mp4"), model="m", labels=[Label("tabby", 0.5)], tags=[cat],
                       score="softmax")]
     for r in records:
         (tmp_path / r.path).write_bytes(b"")
     result = evaluate(read_truth(truth_file), records, level="tag")
-    # a: "cat" answers "animals" (its category); b: "car"; c: "cat" first, "car" second
-    assert result.metrics["top1"] == pytest.approx(2 / 3) and result.metrics["top5"] == 1.0
+    # a: "cat" answers "animals" (its category), though "pets", nearer it, is another video's truth;
+    # b: "car"; c: "cat" first, "car" second; d: "cat" answers "pets"
+    assert result.metrics["top1"] == pytest.approx(3 / 4) and result.metrics["top5"] == 1.0
+
+    assert result.metrics["per_class"]["pets"]["ap"] == pytest.approx(1 / 4)  # every video has cat 0.7: one of four
     assert any("kitty" in note for note in result.metrics["notes"])  # a word that names no tag, left out
     with pytest.raises(Exception, match="--level"):
         evaluate(read_truth(truth_file), records, level="words")

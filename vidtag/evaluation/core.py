@@ -90,7 +90,7 @@ def evaluate(truth: Truth, records: Iterable[Record], *, label_map: dict[str, st
         raise ConfigError(f"--level must be label or tag (got '{level}')")
     if level == "tag":
         from ..results.vocabulary import load_vocabulary
-        from .tags import tag_truth, tag_view
+        from .tags import tag_record, tag_truth
 
         if calibration is not None:
             raise ConfigError("--calibration applies to a model's labels: evaluate it with --level label")
@@ -105,9 +105,11 @@ def evaluate(truth: Truth, records: Iterable[Record], *, label_map: dict[str, st
             raise ConfigError("no truth label names a tag of the vocabulary: see 'vidtag vocabulary show'")
         if any(r.ok and r.tags is None for r in records):
             raise ConfigError("--level tag needs records with tags (classify with a vocabulary, the default)")
-        records = tag_view(records, {x for v in truth.videos for x in v.labels})
         model_labels = sorted({x for v in truth.videos for x in v.labels} | set(names))
     matched, _extra = match_records(truth, records)
+    if level == "tag":
+        words = {x for v in truth.videos for x in v.labels}
+        matched = [tag_record(r, v.labels, words) for r, v in zip(matched, truth.videos)]
     used = [r for r in matched if r is not None]
     model = _records_model(used)
     if model_labels is None:
