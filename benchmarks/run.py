@@ -106,7 +106,7 @@ def naive_loop(files: list[str], model: VideoModel, frames_per_video: int = 8) -
             kept = [f.to_ndarray(format="rgb24") for i, f in enumerate(container.decode(stream)) if i in wanted]
         x = preprocess(np.stack(kept), resize=spec.resize, crop=spec.crop, mean=spec.mean, std=spec.std,
                        interpolation=spec.interpolation)[0]  # (8, 3, 224, 224)
-        probs = model.predict(x.view(-1, spec.frames, *x.shape[1:]))  # the network's clips of its frames
+        probs = model.predict(x.view(-1, spec.frames, *x.shape[1:])).probs  # the network's clips of its frames
         out.append(int(probs.mean(0).argmax()))
     return out
 

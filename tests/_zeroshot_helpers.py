@@ -240,12 +240,11 @@ def assert_text_side_rescores(side, net, clips, labels: list[str], prompts: list
     import pytest
     import torch
 
-    from vidtag.embeddings.textside import score
+    from vidtag.models.families.zeroshot_text import score
 
     text = side.encode(labels, prompts)
     assert text == pytest.approx(net.text_embeds, abs=1e-5)
     with torch.no_grad():
-        net.keep_embeddings = True
-        out = net(clips)
+        out = torch.cat(net.forward_with_embeddings(clips), 1)
     rescored = score(out[:, len(labels):], text, side.scale, side.logit_bias, side.score_kind)
     assert rescored == pytest.approx(out[:, :len(labels)], abs=1e-5)

@@ -180,10 +180,10 @@ def test_batched_inference_holds_only_what_a_batch_needs():
     items = (Prepared(path=f"f{i}", info=None, clips=[None] * 3, tensor=torch.zeros(3, 2, 3, 32, 32),
                       rotation=0, decoded_frames=0, seconds=0.0) if i % 4 else Record.failure(f"f{i}", "bad")
              for i in range(20))
-    for item, probs, _ in batched_inference(lead.feed(items), model, batch_size=4):
+    for item, out, _ in batched_inference(lead.feed(items), model, batch_size=4):
         lead.took()
         if isinstance(item, Prepared):
-            assert probs.shape == (3, 3)
+            assert out.probs.shape == (3, 3)
     assert lead.taken == 20
     assert lead.most <= 3  # 4 clips span at most 2 files of 3 clips, plus the one being added
 
@@ -261,14 +261,14 @@ def test_bad_engine_options_are_config_errors(options):
 def test_compile_falls_back_to_eager_when_compiling_fails():
     model = tiny_model()
     x = torch.rand(2, 2, 3, 32, 32)
-    expected = model.predict(x)
+    expected = model.predict(x).probs
 
     def broken(clips):
         raise RuntimeError("no compiler here")
 
     model.compile()
     model.module = broken  # what a failed torch.compile raises at its first call
-    assert torch.equal(model.predict(x), expected)
+    assert torch.equal(model.predict(x).probs, expected)
     assert model.module is model._eager
 
 

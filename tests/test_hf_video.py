@@ -22,7 +22,6 @@ from vidtag.errors import ConfigError, FatalError
 from vidtag.models.families.hf_common import processor_recipe
 from vidtag.models.loading import fetch_model, find_spec, load_model, resolve_model
 from vidtag.models.registry import FAMILIES
-from vidtag.run.settings import Settings
 from vidtag.media.preprocess import preprocess, resized_size
 
 import transformers
@@ -134,7 +133,7 @@ def test_three_crop_views_average_the_crops_of_the_reference(kind, checkpoints, 
 
 
 def test_recipe_comes_from_the_checkpoint(checkpoints):
-    spec = resolve_model(Settings(model=str(checkpoints["vivit"][0])))
+    spec = resolve_model(str(checkpoints["vivit"][0]))
     assert (spec.family, spec.task, spec.labels) == ("vivit", "closed-set", "config")
     assert (spec.frames, spec.resize, spec.crop) == (FRAMES, 36, CROP)
     assert spec.mean == pytest.approx([0.5] * 3) and spec.std == pytest.approx([0.5] * 3)  # [-1, 1]
@@ -187,7 +186,7 @@ def test_vivit_entry_pins_the_scenic_recipe(work, checkpoints):
     # a folder is read as transformers reads it, the registry entry keeps the recipe it was trained with
     folder = work / "vivit-published"
     save_checkpoint("vivit", folder, processor=PUBLISHED["vivit"])
-    as_folder = resolve_model(Settings(model=str(folder)))
+    as_folder = resolve_model(str(folder))
     assert as_folder.mean == pytest.approx([0.75] * 3) and as_folder.std == pytest.approx([0.25] * 3)
     model = load_model("vivit-b-k400", weights=str(folder), device="cpu")
     assert model.spec.mean == [0.5] * 3 and model.spec.std == [0.5] * 3
@@ -235,7 +234,7 @@ def test_hub_id_from_the_local_cache(tmp_path, monkeypatch, checkpoints, video, 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     folder, model = checkpoints["timesformer"]
     _fake_hub_cache(tmp_path / "hub", "tiny-org/tiny-timesformer", folder)
-    spec = resolve_model(Settings(model="tiny-org/tiny-timesformer"))
+    spec = resolve_model("tiny-org/tiny-timesformer")
     assert (spec.family, spec.weights, spec.frames) == ("timesformer", "hf:tiny-org/tiny-timesformer", FRAMES)
     expected = reference_probs("timesformer", model, reference_pixels("timesformer", folder, decoded))
     record = next(vidtag.classify([str(video)], model="tiny-org/tiny-timesformer", device="cpu"))

@@ -24,7 +24,6 @@ from vidtag import ConfigError, FatalError, ModelSpec
 from vidtag._cli import app
 from vidtag.models.families import internvideo2, zeroshot
 from vidtag.models.loading import resolve_model
-from vidtag.run.settings import Settings
 from vidtag.embeddings.textside import ImageTextTextSide, load_text_side
 
 from _zeroshot_helpers import assert_retag_equals, assert_text_side_rescores, classify_through_entry, decoded_frames, make_clip, picture, static_video
@@ -92,7 +91,7 @@ def test_the_video_encoder_sees_the_clip_as_a_whole():
 def test_folder_recipe():
     """A folder resolves to the family, the clip length and size of its config.json, and the demo's
     preprocessing (squashed to the square, bilinear, ImageNet statistics)."""
-    resolved = resolve_model(Settings(model=str(DATA), labels=["a", "b"]))
+    resolved = resolve_model(str(DATA), labels=["a", "b"])
     assert (resolved.family, resolved.task, resolved.frames) == ("internvideo2", "zero-shot", FRAMES)
     assert (resolved.resize, resolved.crop, resolved.interpolation) == ([SIZE, SIZE], [SIZE, SIZE], "bilinear")
     assert (resolved.mean, resolved.std) == (IMAGENET[0], IMAGENET[1])

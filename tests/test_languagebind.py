@@ -23,7 +23,6 @@ from vidtag import ConfigError, ModelSpec
 from vidtag._cli import app
 from vidtag.models.families import languagebind, zeroshot
 from vidtag.models.loading import resolve_model
-from vidtag.run.settings import Settings
 from vidtag.embeddings.textside import ImageTextTextSide
 
 from _zeroshot_helpers import assert_retag_equals, assert_text_side_rescores, classify_through_entry, decoded_frames, make_clip, picture, static_video
@@ -99,7 +98,7 @@ def test_the_video_tower_sees_the_clip_as_a_whole():
 def test_folder_recipe(layout):
     """A folder resolves to the family, its own clip length and size (v15: from vision_config_dict, not the
     stale vision_config) and the authors' preprocessing."""
-    resolved = resolve_model(Settings(model=str(DATA / layout), labels=["a", "b"]))
+    resolved = resolve_model(str(DATA / layout), labels=["a", "b"])
     assert (resolved.family, resolved.task, resolved.frames) == ("languagebind", "zero-shot", FRAMES)
     assert (resolved.resize, resolved.crop, resolved.interpolation) == (SIZE, SIZE, "bilinear")
     assert (resolved.mean, resolved.std) == (OPENAI[0], OPENAI[1])
@@ -163,7 +162,7 @@ def test_wrong_folders_and_recipes_are_config_errors(tmp_path):
     registry.write_text(f"models:\n  not-lb:\n    family: languagebind\n    task: zero-shot\n"
                         f"    weights: {json.dumps(str(clip_folder))}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="holds a 'clip' checkpoint, not a LanguageBind video one"):
-        resolve_model(Settings(model="not-lb", labels=["a", "b"], registry_files=(str(registry),)))
+        resolve_model("not-lb", labels=["a", "b"], registry_files=(str(registry),))
     with pytest.raises(ConfigError, match="'clip' checkpoint"):
         zeroshot.load(spec(clip_folder), clip_folder, ["a", "b"])
     video = static_video(tmp_path / "v.mkv", picture(32, 32), frames=8, fps=8)

@@ -194,7 +194,7 @@ def test_converted_checkpoint_loads_through_load_model(tmp_path):
     clips = torch.rand(1, 6, 3, 48, 64)
     with torch.no_grad():
         expected = net(clips.permute(0, 2, 1, 3, 4)).softmax(-1)
-    torch.testing.assert_close(model.predict(clips), expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(model.predict(clips).probs, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_a_stream_checkpoint_is_refused_by_a_base_entry(tmp_path):

@@ -200,7 +200,7 @@ def test_load_official_file_and_its_kinetics400_head(registry, official_s, tmp_p
     # the registry entry end to end through vidtag's model loading: the same probabilities
     model = vidtag.load_model("videomae-v2-s-k400", weights=str(path), device="cpu", precision="fp32")
     assert model.labels == k400.labels and (model.spec.frames, model.spec.crop) == (16, 224)
-    assert torch.allclose(model.predict(clip), p400, atol=1e-5)
+    assert torch.allclose(model.predict(clip).probs, p400, atol=1e-5)
 
 
 def test_mismatched_checkpoint_or_recipe_is_refused(registry, official_s, tmp_path):

@@ -206,7 +206,7 @@ def test_official_checkpoint_loads_strictly_through_load_model(tmp_path, variant
     clips = torch.randn(2, 4, 3, 64, 64)  # small: the check is that the weights arrived, not the size
     with torch.no_grad():
         expected = reference(clips.permute(0, 2, 1, 3, 4)).softmax(-1)
-    torch.testing.assert_close(model.predict(clips), expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(model.predict(clips).probs, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_bare_state_dict_is_accepted(tmp_path):
@@ -218,7 +218,7 @@ def test_bare_state_dict_is_accepted(tmp_path):
     clips = torch.randn(1, 4, 3, 64, 64)
     with torch.no_grad():
         expected = reference(clips.permute(0, 2, 1, 3, 4)).softmax(-1)
-    torch.testing.assert_close(model.predict(clips), expected, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(model.predict(clips).probs, expected, rtol=1e-4, atol=1e-6)
 
 
 def test_key_mismatches_are_reported_by_name(tmp_path):
@@ -279,9 +279,9 @@ def test_loaded_module_is_channels_last_and_chunks_cpu_batches_without_changing_
     conv = model.module.net.blocks[1].res_blocks[0].branch2.conv_a
     assert conv.weight.is_contiguous(memory_format=torch.channels_last_3d)
     clips = torch.randn(3, 4, 3, 48, 48)
-    whole = model.predict(clips)  # 3 x 4 x 48 x 48 frame pixels: one chunk
+    whole = model.predict(clips).probs  # 3 x 4 x 48 x 48 frame pixels: one chunk
     model.module.cpu_voxels = 4 * 48 * 48  # one clip a chunk
-    torch.testing.assert_close(model.predict(clips), whole, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(model.predict(clips).probs, whole, rtol=1e-5, atol=1e-7)
 
 
 # ---------------------------------------------------------------- end to end through vidtag.classify

@@ -15,7 +15,6 @@ import vidtag
 from vidtag import ConfigError, ModelSpec
 from vidtag.models.loading import resolve_model
 from vidtag.models.registry import FAMILIES
-from vidtag.run.settings import Settings
 from vidtag.models.families.hf_common import preprocessor_recipe
 from vidtag.models.labels import fill
 
@@ -264,7 +263,7 @@ def test_registry_entries():
 
 def test_spec_for_folder(folders, tmp_path):
     def resolved(folder):
-        return resolve_model(Settings(model=str(folder), labels=["a", "b"]))
+        return resolve_model(str(folder), labels=["a", "b"])
 
     xclip = resolved(folders["xclip"])
     assert (xclip.family, xclip.task, xclip.frames) == ("xclip", "zero-shot", XCLIP_FRAMES)
@@ -358,7 +357,7 @@ def new_reference_scores(family: str, folder, pixels: torch.Tensor | dict, label
     repeated as a clip, with the temperature vidtag uses."""
     from transformers import AutoTokenizer, MetaClip2Model, Siglip2Model, VideoPrismClipModel
 
-    from vidtag.embeddings.textside import VIDEOPRISM_TEMPERATURE
+    from vidtag.models.families.video_text import VIDEOPRISM_TEMPERATURE
 
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
     texts = [fill(prompt, label) for label in labels]
@@ -473,7 +472,8 @@ def test_metaclip2_close_to_its_image_processor(new_folders, video):
 def test_new_families_text_side_scores_kept_embeddings(family, new_folders):
     """The text side alone (retag, search) gives the loaded net's text embeddings and scores."""
     from vidtag.models.families import zeroshot
-    from vidtag.embeddings.textside import ImageTextTextSide, score
+    from vidtag.embeddings.textside import ImageTextTextSide
+    from vidtag.models.families.zeroshot_text import score
 
     folder = new_folders[family]
     prompts = [NEW_RECIPES[family]["prompt"], "{}"]
@@ -488,8 +488,7 @@ def test_new_families_text_side_scores_kept_embeddings(family, new_folders):
     with torch.no_grad():
         video = net.embed(clips)
         assert video.norm(dim=-1) == pytest.approx(torch.ones(2), abs=1e-5)
-        net.keep_embeddings = True
-        out = net(clips)
+        out = torch.cat(net.forward_with_embeddings(clips), 1)
     assert out[:, len(LABELS):] == pytest.approx(video, abs=1e-6)
     rescored = score(video, text, side.scale, side.logit_bias, side.score_kind)
     assert rescored == pytest.approx(out[:, :len(LABELS)], abs=1e-5)
@@ -527,7 +526,7 @@ def test_new_registry_entries():
 
 def test_new_families_spec_for_folder(new_folders):
     def resolved(folder):
-        return resolve_model(Settings(model=str(folder), labels=["a", "b"]))
+        return resolve_model(str(folder), labels=["a", "b"])
 
     videoprism = resolved(new_folders["videoprism"])
     assert (videoprism.family, videoprism.frames, videoprism.resize, videoprism.crop) == (

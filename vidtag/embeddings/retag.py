@@ -1,8 +1,8 @@
 """A new vocabulary for kept embeddings (`retag`) and text queries over them (`search`), without decoding.
 
 `retag` yields the records a fresh `classify` with the same labels would: each clip's probabilities from
-its video embedding and the labels' text embeddings (vidtag.embeddings.textside.score, the families' own math),
-averaged over crops, ranked per clip, and the video's labels from the mean over its clips.
+its video embedding and the labels' text embeddings (vidtag.models.families.zeroshot_text.score, the
+families' own math), averaged over crops, ranked per clip, and the video's labels from the mean over its clips.
 `search` ranks clips (or whole videos) by cosine similarity to each query, exactly, reading the store
 shard by shard in fixed-size blocks: its memory does not grow with the store.
 """
@@ -18,9 +18,10 @@ import torch
 from .store import EmbeddingStore, FileEntry, ShardInfo
 from ..errors import ConfigError, OptionError
 from ..models.labels import check_labels, check_prompts
+from ..models.families.zeroshot_text import score
 from ..results.finish import Tagging, record_from_probs
 from ..results.record import Record, RecordSettings, digest
-from .textside import TextSide, score
+from .textside import TextSide
 from ..results.vocabulary import Vocabulary, load_vocabulary
 
 BLOCK_ROWS = 8192  # rows read and scored at a time

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from .registry import ModelSpec
+    from .spec import ModelSpec
 
 PLACEHOLDER = "{}"
 

@@ -3,9 +3,10 @@
 `resolve_model` finds the entry, checks the labels and prompts against its task, and resolves its recipe
 (entry < checkpoint < the user's overrides, `vidtag.models.registry.resolve_spec`) without loading any weights,
 so a run is checked before any file is touched and the Ray driver never loads the network. `build_model`
-loads the network through its family's loader (`vidtag/families/<module>.py`, imported when used, so the
-default model never imports transformers) and wraps it in a `VideoModel`, whose `predict` maps clips to
-probabilities on the chosen device and precision.
+loads the network through its family's loader (`vidtag/models/families/<module>.py`, imported when used, so
+the default model never imports transformers) with the `ModelOptions` (device, precision, compile, trust) and
+wraps it in a `VideoModel`, whose `predict` maps clips to a `ModelOutput`: probabilities and, when asked and
+the network can, the clips' video embeddings. This layer knows nothing of a run's `Settings`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import contextlib
 import dataclasses
 import importlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -21,12 +23,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..run.cpu import tune_cpu
-from .device import pick_device, pick_dtype
 from ..errors import ConfigError
-from .families.base import Loader, LoadedNet, ScoreKind
+from .device import pick_device, pick_dtype, tune_cpu
+from .families.base import Loader, LoadedNet, ModelOutput, ScoreKind
+from .labels import check_labels, check_prompts, parse_labels
+from .options import ModelOptions
 from .registry import ModelSpec, close_names, default_model_name, load_registry, resolve_spec
-from ..run.settings import Settings
 from .weights import fetch, parse_hub_id, require_weights
 
 log = logging.getLogger("vidtag")
@@ -41,12 +43,13 @@ def channels_last_convolutions(module: nn.Module) -> None:
 
 
 class VideoModel:
-    """A loaded model with its resolved recipe: `predict` maps preprocessed clips to probabilities."""
+    """A loaded model with its resolved recipe: `predict` maps preprocessed clips to a `ModelOutput`."""
 
     def __init__(self, spec: ModelSpec, net: LoadedNet, device: torch.device, dtype: torch.dtype):
         self.spec = spec
         self.labels = net.labels
         self.score: ScoreKind = net.score
+        self.embeds = net.embeds  # whether `predict(..., embed=True)` can give the clips' video embeddings
         self.device = device
         self.dtype = dtype
         self.module = net.module.eval().to(device)
@@ -54,6 +57,8 @@ class VideoModel:
             tune_cpu()
             channels_last_convolutions(self.module)
         self._eager = self.module  # the module itself, when a compiled one fails
+        # the pass that gives the embeddings too (an EmbeddingNet's), compiled with the module
+        self._with_embeddings = self._eager.forward_with_embeddings if self.embeds else None
         self._staging: torch.Tensor | None = None  # pinned host buffer for CUDA copies
 
     @property
@@ -72,6 +77,8 @@ class VideoModel:
     def compile(self) -> None:
         """Compile the network with torch.compile (done at the first batch; eager again if that fails)."""
         self.module = torch.compile(self._eager)
+        if self.embeds:
+            self._with_embeddings = torch.compile(self._eager.forward_with_embeddings)
 
     def _to_device(self, clips: torch.Tensor) -> torch.Tensor:
         if self.device.type != "cuda":
@@ -84,8 +91,16 @@ class VideoModel:
         staged = self._staging[:n].view(clips.shape).copy_(clips)
         return staged.to(self.device, non_blocking=True)
 
-    def predict(self, clips: torch.Tensor) -> torch.Tensor:
-        """(batch, frames, 3, H, W) float clips -> (batch, labels) float32 probabilities on the CPU."""
+    def _forward(self, clips: torch.Tensor, embed: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if embed:
+            return self._with_embeddings(clips)
+        return self.module(clips), None
+
+    def predict(self, clips: torch.Tensor, *, embed: bool = False) -> ModelOutput:
+        """(batch, frames, 3, H, W) float clips -> (batch, labels) float32 probabilities on the CPU, and with
+        `embed` the clips' (batch, dim) float32 video embeddings (a ConfigError for a network without them)."""
+        if embed and not self.embeds:
+            raise ConfigError(f"model '{self.name}' gives no video embeddings to keep")
         clips = self._to_device(clips)
         autocast = (
             torch.autocast(self.device.type, dtype=self.dtype)
@@ -94,14 +109,15 @@ class VideoModel:
         )
         with torch.inference_mode(), autocast:
             try:
-                probs = self.module(clips)
+                probs, video = self._forward(clips, embed)
             except Exception as exc:  # noqa: BLE001 - a compiler failure must not end the run
                 if self.module is self._eager:
                     raise
                 log.warning("torch.compile failed (%s); running the model without it", str(exc).splitlines()[0])
                 self.module = self._eager
-                probs = self.module(clips)
-        return probs.float().cpu()
+                self._with_embeddings = self._eager.forward_with_embeddings if self.embeds else None
+                probs, video = self._forward(clips, embed)
+        return ModelOutput(probs.float().cpu(), None if video is None else video.float().cpu())
 
     def auto_batch_size(self, recipe: Any) -> int:
         """Clips per forward pass for `--batch-size auto`.
@@ -151,57 +167,76 @@ def family_module(spec: ModelSpec) -> ModuleType:
     return importlib.import_module(f"vidtag.models.families.{spec.facts.module}")
 
 
-def resolve_model(settings: Settings) -> ModelSpec:
-    """The entry the settings name, checked against their labels and prompts, with its recipe resolved:
-    the entry's values < what its checkpoint says (read once, from the checkpoint's own config files) <
-    the user's overrides. No weights are loaded."""
-    entry = settings.model if isinstance(settings.model, ModelSpec) else find_spec(settings.model,
-                                                                                      settings.registry_files)
-    if entry.zero_shot and not settings.labels:
+def request_labels(labels: str | Sequence[str] | None) -> list[str] | None:
+    """Zero-shot labels as given ('a, b' is split at commas), checked; None when none are given."""
+    if labels is None:
+        return None
+    return parse_labels(labels) if isinstance(labels, str) else check_labels(labels)
+
+
+def resolve_model(model: str | ModelSpec | None = None, *, weights: str | None = None,
+                  labels: str | Sequence[str] | None = None, prompts: str | Sequence[str] | None = None,
+                  registry_files: str | Sequence[str] = (), overrides: dict[str, Any] | None = None) -> ModelSpec:
+    """The entry `model` names (a registry name, model folder, Hub id or ModelSpec; None: the default model),
+    checked against the labels and prompts, with its recipe resolved: the entry's values < what its
+    checkpoint says (read once, from the checkpoint's own config files) < the `overrides` (recipe fields).
+    `weights`: another checkpoint. No weights are loaded."""
+    labels = request_labels(labels)
+    prompts = check_prompts([prompts] if isinstance(prompts, str) else prompts) if prompts is not None else None
+    files = [registry_files] if isinstance(registry_files, str) else list(registry_files or ())
+    entry = model if isinstance(model, ModelSpec) else find_spec(model, files)
+    if entry.zero_shot and not labels:
         raise ConfigError(f"model '{entry.name}' is zero-shot: give the labels to score with "
                           "--labels \"a,b,c\" or --labels-file FILE")
-    if not entry.zero_shot and settings.labels:
+    if not entry.zero_shot and labels:
         raise ConfigError(f"model '{entry.name}' has a fixed label set and cannot take --labels; "
                           "use a zero-shot model (see 'vidtag models') for free-text labels")
-    if not entry.zero_shot and settings.prompts:
+    if not entry.zero_shot and prompts:
         raise ConfigError(f"model '{entry.name}' has a fixed label set: --prompt applies to zero-shot models only")
     changes: dict[str, Any] = {}
-    if settings.weights:
-        changes["weights"] = settings.weights
+    if weights:
+        changes["weights"] = weights
     if entry.zero_shot:  # the prompt templates: the user's, else the entry's, else the family's
-        prompts = settings.prompts or entry.options.get("prompts") or entry.facts.prompts
+        prompts = prompts or entry.options.get("prompts") or entry.facts.prompts
         changes["options"] = {**entry.options, "prompts": list(prompts)}
     entry = dataclasses.replace(entry, **changes)
     reader = getattr(family_module(entry), "checkpoint_recipe", None)
     checkpoint = reader(entry, require_weights(entry.weights, entry.name)) if reader else None
-    return resolve_spec(entry, checkpoint, **settings.overrides)
+    return resolve_spec(entry, checkpoint, **(overrides or {}))
 
 
-def build_model(spec: ModelSpec, settings: Settings) -> VideoModel:
-    """Load a resolved spec's network on the settings' device and precision (labels for zero-shot)."""
+def build_model(spec: ModelSpec, options: ModelOptions = ModelOptions(),
+                labels: Sequence[str] | None = None) -> VideoModel:
+    """Load a resolved spec's network (with `labels`, for a zero-shot model) on the options' device and
+    precision."""
     load: Loader = family_module(spec).load
     path = require_weights(spec.weights, spec.name)
-    device = pick_device(settings.device)
-    net = load(spec, Path(path), list(settings.labels) if settings.labels else None,
-               trust_remote_code=settings.trust_remote_code)
-    model = VideoModel(spec, net, device, pick_dtype(settings.precision, device))
-    if settings.compile:
+    device = pick_device(options.device)
+    net = load(spec, Path(path), list(labels) if labels else None, trust_remote_code=options.trust_remote_code)
+    model = VideoModel(spec, net, device, pick_dtype(options.precision, device))
+    if options.compile:
         model.compile()
     return model
+
+
+_REQUEST = ("weights", "labels", "prompts", "registry_files")
 
 
 def load_model(model: str | ModelSpec | None = None, **options: Any) -> VideoModel:
     """Load a model by registry name, folder, Hub id or ModelSpec, ready for `predict`.
 
-    `options` are those of `vidtag.Settings` that concern the model: weights (another checkpoint),
-    labels and prompts (zero-shot), device, precision, registry_files, trust_remote_code (let a
-    transformers checkpoint run its own code: only when the user asks), compile; any other keyword is a
-    recipe field to override (frames, resize, crop, mean, std, ...).
+    `options`: weights (another checkpoint), labels and prompts (zero-shot), registry_files, and the
+    `ModelOptions` device, precision, compile and trust_remote_code (let a transformers checkpoint run its
+    own code: only when the user asks); any other keyword is a recipe field to override (frames, resize,
+    crop, mean, std, ...), as are those of `overrides`.
     """
-    names = {f.name for f in dataclasses.fields(Settings)}
-    overrides = {k: options.pop(k) for k in list(options) if k not in names}
-    settings = Settings(model=model, overrides={**options.pop("overrides", {}), **overrides}, **options)
-    return build_model(resolve_model(settings), settings)
+    names = {f.name for f in dataclasses.fields(ModelOptions)}
+    model_options = ModelOptions(**{k: options.pop(k) for k in list(options) if k in names})
+    request = {k: options.pop(k) for k in _REQUEST if k in options}
+    request["labels"] = request_labels(request.get("labels"))
+    overrides = {**options.pop("overrides", {}), **options}
+    spec = resolve_model(model, overrides=overrides, **request)
+    return build_model(spec, model_options, request["labels"])
 
 
 def fetch_model(name: str, registry_files: list[str] | None = None) -> Path:

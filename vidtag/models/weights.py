@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -21,10 +22,29 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, FatalError
-from .registry import HUB_FORM, split_hub_id
 
 if TYPE_CHECKING:
-    from .registry import ModelSpec
+    from .spec import ModelSpec
+
+# a Hugging Face Hub repository id, and a revision after it (`ORG/NAME@REV`): a branch, tag, commit hash or PR
+# ref (`refs/pr/4`); git-ref characters only, so a revision cannot step out of the cache's `refs/` folder
+_HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+_HUB_REVISION = re.compile(r"[A-Za-z0-9._+-]+(?:/[A-Za-z0-9._+-]+)*")
+HUB_FORM = ("ORG/NAME or ORG/NAME@REVISION (a branch, tag, commit hash or PR ref such as refs/pr/4; "
+            "no spaces, one '@')")
+
+
+def split_hub_id(text: str) -> tuple[str, str | None] | None:
+    """`ORG/NAME` or `ORG/NAME@REV` -> (repository id, revision or None for the default branch); None when
+    `text` is not one (a malformed revision included: empty, a second '@', spaces, '..')."""
+    repo, at, revision = text.partition("@")
+    if not _HUB_ID.fullmatch(repo) or ".." in repo:
+        return None
+    if not at:
+        return repo, None
+    if not _HUB_REVISION.fullmatch(revision) or ".." in revision:
+        return None
+    return repo, revision
 
 
 def parse_hub_id(name: str) -> tuple[str, str | None] | None:

@@ -1,12 +1,9 @@
-"""Sharing the CPU: process-wide tuning for inference on it, how many decoding workers to start and at
-which priority, and how many threads the model gets while the workers decode beside it."""
+"""Sharing the CPU: how many decoding workers to start and at which priority, and how many threads the model
+gets while the workers decode beside it (the process-wide tuning for inference on it: vidtag.models.device)."""
 
 from __future__ import annotations
 
-import ctypes
 import os
-import platform
-import sys
 import time
 from collections.abc import Callable
 
@@ -25,33 +22,6 @@ def worker_niceness(priority: str, device: torch.device) -> int:
     ('auto': low beside a model on the CPU, else normal)."""
     low = priority == "low" or (priority == "auto" and device.type == "cpu")
     return LOW_PRIORITY_NICENESS if low else 0
-
-
-_tuned = False
-
-
-def tune_cpu() -> None:
-    """Process-wide settings for inference on the CPU, each worth several times the speed here.
-
-    Denormal floats (EfficientNet-Lite0's activations have many) make x86 arithmetic crawl; flushing
-    them to zero changes no value above 1e-38. And glibc's allocator hands every large tensor back to
-    the system and takes it again at the next forward pass, so each pass spends its time in page faults
-    zeroing fresh memory: keeping freed memory for reuse (no mmap for large blocks; free memory at the
-    top of the heap handed back only beyond 256 MiB) avoids that, at the cost of holding the peak
-    working set.
-    """
-    global _tuned
-    if _tuned:
-        return
-    _tuned = True
-    torch.set_flush_denormal(True)
-    if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc":
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-4, 0)  # M_MMAP_MAX: large blocks from the heap, reused after free
-            libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: hand back free heap above 256 MiB
-        except (OSError, AttributeError):
-            pass
 
 
 def available_cores() -> int:

@@ -25,6 +25,7 @@ import torch
 from .in_process import prepared_in_process
 from .cpu import CpuMeter, ThreadBalancer, available_cores, default_workers, worker_niceness
 from .job import Job
+from ..models.families.base import ModelOutput
 from ..models.loading import VideoModel, build_model
 from ..media.clips import ClipPart, InputSpec, Prepared
 from ..results.record import Record
@@ -104,22 +105,23 @@ def _pool_results(results: Iterator) -> Iterator:
 
 
 class _Pending:
-    """A file waiting for its clip probabilities (its clips may come in several parts)."""
+    """A file waiting for its clips' outputs (its clips may come in several parts)."""
 
     __slots__ = ("path", "item", "outputs", "missing", "seconds")
 
     def __init__(self, path: str):
         self.path = path
         self.item: Prepared | Record | None = None  # None while parts of the file are still coming
-        self.outputs: list[torch.Tensor] = []
+        self.outputs: list[ModelOutput] = []
         self.missing = 0
         self.seconds = 0.0
 
 
 def batched_inference(items: Iterable[Prepared | ClipPart | Record], model: VideoModel, batch_size: int,
-                      on_batch: Callable[[float, int], None] | None = None,
-                      ) -> Iterator[tuple[Prepared | Record, torch.Tensor | None, float]]:
-    """Score the clips of prepared files in batches; yield (item, probabilities, seconds) in input order.
+                      on_batch: Callable[[float, int], None] | None = None, *, embed: bool = False,
+                      ) -> Iterator[tuple[Prepared | Record, ModelOutput | None, float]]:
+    """Score the clips of prepared files in batches; yield (item, its clips' ModelOutput, seconds) in input
+    order (None for a failed file). With `embed` the outputs hold the clips' video embeddings too.
 
     A file may come as `ClipPart`s followed by its Prepared (holding the last clips) or, if it failed on
     the way, its error record. `on_batch(seconds, clips)` is called after each forward pass. A stream
@@ -142,23 +144,23 @@ def batched_inference(items: Iterable[Prepared | ClipPart | Record], model: Vide
             count -= take
         batch = torch.cat(parts) if len(parts) > 1 else parts[0]
         began = time.perf_counter()
-        probs = model.predict(batch)
+        out = model.predict(batch, embed=embed)
         spent = time.perf_counter() - began
         if on_batch is not None:
             on_batch(spent, batch.shape[0])
         start = 0
         for pending, take in owners:
-            pending.outputs.append(probs[start:start + take])
+            pending.outputs.append(out.rows(start, start + take))
             pending.missing -= take
             pending.seconds += spent * take / batch.shape[0]
             start += take
         buffered -= batch.shape[0]
 
-    def ready() -> Iterator[tuple[Prepared | Record, torch.Tensor | None, float]]:
+    def ready() -> Iterator[tuple[Prepared | Record, ModelOutput | None, float]]:
         while queue and queue[0].item is not None and queue[0].missing == 0:
             done = queue.popleft()
             ok = isinstance(done.item, Prepared) and done.outputs
-            yield done.item, torch.cat(done.outputs) if ok else None, done.seconds
+            yield done.item, ModelOutput.cat(done.outputs) if ok else None, done.seconds
 
     streams = model.streams
     for item in items:
@@ -219,7 +221,7 @@ class LocalEngine:
         if self.workers:
             prestart(("vidtag.run.prepare",))  # the workers' imports overlap the model's loading
         if self.model is None:
-            self.model = build_model(spec, settings)
+            self.model = build_model(spec, settings.model_options(), settings.labels)
         size = settings.batch_size
         self.batch_size = size if isinstance(size, int) else self.model.auto_batch_size(self.inputs)
         if settings.embeddings:
@@ -227,7 +229,6 @@ class LocalEngine:
 
             self.store = open_writer(settings.embeddings, model_name=spec.name, family=spec.family,
                                      weights=spec.weights, dtype=settings.embeddings_dtype)
-            self.model._eager.keep_embeddings = True  # the module gives the clips' embeddings too
 
     def keeps(self, record: Record) -> bool:
         """With `embeddings`, a record stands only if its file's embeddings were kept too."""
@@ -255,11 +256,11 @@ class LocalEngine:
         if self.workers and model.device.type == "cpu" and files:
             meter = CpuMeter(lambda: self.pool.cpu_seconds if self.pool else 0.0)
             balancer = ThreadBalancer(meter, available_cores())
-        count = len(model.labels)
         try:
             for item, out, seconds in batched_inference(items, model, self.batch_size,
-                                                        balancer.after_batch if balancer else None):
-                probs, vectors = (out[:, :count], out[:, count:]) if out is not None else (None, None)
+                                                        balancer.after_batch if balancer else None,
+                                                        embed=self.store is not None):
+                probs, vectors = (out.probs, out.embeddings) if out is not None else (None, None)
                 record = self.job.make_record(item, probs, seconds, model.labels, model.score)
                 if self.store is not None:
                     self.store.add(record, vectors)

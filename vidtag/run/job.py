@@ -48,7 +48,9 @@ class Job:
                 self._prompt_map = self.vocabulary.zero_shot_map()
                 settings = dataclasses.replace(settings, labels=self._prompt_map.labels, prompts=("{}",))
         self.settings = settings
-        self.spec = spec or resolve_model(settings)
+        self.spec = spec or resolve_model(settings.model, weights=settings.weights, labels=settings.labels,
+                                          prompts=settings.prompts, registry_files=settings.registry_files,
+                                          overrides=settings.overrides)
         if spec is None and self.spec.facts.modality != "video":  # (a spec the caller brings is theirs)
             raise ConfigError(f"model '{self.spec.name}' tags sound, not pictures: use it as "
                               f"--audio --audio-model {self.spec.name}")
@@ -102,8 +104,8 @@ class Job:
                                   "vocabulary (not --vocabulary raw)")
             self._sound_map = self.vocabulary.zero_shot_map(source="audio")
             labels = self._sound_map.labels
-        spec = resolve_model(dataclasses.replace(settings, model=entry, labels=labels, prompts=("{}",) if labels else None,
-                                                 weights=None, overrides={}))
+        spec = resolve_model(entry, labels=labels, prompts=("{}",) if labels else None,
+                             registry_files=settings.registry_files)
         return SoundSpec(settings.audio_track, spec, labels)
 
     def sound_tagging(self, labels: list[str], score: str) -> Tagging | None:

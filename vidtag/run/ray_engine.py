@@ -98,7 +98,7 @@ class _Infer:
         self.error: VidtagError | None = None
         self.job, self.batch_size = job, batch_size
         try:
-            self.model = build_model(job.spec, job.settings)
+            self.model = build_model(job.spec, job.settings.model_options(), job.settings.labels)
         except VidtagError as exc:
             # Ray would report only a text; kept and sent back, it reaches the driver as itself (exit 3
             # for weights missing on a node), with the node named
@@ -112,8 +112,9 @@ class _Infer:
         items = [pickle.loads(blob) for blob in batch["item"]]
         model = self.model
         # batched_inference yields one result per item, in order, so results line up with batch["index"]
-        results = [pickle.dumps(self.job.make_record(item, probs, seconds, model.labels, model.score))
-                   for item, probs, seconds in batched_inference(items, model, self.batch_size)]
+        results = [pickle.dumps(self.job.make_record(item, None if out is None else out.probs, seconds,
+                                                     model.labels, model.score))
+                   for item, out, seconds in batched_inference(items, model, self.batch_size)]
         return {"index": list(batch["index"]), "result": results}
 
 

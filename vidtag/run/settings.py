@@ -8,22 +8,20 @@ CLI and both engines take this one object.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
 
 from ..results import segments
 from ..errors import OptionError
+from ..models.options import ModelOptions
 
 if TYPE_CHECKING:
     from ..models.registry import ModelSpec
 
 SAMPLING_MODES = ("uniform", "keyframes")
 WORKER_PRIORITIES = ("auto", "low", "normal")
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 ENGINES = ("local", "ray")
-DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 DEFAULT_TIMEOUT = 600.0  # seconds per file; generous: a hung decoder is caught, a long file is not cut off
 
 
@@ -140,9 +138,7 @@ class Settings:
         segments.check_params(**self.segment_params)
         _choice(self.sampling, SAMPLING_MODES, "sampling")
         _choice(self.worker_priority, WORKER_PRIORITIES, "worker_priority")
-        _choice(self.precision, PRECISIONS, "precision")
-        if not isinstance(self.device, str) or not DEVICE.fullmatch(self.device):
-            raise OptionError(f"{{}} must be auto, cpu, cuda, cuda:N or mps (got {self.device!r})", "device")
+        self.model_options()  # checks the device and precision
         _choice(self.engine, ENGINES, "engine")
         _choice(self.embeddings_dtype, ("float32", "float16"), "embeddings_dtype")
         if self.embeddings and self.engine == "ray":
@@ -201,6 +197,11 @@ class Settings:
     def planned_clips(self) -> int | None:
         """Clips per video asked for (by `clips` or `views`); None: the window plan or the model's default."""
         return parse_views(self.views)[0] if self.views else self.clips
+
+    def model_options(self) -> ModelOptions:
+        """What the model layer takes of these settings (how the model is loaded and run)."""
+        return ModelOptions(device=self.device, precision=self.precision, compile=self.compile,
+                            trust_remote_code=self.trust_remote_code)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some options changed (validated again)."""

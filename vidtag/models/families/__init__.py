@@ -1,1 +1,1 @@
-"""Model families. Each module exposes `load(spec, weights, labels) -> vidtag.models.loading.LoadedNet`."""
+"""Model families. Each module with a loader exposes `load(spec, weights, labels) -> vidtag.models.families.base.LoadedNet`."""

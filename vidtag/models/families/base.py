@@ -1,6 +1,6 @@
 """What every model family provides: a loader that turns a registry entry and its weights into a `LoadedNet`.
 
-A family module under `vidtag/families/` defines
+A family module under `vidtag/models/families/` defines
 
     load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> LoadedNet
 
@@ -18,12 +18,54 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+import torch
 from torch import nn
 
 if TYPE_CHECKING:
-    from ..registry import ModelSpec
+    from ..spec import ModelSpec
 
 ScoreKind = Literal["softmax", "sigmoid"]
+
+
+@dataclass(frozen=True)
+class ModelOutput:
+    """What a model gives for a batch of clips: (batch, labels) float32 probabilities and, when the run asks
+    and the network can (`LoadedNet.embeds`), the clips' (batch, dim) float32 video embeddings."""
+
+    probs: torch.Tensor
+    embeddings: torch.Tensor | None = None
+
+    def rows(self, start: int, stop: int) -> ModelOutput:
+        """The outputs of clips start..stop-1."""
+        video = self.embeddings[start:stop] if self.embeddings is not None else None
+        return ModelOutput(self.probs[start:stop], video)
+
+    @staticmethod
+    def cat(parts: list[ModelOutput]) -> ModelOutput:
+        """The outputs of consecutive batches as one (all with embeddings, or none): a copy, so a file's
+        outputs do not hold on to, or alias, the rest of the batch."""
+        video = None if parts[0].embeddings is None else torch.cat([p.embeddings for p in parts])
+        return ModelOutput(torch.cat([p.probs for p in parts]), video)
+
+
+class EmbeddingNet(nn.Module):
+    """A network that scores a clip from one video embedding: `embed` maps (batch, frames, 3, H, W) clips to
+    (batch, dim) float32 embeddings, `score_embeddings` maps those to (batch, labels) probabilities. A loaded
+    network of this kind can keep its embeddings (`--embeddings`)."""
+
+    def embed(self, clips: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def score_embeddings(self, video: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, clips: torch.Tensor) -> torch.Tensor:
+        return self.score_embeddings(self.embed(clips))
+
+    def forward_with_embeddings(self, clips: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(probabilities, embeddings) from one pass."""
+        video = self.embed(clips)
+        return self.score_embeddings(video), video
 
 
 @dataclass
@@ -34,6 +76,11 @@ class LoadedNet:
     module: nn.Module
     labels: list[str]
     score: ScoreKind = "softmax"
+
+    @property
+    def embeds(self) -> bool:
+        """Whether the network can give each clip's video embedding too (it is an `EmbeddingNet`)."""
+        return isinstance(self.module, EmbeddingNet)
 
 
 class Loader(Protocol):

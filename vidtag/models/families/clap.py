@@ -19,18 +19,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ...embeddings.textside import ensemble, score, unit
-from ..labels import check_labels, check_prompts, fill
-from ..registry import ModelSpec
+from ..labels import check_labels, check_prompts
+from ..spec import ModelSpec
 from .audio_common import AudioNet, checked_folder, feature_extractor, windows_of
 from .hf_common import load_pretrained, load_tokenizer, pooled
-
-_TEXT_CHUNK = 256  # prompts per text-encoder call: bounds memory for large label sets
+from .zeroshot_text import TextEncoder, score, unit
 
 
 class ClapScorer(nn.Module):
@@ -47,15 +46,25 @@ class ClapScorer(nn.Module):
             return score(unit(audio.float()), self.text_embeds, self.model.logit_scale_a.exp(), None, "softmax")
 
 
+class ClapText:
+    """CLAP's text side for the families' one text encoder (zeroshot_text.TextEncoder): the tokenizer as the
+    zero-shot audio classification pipeline calls it, unit text embeddings, templates ensembled."""
+
+    raw_embeddings = False
+
+    def max_length(self, model: nn.Module) -> int:
+        return int(model.config.text_config.max_position_embeddings)
+
+    def tokens(self, tokenizer: Any, texts: list[str], max_length: int) -> dict[str, torch.Tensor]:
+        return dict(tokenizer(texts, padding=True, truncation=True, return_tensors="pt"))  # its own max length
+
+    def text_features(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return unit(pooled(model.get_text_features(**batch)).float())
+
+
 def text_embeddings(model: nn.Module, tokenizer, labels: Sequence[str], prompts: Sequence[str]) -> torch.Tensor:
     """(labels, dim) unit text embeddings: each label in each template, ensembled over the templates."""
-    texts = [fill(template, label) for template in prompts for label in labels]
-    parts = []
-    with torch.inference_mode():
-        for at in range(0, len(texts), _TEXT_CHUNK):
-            batch = tokenizer(texts[at:at + _TEXT_CHUNK], padding=True, truncation=True, return_tensors="pt")
-            parts.append(unit(pooled(model.get_text_features(**batch)).float()))
-    return ensemble(torch.cat(parts).view(len(prompts), len(labels), -1), "clap")
+    return TextEncoder(ClapText(), model, tokenizer).encode(list(labels), list(prompts))
 
 
 def load(spec: ModelSpec, weights: Path, labels: list[str] | None, *, trust_remote_code: bool = False) -> AudioNet:

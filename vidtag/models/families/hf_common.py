@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError, FatalError
-from ..registry import HALF, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
+from ..spec import HALF, IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 if TYPE_CHECKING:
     import torch

@@ -51,7 +51,7 @@ from .hf_common import quiet_transformers, read_json, skip_init
 from .layers import Mlp
 
 if TYPE_CHECKING:
-    from ..registry import ModelSpec
+    from ..spec import ModelSpec
 
 MODEL_TYPE = "internvideo2_stage2"
 DEMO_SCALE = 100.0  # `predict_label`: softmax(100 x cosine)

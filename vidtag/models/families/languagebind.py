@@ -33,7 +33,7 @@ from .base import check_fixed_input
 from .hf_common import quiet_transformers, read_json, read_tensors, skip_init
 
 if TYPE_CHECKING:
-    from ..registry import ModelSpec
+    from ..spec import ModelSpec
 
 MODEL_TYPE = "LanguageBindVideo"
 
@@ -211,7 +211,8 @@ class VideoTower(nn.Module):
 # ------------------------------------------------------------------------------------------- the networks
 
 class LanguageBindText(nn.Module):
-    """CLIP's text transformer and projection (`text_model.*`, `text_projection.*`)."""
+    """CLIP's text transformer and projection (`text_model.*`, `text_projection.*`) and the learned
+    log-temperature (`logit_scale`)."""
 
     def __init__(self, arch: Architecture):
         super().__init__()
@@ -222,6 +223,7 @@ class LanguageBindText(nn.Module):
         self.config = arch
         self.text_model = tower.text_model  # the same key names in transformers 4 and 5
         self.text_projection = tower.text_projection
+        self.logit_scale = nn.Parameter(torch.tensor(0.0))
 
     def get_text_features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                           position_ids: torch.Tensor | None = None) -> torch.Tensor:
@@ -240,7 +242,6 @@ class LanguageBindVideo(LanguageBindText):
         super().__init__(arch)
         self.vision_model = VideoTower(arch)
         self.visual_projection = nn.Linear(arch.vision_config.hidden_size, arch.projection_dim, bias=False)
-        self.logit_scale = nn.Parameter(torch.tensor(0.0))
 
     def get_video_features(self, clips: torch.Tensor) -> torch.Tensor:
         """(batch, frames, 3, H, W) normalised clips -> (batch, projection_dim) projected video embeddings,
@@ -293,19 +294,16 @@ def load_network(folder: Path) -> LanguageBindVideo:
     return net.float().eval()
 
 
-def load_text_tower(folder: Path) -> tuple[LanguageBindText, torch.Tensor]:
-    """The text tower alone (for retag and search; the video tower is never built) and the learned
-    log-temperature."""
+def load_text_tower(folder: Path) -> LanguageBindText:
+    """The text tower alone with the learned log-temperature (for retag and search; the video tower is never
+    built), loaded strictly, float32, eval mode."""
     folder = Path(folder)
     arch = read_architecture(folder)
     with skip_init():  # every tensor is loaded strictly below
         net = LanguageBindText(arch)
     state = read_state(folder, ("text_model.", "text_projection.", "logit_scale"))
-    scale = state.pop("logit_scale", None)
-    if scale is None:
-        raise FatalError(f"the checkpoint in {folder} has no logit_scale")
     load_strict(net, state, folder, arch="the LanguageBind text tower")
-    return net.float().eval(), scale.float().reshape(())
+    return net.float().eval()
 
 
 def load_tokenizer(name: str, folder: Path) -> Any:

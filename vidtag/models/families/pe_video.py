@@ -121,7 +121,7 @@ class TextTower(nn.Module):
         from transformers.models.pe_video.modeling_pe_video import PeVideoContrastiveHead
 
         width = config.text_config.hidden_size
-        self.config = config.text_config
+        self.config = config  # the whole PeVideoConfig, as PeVideoModel's (its text_config sets the text length)
         self.text_model = AutoModel.from_config(config.text_config)
         self.text_video_head = PeVideoContrastiveHead(width, width)
         self.text_video_logit_scale = nn.Parameter(torch.zeros(1))
