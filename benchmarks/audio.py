@@ -91,7 +91,7 @@ def main() -> None:
     plain, heard = rows[False][0], rows[True][0]
     speech = [r.audio["speech_seconds"] for r in rows[True][1]]
     n = len(files)
-    print(f"| run | s / video | videos / s |\n|---|---|---|")
+    print("| run | s / video | videos / s |\n|---|---|---|")
     print(f"| pictures only | {plain / n:.2f} | {n / plain:.2f} |")
     print(f"| pictures + --audio | {heard / n:.2f} | {n / heard:.2f} |")
     print(f"\n--audio adds {(heard - plain) / n:.2f} s per {args.seconds:g} s video "
