@@ -445,3 +445,23 @@ def test_hits_table_shows_paths_and_queries_as_written():
     text = console.export_text()
     assert "arch/[2019]/a.mp4" in text and "a [red] car" in text and "1:02:05.50" in text
     assert "0.312" in text and "nothing  (no match)" in text
+
+
+def test_a_search_query_naming_a_tag_is_searched_with_the_tags_prompts(folders):
+    """Issue 23: search works with the vocabulary: "cat" is searched as the zero-shot run scores the tag
+    cat (its prompts, combined as prompt templates are), any other query as written."""
+    from vidtag._cli.embeddings import _query_embeddings
+    from vidtag.results.vocabulary import load_vocabulary
+
+    side = ImageTextTextSide(folders["clip"])
+    vocab = load_vocabulary()
+    single = next(t for t in vocab.tags if len(t.prompts) == 1 and t.source == "video")
+    several = next(t for t in vocab.tags if len(t.prompts) >= 2 and t.source == "video")
+    got = _query_embeddings(side, [single.name, several.name, "a red car at night"], None, "archive")
+    assert torch.allclose(got[0], side.encode([single.prompts[0]], ["{}"])[0], atol=1e-6)
+    both = side.encode(list(several.prompts), ["{}"])
+    mean = both.mean(0)
+    assert torch.allclose(got[1], mean / mean.norm(), atol=1e-6)  # CLIP's unit embeddings: mean, renormalised
+    assert torch.allclose(got[2], side.encode(["a red car at night"], ["{}"])[0], atol=1e-6)
+    raw = _query_embeddings(side, [single.name], None, "raw")
+    assert not torch.allclose(raw[0], got[0])  # without a vocabulary the tag's name is the query

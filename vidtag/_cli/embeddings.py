@@ -106,6 +106,22 @@ def retag(
     raise typer.Exit(EXIT_OK)
 
 
+def _query_embeddings(side, queries: list[str], prompt: str | None, vocabulary: str):
+    """The queries' text embeddings: a query naming a tag (without --prompt) as its prompts' mean, as a
+    zero-shot run scores that tag; any other query as written, in --prompt's template if given."""
+    import torch
+
+    from ..results.vocabulary import load_vocabulary
+
+    tags = None if vocabulary == "raw" or prompt else load_vocabulary(vocabulary)
+    known = {t.name.casefold(): t for t in (tags.tags if tags else ()) if t.prompts}
+    rows = []
+    for query in queries:
+        tag = known.get(" ".join(query.split()).casefold())
+        rows.append(side.encode_phrases([list(tag.prompts)])[0] if tag else side.encode([query], [prompt or "{}"])[0])
+    return torch.stack(rows)
+
+
 def _search_format(output: str, fmt: str | None) -> str:
     if fmt:
         if fmt not in SEARCH_FORMATS:
@@ -165,8 +181,10 @@ def search(
     output: Annotated[str, typer.Option("--output", "-o", help="Output file (.jsonl, .json, .csv); '-' is stdout (a table on a terminal).")] = "-",
     fmt: Annotated[Optional[str], typer.Option("--format", help="jsonl, json or csv.")] = None,
     model: ModelOpt = None,
+    vocabulary: opt.Vocabulary = "archive",
 ) -> None:
-    """The clips (or videos) that best match each text query, with their times and scores."""
+    """The clips (or videos) that best match each text query, with their times and scores. A query that
+    names a tag of the vocabulary ("cat", "road vehicles") is searched with that tag's prompts."""
     from ..records.files import write_atomic
     from ..embeddings.retag import search as search_hits
 
@@ -177,7 +195,7 @@ def search(
         text_arguments(queries, "the query")
         text_arguments([prompt] if prompt else [], "--prompt")
         store, side = _open(store_dir, model)
-        text = side.encode(queries, [prompt or "{}"])
+        text = _query_embeddings(side, queries, prompt, vocabulary)
         hits = search_hits(store, text, queries, k=k, threshold=threshold, videos=videos)
         if output == "-" and fmt is None and sys.stdout.isatty():
             Console().print(hits_table(hits, queries))

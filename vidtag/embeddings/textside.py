@@ -79,6 +79,11 @@ class ImageTextTextSide:
     def encode(self, labels: Sequence[str], prompts: Sequence[str]) -> torch.Tensor:
         return self.encoder.encode(check_labels(labels), check_prompts(prompts))
 
+    def encode_phrases(self, phrases: Sequence[Sequence[str]]) -> torch.Tensor:
+        """(len(phrases), dim): each entry's texts (a tag's prompts) as one embedding, combined as several
+        prompt templates of one label are."""
+        return torch.stack([self.encoder.combine(self.encoder.features(check_labels(texts))) for texts in phrases])
+
 
 def load_text_side(model: str | Path, *, name: str | None = None, weights: str | None = None,
                    registry_files: list[str] | None = None) -> TextSide:

@@ -83,7 +83,10 @@ class TextEncoder:
         """(labels, dim): one template as it is; several averaged per label and renormalised, or for the
         families whose embeddings are not unit length (Perception Encoder video) averaged only, so a label's
         logit is the templates' mean."""
-        embeds = self.templates(labels, prompts)
+        return self.combine(self.templates(labels, prompts))
+
+    def combine(self, embeds: torch.Tensor) -> torch.Tensor:
+        """Several embeddings of one meaning (templates, or a tag's prompts) -> one, along the first axis."""
         if len(embeds) == 1:
             return embeds[0]
         return embeds.mean(0) if self.family.raw_embeddings else unit(embeds.mean(0))
