@@ -182,11 +182,10 @@ def test_clap_refuses_what_it_cannot_do(work):
 
 # -- registry entries and the AudioSet map ----------------------------------------------------------------
 def test_audio_registry_entries_are_valid():
-    from vidtag.models.registry import _read_file
+    from vidtag.models.registry import load_registry
 
-    registry: dict[str, ModelSpec] = {}
-    path = ROOT / "vidtag" / "data" / "audio_models.yaml"
-    _read_file(str(path), path.read_text(encoding="utf-8"), registry)
+    registry: dict[str, ModelSpec] = {name: spec for name, spec in load_registry().items()
+                                      if spec.facts.modality == "audio"}  # the sound entries of models.yaml
     assert set(registry) == {"ast-audioset", "clap-htsat-unfused", "clap-larger-general"}
     weights = {name: spec.weights for name, spec in registry.items()}
     assert weights == {"ast-audioset": "hf:MIT/ast-finetuned-audioset-10-10-0.4593",

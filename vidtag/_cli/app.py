@@ -245,7 +245,7 @@ def models(
             table.add_row(*(printable(str(row[k])) for k in ("name", "family", "task", "labels", "tags", "input")),
                           printable(source), "yes" if row["available"] else "no",
                           ", ".join(f"{p} (missing)" if p in row["missing"] else p for p in row["needs"]) or "-")
-        Console(width=None if sys.stdout.isatty() else 200).print(table)
+        Console(width=None if sys.stdout.isatty() else 240).print(table)
         sys.stdout.flush()
     except BrokenPipeError:  # `vidtag models | head -3`
         quiet_stdout()
