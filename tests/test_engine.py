@@ -304,20 +304,26 @@ def test_frames_far_ahead_are_skipped_and_the_wanted_ones_are_exact(tmp_path):
 
 
 # -- files with many clips come in parts ----------------------------------------------------------------
+def watch_sizes(engine) -> list[int]:
+    """The clips each item the engine's preparation hands on holds, as they come (a list filled in place)."""
+    sizes: list[int] = []
+    prepared = engine.prepared
+
+    def watching(files):
+        for item in prepared(files):
+            sizes.append(item.tensor.shape[0] if hasattr(item, "tensor") else 0)
+            yield item
+
+    engine.prepared = watching
+    return sizes
+
+
 def test_a_file_with_many_clips_streams_in_parts_with_the_same_record(tmp_path):
     path = str(make_video(tmp_path / "long.mp4", frames=200, fps=25, width=64, height=48))
     model = tiny_model()
     whole = list(local_engine(model, workers=0, window=0.1).records([path]))  # 80 clips
     engine = local_engine(model, workers=1, window=0.1)
-    largest = []
-    prepared = engine.prepared
-
-    def watching(files):
-        for item in prepared(files):
-            largest.append(item.tensor.shape[0] if hasattr(item, "tensor") else 0)
-            yield item
-
-    engine.prepared = watching
+    largest = watch_sizes(engine)
     streamed = list(engine.records([path]))
     assert len(whole[0].clips) == 80
     assert results(streamed) == results(whole)
@@ -361,15 +367,7 @@ def test_the_in_process_path_streams_a_long_file_in_parts_too(tmp_path):
     path = str(make_video(tmp_path / "long.mp4", frames=200, fps=25, width=64, height=48))
     model = tiny_model()
     engine = local_engine(model, workers=0, window=0.1)  # 80 clips
-    largest = []
-    prepared = engine.prepared
-
-    def watching(files):
-        for item in prepared(files):
-            largest.append(item.tensor.shape[0] if hasattr(item, "tensor") else 0)
-            yield item
-
-    engine.prepared = watching
+    largest = watch_sizes(engine)
     here = list(engine.records([path]))
     assert len(here[0].clips) == 80
     assert len(largest) > 1 and max(largest) <= PART_CLIPS  # never all 80 clips at once
