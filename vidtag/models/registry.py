@@ -154,8 +154,11 @@ def load_registry(extra_files: list[str] | None = None) -> dict[str, ModelSpec]:
 
 
 def close_names(name: str, names: Iterable[str]) -> list[str]:
-    """Registry names that look like a mistyped `name` ('efficentnet-lite0' -> ['efficientnet-lite0'])."""
-    return difflib.get_close_matches(name, list(names), n=3, cutoff=0.75)
+    """Registry names that look like a mistyped `name`: the nearest ones, those as near as the nearest
+    ('efficentnet-lite0' -> ['efficientnet-lite0'], not its siblings lite1 and lite2)."""
+    close = difflib.get_close_matches(name, list(names), n=3, cutoff=0.75)
+    ratio = {n: difflib.SequenceMatcher(None, name, n).ratio() for n in close}
+    return [n for n in close if ratio[n] >= max(ratio.values()) - 1e-9]
 
 
 def default_model_name() -> str:
