@@ -383,9 +383,9 @@ def test_fail_fast_stops_at_the_first_failure(mixed, tmp_path):
     result = cli(str(mixed), "-o", str(output), "--clips", "1", "--fail-fast", "--quiet")
     assert result.exit_code == 1
     rows = output.read_text().splitlines()
-    # the last columns: status, error, model, kind, path_bytes (empty for a UTF-8 name)
+    # the last columns: status, error, model, kind, path_bytes (empty for a UTF-8 name), tag_path, source
     assert rows[0].startswith("path,clip,start") and rows[-1].endswith(",error,the file is empty (0 bytes),"
-                                                                       "efficientnet-lite0,video,")
+                                                                       "efficientnet-lite0,video,,,")
     assert "1 failed" in result.stderr and "4 not done" in result.stderr
 
 
