@@ -46,7 +46,7 @@ def _main(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
                                           help="Show the version and exit.")] = False,
 ) -> None:
-    """Tag videos with labels and scores, for the whole video and for clips along it."""
+    """Tag videos for an archive: tags and labels with scores, for the whole video and for clips along it."""
 
 
 @app.command()

@@ -71,6 +71,7 @@ def retag(
     vocabulary: opt.Vocabulary = "archive",
 ) -> None:
     """Score a new vocabulary from kept embeddings: the records a fresh classify would write, without decoding.
+
     With no --labels, the archive vocabulary's tags (or a --vocabulary file's) are scored."""
     from ..embeddings.retag import retag as retag_records
     from ..records.writers import format_for, write_records
@@ -183,8 +184,9 @@ def search(
     model: ModelOpt = None,
     vocabulary: opt.Vocabulary = "archive",
 ) -> None:
-    """The clips (or videos) that best match each text query, with their times and scores. A query that
-    names a tag of the vocabulary ("cat", "road vehicles") is searched with that tag's prompts."""
+    """The clips (or videos) that best match each text query, with their times and scores.
+
+    A query that names a tag of the vocabulary ("cat", "road vehicles") is searched with that tag's prompts."""
     from ..records.files import write_atomic
     from ..embeddings.retag import search as search_hits
 

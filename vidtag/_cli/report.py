@@ -26,7 +26,7 @@ def report(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display.")] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing report.")] = False,
 ) -> None:
-    """Write a report (thumbnails per shot, label timelines, failures) from a run's records."""
+    """Write a report (thumbnails per shot, tag timelines, failures) from a run's records."""
     from ..report import make_report
 
     setup_logging(False)  # a malformed record is skipped with a warning line
