@@ -26,7 +26,7 @@ from .context import (per_record, EXIT_FAILED, EXIT_FATAL, EXIT_INTERRUPTED, EXI
 
 app = VidtagTyper(
     name="vidtag",
-    help="Tag videos with labels and scores, for the whole video and for clips along it.",
+    help="Tag videos for an archive: tags and labels with scores, for the whole video and for clips along it.",
     no_args_is_help=True,
     add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     pretty_exceptions_enable=False,
