@@ -71,6 +71,22 @@ def test_workers_beside_a_cpu_model_run_at_the_lowest_priority(videos):
         local_engine(tiny_model(), worker_priority="high")
 
 
+def test_the_machine_sets_the_default_worker_priority(monkeypatch):
+    """VIDTAG_WORKER_PRIORITY is the default of Settings and of --worker-priority; an explicit value wins."""
+    from typer.testing import CliRunner
+
+    from vidtag._cli.app import app
+    from vidtag.run.settings import Settings
+
+    monkeypatch.setenv("VIDTAG_WORKER_PRIORITY", "low")
+    assert Settings().worker_priority == "low" and Settings(worker_priority="auto").worker_priority == "auto"
+    monkeypatch.delenv("VIDTAG_WORKER_PRIORITY")
+    assert Settings().worker_priority == "auto"
+    monkeypatch.setenv("VIDTAG_WORKER_PRIORITY", "highest")
+    result = CliRunner().invoke(app, ["classify", "x.mp4"])
+    assert result.exit_code == 2 and "worker-priority" in result.output
+
+
 def test_skip_leaves_files_out_and_keeps_order(videos):
     engine = local_engine(tiny_model(), workers=2)
     got = [r.path for r in engine.records([v for v in videos if v not in {videos[1], videos[4]}])]

@@ -86,7 +86,7 @@ def classify(
     workers: opt.Workers = None,
     timeout: Annotated[float, typer.Option(help="Seconds a file may decode without progress before it is given up: its record says so (0: no limit).")] = 600.0,
     sampling: Annotated[str, typer.Option(help="uniform (the frames at the sampled times) or keyframes (the nearest keyframes: fast, approximate, for very long files).")] = "uniform",
-    worker_priority: Annotated[str, typer.Option("--worker-priority", help="Decoding processes' priority: low (they give way to the model, and to every other program: fastest on a machine of its own), normal (a fair share on a machine busy with other work), or auto (low beside a model on the CPU, else normal).")] = "auto",
+    worker_priority: Annotated[str, typer.Option("--worker-priority", envvar="VIDTAG_WORKER_PRIORITY", help="Decoding processes' priority: low (they give way to the model, and to every other program: fastest on a machine of its own), normal (a fair share on a machine busy with other work), or auto (low beside a model on the CPU, else normal). Default: VIDTAG_WORKER_PRIORITY, else auto.")] = "auto",
     ext: Annotated[Optional[list[str]], typer.Option("--ext", help="File extensions to look for in folders (repeatable).")] = None,
     include: Annotated[Optional[list[str]], typer.Option("--include", help="In folders, take only files whose name or path below the folder matches this glob, e.g. '*.mp4' or 'raw/*' (repeatable).")] = None,
     exclude: Annotated[Optional[list[str]], typer.Option("--exclude", help="In folders, skip files and folders matching this glob (repeatable).")] = None,

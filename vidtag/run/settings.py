@@ -8,6 +8,7 @@ CLI and both engines take this one object.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Union
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from ..models.registry import ModelSpec
 
 SAMPLING_MODES = ("uniform", "keyframes")
+PRIORITY_ENV = "VIDTAG_WORKER_PRIORITY"
 WORKER_PRIORITIES = ("auto", "low", "normal")
 ENGINES = ("local", "ray")
 DEFAULT_TIMEOUT = 600.0  # seconds per file; generous: a hung decoder is caught, a long file is not cut off
@@ -68,7 +70,8 @@ class Settings:
     # decoding
     workers: int | None = None  # decoding processes (None: one per core, at most 4; 0: in this process)
     timeout: float | None = DEFAULT_TIMEOUT  # seconds a file may decode without progress (0/None: no limit)
-    worker_priority: str = "auto"
+    # the machine's own default: VIDTAG_WORKER_PRIORITY (e.g. normal on a build server shared with other jobs)
+    worker_priority: str = dataclasses.field(default_factory=lambda: os.environ.get(PRIORITY_ENV) or "auto")
     extensions: tuple[str, ...] | None = None  # what folders are walked for
     # where the work runs
     engine: str = "local"
