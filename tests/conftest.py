@@ -57,6 +57,9 @@ def ray_session() -> Iterator[object]:
     ray = pytest.importorskip("ray", reason="Ray with Ray Data cannot be imported here (pip install 'vidtag[ray]')")
     pytest.importorskip("ray.data", reason="Ray Data cannot be imported here (pip install 'vidtag[ray]')")
     path = os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    # Ray starts its workers at niceness 15: on a machine busy with other jobs they would wait on every one
+    # of them (the Ray test took minutes beside two busy loops). The raylet reads RAY_* settings at start.
+    os.environ.setdefault("RAY_worker_niceness", "0")
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="warning",
              runtime_env={"env_vars": {"PYTHONPATH": path}})
     try:
