@@ -372,10 +372,14 @@ def _has_loaded(pid: str, library: str) -> bool:
         return False
 
 
-def test_ctrl_c_while_the_workers_start_prints_no_traceback(clips):
+def test_ctrl_c_while_the_workers_start_prints_no_traceback(tmp_path):
     """#13: Ctrl-C during start-up printed a KeyboardInterrupt traceback from the workers' fork server
     (which ignores Ctrl-C only once it has imported torch)."""
-    process = vidtag_cli("classify", *clips, "--workers", "1", "-q", stdout=subprocess.DEVNULL,
+    # 600 clips of one video: whatever the machine's speed, the run is still at work when the fork server
+    # has loaded torch, so the Ctrl-C always lands during the run (with two one-clip files a fast worker
+    # could finish before the poll below saw the fork server)
+    long = make_video(tmp_path / "long.mp4", frames=300, fps=10, width=64, height=48)
+    process = vidtag_cli("classify", long, "--window", "0.05", "--workers", "1", "-q", stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
