@@ -206,9 +206,8 @@ def models(
         if spec.zero_shot:
             return "prompts"  # with no --labels, the model scores the tags' prompts
         if isinstance(spec.labels, str) and spec.labels != "config":
-            named = spec.labels if spec.labels in vocab.maps else None
-            return "mapped" if vocab.map_labels(builtin_labels(spec.labels), named) else "no map"
-
+            return "mapped" if vocab.map_labels(builtin_labels(spec.labels), vocab.label_set_of(spec.labels)) \
+                else "no map"
         if isinstance(spec.labels, list):
             return "mapped" if vocab.map_labels(spec.labels) else "no map"
         return "at load"  # the labels come with the checkpoint

@@ -77,7 +77,7 @@ def map_(
             if labels is None:
                 raise ConfigError(f"model '{spec.name}' reads its labels from its checkpoint: they are mapped when it "
                                   "is loaded (every record says which tags it got)")
-            named = spec.labels if isinstance(spec.labels, str) and spec.labels in vocab.maps else None
+            named = vocab.label_set_of(spec.labels)
             tag_map, how = vocab.map_labels(labels, named), vocab.mapping_reason(labels, named)
         if tag_map is None:
             raise ConfigError(f"model '{spec.name}' has no map to the {vocab.name} vocabulary: {how}; its records "

@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from ..errors import MediaError
 from ..version import __version__
-from ..results.record import Record, named
+from ..results.record import Record, named, tag_paths
 from ..results.segments import ENTER
 from .base import Exporter, clean
 
@@ -31,7 +31,7 @@ def keywords(record: Record, min_score: float = ENTER) -> list[list[str]]:
     The floor is Video Intelligence's default for video- and shot-level labels (0.3): a keyword stays
     in a photo library for good, and the mean over a long video's clips gives every label some score.
     """
-    paths = {t.tag: t.path for part in [record, *record.clips, *(record.shots or [])] for t in (part.tags or [])}
+    paths = tag_paths(record)
     out: list[list[str]] = []
     for name in [x.label for x in named(record) + named(record, 'audio') if x.score >= min_score] + [
             s.label for s in sorted(record.segments, key=lambda s: -s.score)]:

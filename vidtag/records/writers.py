@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import FatalError, OptionError
-from ..results.record import ClipResult, Record, record_problem
+from ..results.record import ClipResult, Record, record_problem, tag_paths
 from .files import remove_stale_temporaries, sync_folder, temp_beside
 
 FILE_FORMATS = ("jsonl", "json", "csv")
@@ -125,16 +125,12 @@ def csv_rows(record: Record) -> list[list]:
         if not shot.labels:  # a shot with no label above the threshold is still listed
             rows.append(base + [index, shot.start, shot.end, "", "", ""] + tail + ["shot", raw, "", ""])
         rows += _ranked(base, index, shot, tail, "shot", raw)
-    paths = {x.tag: x.path for x in _all_tags(record)}
+    paths = tag_paths(record)
     for index, segment in enumerate(record.segments):
         rows.append(base + [index, segment.start, segment.end, "", segment.label, segment.score] + tail
                     + ["segment", raw, TAG_PATH_SEPARATOR.join(paths.get(segment.label, [])) if segment.kind == "tag"
                        else "", segment.source or ""])
     return rows
-
-
-def _all_tags(record: Record) -> list:
-    return [x for part in [record, *record.clips, *(record.shots or [])] for x in (part.tags or [])]
 
 
 def format_for(output: str, fmt: str | None) -> str:

@@ -178,6 +178,11 @@ def _labels(items: Any) -> list[Label]:
     return [Label(**x) for x in items or []]
 
 
+def tag_paths(record: Record) -> dict[str, list[str]]:
+    """Each tag the record names anywhere (video, clips, shots) -> its category path."""
+    return {t.tag: t.path for part in [record, *record.clips, *(record.shots or [])] for t in (part.tags or [])}
+
+
 def named(part: Record | ClipResult, source: str | None = None) -> list[Label]:
     """What a record (or a clip, a shot) says, ranked, as labels: its tags when it has a vocabulary's (those
     seen, or with `source` "audio" those heard), else its labels."""

@@ -101,6 +101,11 @@ class Vocabulary:
         label is used (names compared without case, underscores or surrounding quotes)."""
         return self._resolve(labels, label_set)[0]
 
+    def label_set_of(self, name: object) -> str | None:
+        """A model entry's label set name when this vocabulary has a map by that name (else None: the map is
+        found by the classes themselves)."""
+        return name if isinstance(name, str) and name in self.maps else None
+
     def mapping_reason(self, labels: Sequence[str], label_set: str | None = None) -> str:
         """Why `map_labels` gives None for these labels, or which map it uses."""
         return self._resolve(labels, label_set)[1]

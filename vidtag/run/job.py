@@ -128,8 +128,7 @@ class Job:
             elif self.spec.zero_shot:
                 tag_map = vocab.label_map(labels)
             else:
-                named = self.spec.labels if isinstance(self.spec.labels, str) and self.spec.labels in vocab.maps else None
-                tag_map = vocab.map_labels(labels, named)
+                tag_map = vocab.map_labels(labels, vocab.label_set_of(self.spec.labels))
             self._taggings[key] = tag_map and Tagging(tag_map, score == "sigmoid", self.settings.top_k,
                                                       self.settings.threshold)
         return self._taggings[key]
